@@ -1,0 +1,41 @@
+# The two commands: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
+SNAKEMAKE_ARGS ?=
+
+.PHONY: run test lint fmt bench cron clean venv
+
+venv: $(STAMP)
+
+# Create .venv if missing and install the pinned dependencies (once per lock change).
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+# Run every recipe for today on the configured warehouse (default: embedded DuckDB demo).
+run: $(STAMP)
+	$(BIN)/snakemake $(SNAKEMAKE_ARGS)
+
+# Set up what the tests need (a PostgreSQL server's binaries) and run the whole suite.
+test: $(STAMP)
+	@bash tests/support/ensure_postgres.sh
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check lead_recovery workflow/scripts tests bench
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+	$(BIN)/snakemake --lint
+
+fmt: $(STAMP)
+	$(BIN)/ruff check --fix lead_recovery workflow/scripts tests bench
+	$(BIN)/snakefmt Snakefile workflow/rules
+
+bench: $(STAMP)
+	$(BIN)/python bench/bench_cached_run.py
+
+clean:
+	rm -rf .snakemake results logs

@@ -1,0 +1,62 @@
+"""Loading and validating the workflow configuration.
+
+Snakemake (through ``common.smk``) and the command-line helpers validate the
+same ``config/config.yaml`` against the same schema in ``workflow/schemas/``,
+so the helper always looks where the workflow writes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lead_recovery.errors import LeadRecoveryError
+
+CONFIG_FILE = "config/config.yaml"
+SCHEMA_FILE = "workflow/schemas/config.schema.yaml"
+
+
+def load_yaml(path: str | Path, what: str) -> Any:
+    """Parse a YAML file, turning a syntax error into a one-line message."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return yaml.load(handle, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except FileNotFoundError:
+        raise LeadRecoveryError(f"{what} not found ({path})") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise LeadRecoveryError(f"{what} is not valid YAML{where}: {problem} ({path})") from None
+
+
+def validate(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
+    """Check ``config`` against the workflow schema; the first problem is the message."""
+    import jsonschema
+
+    schema = load_yaml(schema_path, "config schema")
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise LeadRecoveryError(f"config: {where}: {error.message}")
+    return config
+
+
+def load(repo: str | Path = ".", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The workflow's configuration as Snakemake would see it, for the helpers."""
+    repo = Path(repo)
+    config = load_yaml(repo / CONFIG_FILE, "config file") or {}
+    if not isinstance(config, dict):
+        raise LeadRecoveryError(f"config file must be a mapping ({repo / CONFIG_FILE})")
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            config[key] = value
+    return validate(config, repo / SCHEMA_FILE)
+
+
+def env_flag(value: str | None) -> bool:
+    """Whether an environment variable such as ``LEAD_RECOVERY_IGNORE_MARKERS`` is set on."""
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}

@@ -1,0 +1,113 @@
+"""Whether a day's marker still counts, and if not, why.
+
+Snakemake reruns ``redshift_extract`` on its own when the marker or the cached
+extract is missing. For the cases where both exist but the marker should not
+count (a forced query, an expired TTL, a refresh time that has passed, the
+query text changed), the workflow asks Snakemake to force the job; this
+module is the single place that decides, so the dry run, the rules and the
+``markers`` helper give the same answer and the same reason.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta, tzinfo
+
+from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.markers import Marker
+from lead_recovery.rundate import local_time, parse_hhmm, to_date
+
+_DURATION_RE = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(value: object, what: str = "marker_ttl") -> timedelta:
+    """``6h`` / ``30m`` / ``45s`` / ``1d`` as a timedelta."""
+    match = _DURATION_RE.match(str(value).strip())
+    if not match or int(match.group(1)) == 0:
+        raise LeadRecoveryError(f"{what} '{value}' is not a duration such as 6h, 30m or 90s")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The freshness rules that apply to one recipe."""
+
+    ttl: str | None = None
+    refresh_after: tuple[str, ...] = ()
+    day_starts_at: str = "00:00"
+    forced_by: str | None = None  # e.g. "ignore_redshift_marker=true"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``counts`` is whether the marker spares a query; ``reason`` says why not."""
+
+    counts: bool
+    reason: str
+    force: bool  # marker and cache exist, so only forcing makes Snakemake rerun
+
+    def describe(self) -> str:
+        return "marker counts" if self.counts else self.reason
+
+
+def _fmt(moment: datetime, tz: tzinfo | None) -> str:
+    shown = moment.astimezone(tz) if tz is not None else moment.astimezone()
+    return shown.isoformat(timespec="seconds")
+
+
+def refresh_instants(run_date: str, policy: Policy, tz: tzinfo | None) -> list[datetime]:
+    """The refresh times that belong to the run date's business day, as instants."""
+    day = to_date(run_date)
+    start = parse_hhmm(policy.day_starts_at, "day_starts_at")
+    instants = []
+    for text in policy.refresh_after:
+        at = parse_hhmm(text, "refresh_after")
+        on = day if at >= start else day + timedelta(days=1)
+        instants.append(local_time(on, at, tz))
+    return sorted(instants)
+
+
+def decide(
+    marker: Marker | None,
+    cache_present: bool,
+    *,
+    run_date: str,
+    sql_sha256: str | None,
+    policy: Policy,
+    now: datetime,
+    tz: tzinfo | None,
+) -> Decision:
+    """Apply the policy to one marker; the first reason that applies is given."""
+    if marker is None:
+        return Decision(False, "no marker for this date", force=False)
+    if not cache_present:
+        return Decision(False, "marker present but cached extract missing", force=False)
+    if policy.forced_by:
+        return Decision(False, f"forced by {policy.forced_by}", force=True)
+    if marker.format == "corrupt" or marker.queried_at is None:
+        return Decision(False, f"marker unreadable ({marker.problem})", force=True)
+    recorded = marker.sql_sha256
+    if recorded and sql_sha256 and recorded != sql_sha256:
+        return Decision(
+            False,
+            f"SQL changed since the marker (sha256 {recorded[:12]} -> {sql_sha256[:12]})",
+            force=True,
+        )
+    if policy.ttl:
+        expires = marker.queried_at + parse_duration(policy.ttl)
+        if now >= expires:
+            return Decision(
+                False,
+                f"expired at {_fmt(expires, tz)} (marker_ttl {policy.ttl})",
+                force=True,
+            )
+    passed = [r for r in refresh_instants(run_date, policy, tz) if r <= now]
+    if passed and marker.queried_at < passed[-1]:
+        return Decision(
+            False,
+            f"written before the {_fmt(passed[-1], tz)} refresh (refresh_after)",
+            force=True,
+        )
+    return Decision(True, "", force=False)

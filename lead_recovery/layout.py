@@ -1,0 +1,64 @@
+"""Where each file of a recipe's day lives.
+
+The rules, the scripts, the marker helper and the tests all compute paths
+here; Snakemake rules call these functions with ``"{recipe}"`` and ``"{date}"``
+to get their wildcard patterns, so a path is spelled in exactly one place.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def day_dir(results_dir: str | Path, recipe: str, run_date: str) -> str:
+    return f"{results_dir}/{recipe}/{run_date}"
+
+
+def leads_path(results_dir: str | Path, recipe: str, run_date: str) -> str:
+    """The cached extract (or converted ``leads.csv``) of one recipe and day."""
+    return f"{day_dir(results_dir, recipe, run_date)}/leads.parquet"
+
+
+def analysis_path(results_dir: str | Path, recipe: str, run_date: str) -> str:
+    return f"{day_dir(results_dir, recipe, run_date)}/analysis.csv"
+
+
+def summary_path(results_dir: str | Path, recipe: str, run_date: str) -> str:
+    return f"{day_dir(results_dir, recipe, run_date)}/summary.json"
+
+
+def latest_path(results_dir: str | Path, recipe: str) -> str:
+    """A symlink to the newest day's ``analysis.csv`` of the recipe."""
+    return f"{results_dir}/{recipe}/latest.csv"
+
+
+def log_path(logs_dir: str | Path, step: str, recipe: str, run_date: str) -> str:
+    return f"{logs_dir}/{recipe}/{run_date}/{step}.log"
+
+
+def cached_extract_dates(results_dir: str | Path, recipe: str) -> list[str]:
+    """Dates (oldest first) for which a cached ``leads.parquet`` exists."""
+    base = Path(results_dir) / recipe
+    if not base.is_dir():
+        return []
+    return sorted(
+        entry.name
+        for entry in base.iterdir()
+        if len(entry.name) == 8
+        and entry.name.isdigit()
+        and (entry / "leads.parquet").is_file()
+    )
+
+
+def analysed_dates(results_dir: str | Path, recipe: str) -> list[str]:
+    """Dates (oldest first) for which an ``analysis.csv`` exists."""
+    base = Path(results_dir) / recipe
+    if not base.is_dir():
+        return []
+    return sorted(
+        entry.name
+        for entry in base.iterdir()
+        if len(entry.name) == 8
+        and entry.name.isdigit()
+        and (entry / "analysis.csv").is_file()
+    )

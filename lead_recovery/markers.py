@@ -1,0 +1,141 @@
+"""Date-keyed Redshift markers: their path, their content, reading and writing.
+
+A marker ``redshift_queried_<recipe>_<YYYYMMDD>.marker`` says "this recipe's
+query ran for this run date and its cached extract is complete". It is an
+output of the same Snakemake job as the cached extract and is written last,
+atomically, so its presence never outruns the data. Content is JSON; markers
+left by the previous system hold only a timestamp and are still understood.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+PREFIX = "redshift_queried_"
+SUFFIX = ".marker"
+_NAME_RE = re.compile(r"^redshift_queried_(?P<recipe>.+)_(?P<date>\d{8})\.marker$")
+
+
+def marker_name(recipe: str, run_date: str) -> str:
+    return f"{PREFIX}{recipe}_{run_date}{SUFFIX}"
+
+
+def marker_path(marker_dir: str | Path, recipe: str, run_date: str) -> str:
+    """The one place a marker's path is computed (rules, helper and tests)."""
+    return f"{marker_dir}/{marker_name(recipe, run_date)}"
+
+
+def parse_marker_name(name: str) -> tuple[str, str] | None:
+    """``(recipe, run_date)`` of a marker file name, or ``None`` if it is not one."""
+    match = _NAME_RE.match(name)
+    return (match.group("recipe"), match.group("date")) if match else None
+
+
+def write_marker(path: str | Path, record: dict[str, Any]) -> None:
+    """Write ``record`` as JSON so that readers see the old file or the whole new one."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            json.dump(record, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class Marker:
+    """What a marker file says, however it was written."""
+
+    path: Path
+    recipe: str
+    run_date: str
+    format: str  # "json", "legacy" (timestamp only) or "corrupt"
+    queried_at: datetime | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None
+
+    @property
+    def rows(self) -> int | None:
+        rows = self.record.get("rows")
+        return rows if isinstance(rows, int) else None
+
+    @property
+    def sql_sha256(self) -> str | None:
+        return self.record.get("sql_sha256")
+
+
+def _parse_time(text: str) -> datetime | None:
+    text = text.strip()
+    for candidate in (text, text.replace("Z", "+00:00")):
+        try:
+            return datetime.fromisoformat(candidate)
+        except ValueError:
+            pass
+    try:
+        return datetime.fromtimestamp(float(text)).astimezone()
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def read_marker(path: str | Path) -> Marker:
+    """Read a marker; an unreadable one comes back as ``format="corrupt"``, never raises."""
+    path = Path(path)
+    recipe, run_date = parse_marker_name(path.name) or ("?", "?")
+    marker = Marker(path=path, recipe=recipe, run_date=run_date, format="corrupt")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        marker.problem = f"unreadable: {err.__class__.__name__}"
+        return marker
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        try:
+            record = json.loads(stripped)
+        except json.JSONDecodeError:
+            marker.problem = "not valid JSON"
+            return marker
+        queried = _parse_time(str(record.get("queried_at", "")))
+        if not isinstance(record, dict) or queried is None:
+            marker.problem = "JSON without a valid queried_at"
+            return marker
+        if queried.tzinfo is None:
+            queried = queried.astimezone()
+        marker.format, marker.record, marker.queried_at = "json", record, queried
+        return marker
+    queried = _parse_time(stripped) if stripped else None
+    if queried is None:
+        marker.problem = "neither JSON nor a timestamp"
+        return marker
+    if queried.tzinfo is None:
+        queried = queried.astimezone()
+    marker.format, marker.queried_at = "legacy", queried
+    return marker
+
+
+def list_markers(marker_dir: str | Path, recipe: str | None = None) -> list[Marker]:
+    """Every marker in ``marker_dir`` (optionally one recipe's), by recipe then date."""
+    base = Path(marker_dir)
+    if not base.is_dir():
+        return []
+    found = []
+    with os.scandir(base) as entries:
+        for entry in entries:
+            parsed = parse_marker_name(entry.name)
+            if parsed is None or (recipe is not None and parsed[0] != recipe):
+                continue
+            found.append(read_marker(entry.path))
+    return sorted(found, key=lambda m: (m.recipe, m.run_date))

@@ -1,0 +1,163 @@
+"""Recipes: discovery, validation and loading of ``recipes/<name>/``.
+
+A recipe is a folder with ``meta.yml``, and either ``redshift.sql`` (its
+leads come from the warehouse) or ``leads.csv`` (they come from the file),
+plus an optional ``analyzer.py``. Names become parts of paths and marker
+file names, so they are checked before anything touches the disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lead_recovery.config import load_yaml
+from lead_recovery.errors import LeadRecoveryError
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SQL_FILE = "redshift.sql"
+LEADS_FILE = "leads.csv"
+META_FILE = "meta.yml"
+ANALYZER_FILE = "analyzer.py"
+
+
+def validate_name(name: object) -> str:
+    """A recipe name that is safe to use in paths, or a one-line error."""
+    text = str(name)
+    if "/" in text or "\\" in text or ".." in text:
+        raise LeadRecoveryError(
+            f"recipe name '{text}' must not contain '/', '\\' or '..'"
+        )
+    if not _NAME_RE.match(text):
+        raise LeadRecoveryError(
+            f"recipe name '{text}' may only use letters, digits, '_', '-' and '.'"
+        )
+    return text
+
+
+def discover(recipes_dir: str | Path) -> list[str]:
+    """Names of every recipe folder under ``recipes_dir``, sorted."""
+    base = Path(recipes_dir)
+    if not base.is_dir():
+        raise LeadRecoveryError(f"recipes folder not found ({base}/)")
+    with os.scandir(base) as entries:
+        return sorted(
+            e.name
+            for e in entries
+            if e.is_dir() and not e.name.startswith((".", "_"))
+        )
+
+
+def has_sql(recipes_dir: str | Path, name: str) -> bool:
+    return os.path.isfile(os.path.join(recipes_dir, name, SQL_FILE))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One validated recipe folder."""
+
+    name: str
+    dir: Path
+    output_columns: list[str]
+    description: str = ""
+    dedupe_on: list[str] = field(default_factory=list)
+    marker_ttl: str | None = None
+    refresh_after: list[str] | None = None
+
+    @property
+    def sql_path(self) -> Path | None:
+        path = self.dir / SQL_FILE
+        return path if path.is_file() else None
+
+    @property
+    def leads_csv(self) -> Path | None:
+        path = self.dir / LEADS_FILE
+        return path if path.is_file() else None
+
+    @property
+    def analyzer(self) -> Path | None:
+        path = self.dir / ANALYZER_FILE
+        return path if path.is_file() else None
+
+    @property
+    def meta_path(self) -> Path:
+        return self.dir / META_FILE
+
+    def sql(self) -> str:
+        """The recipe's Redshift SQL; empty or missing SQL is an error."""
+        if self.sql_path is None:
+            raise LeadRecoveryError(f"recipe '{self.name}' has no {SQL_FILE} ({self.dir}/)")
+        text = self.sql_path.read_text(encoding="utf-8")
+        if not text.strip():
+            raise LeadRecoveryError(f"recipe '{self.name}' has an empty {SQL_FILE} ({self.dir}/)")
+        return text
+
+
+def sql_sha256(text: str) -> str:
+    """The identity of a query's text, recorded in markers to detect edits."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _string_list(value: Any, key: str, where: str) -> list[str]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise LeadRecoveryError(f"{where}: '{key}' must be a list of column names")
+    return value
+
+
+def _parse_meta(name: str, path: Path) -> dict[str, Any]:
+    where = f"recipe '{name}' meta.yml ({path})"
+    meta = load_yaml(path, f"recipe '{name}' meta.yml")
+    if not isinstance(meta, dict):
+        raise LeadRecoveryError(f"{where}: must be a mapping of settings")
+    if "output_columns" not in meta:
+        raise LeadRecoveryError(f"{where}: 'output_columns' is missing")
+    parsed: dict[str, Any] = {
+        "output_columns": _string_list(meta["output_columns"], "output_columns", where),
+        "description": str(meta.get("description") or ""),
+        "dedupe_on": _string_list(meta.get("dedupe_on") or [], "dedupe_on", where),
+    }
+    if not parsed["output_columns"]:
+        raise LeadRecoveryError(f"{where}: 'output_columns' is empty")
+    ttl = meta.get("marker_ttl")
+    if ttl is not None:
+        from lead_recovery.freshness import parse_duration
+
+        parse_duration(ttl, f"{where}: marker_ttl")
+        parsed["marker_ttl"] = str(ttl)
+    refresh = meta.get("refresh_after")
+    if refresh is not None:
+        from lead_recovery.rundate import parse_hhmm
+
+        times = refresh if isinstance(refresh, list) else [refresh]
+        for t in times:
+            parse_hhmm(t, f"{where}: refresh_after")
+        parsed["refresh_after"] = [str(t) for t in times]
+    return parsed
+
+
+def load(recipes_dir: str | Path, name: object) -> Recipe:
+    """Validate and load one recipe; every problem is a one-line error naming it."""
+    name = validate_name(name)
+    folder = Path(recipes_dir) / name
+    if not folder.is_dir():
+        known = ", ".join(discover(recipes_dir)) or "none"
+        raise LeadRecoveryError(
+            f"unknown recipe '{name}' (no folder {folder}/; known recipes: {known})"
+        )
+    meta_path = folder / META_FILE
+    if not meta_path.is_file():
+        raise LeadRecoveryError(f"recipe '{name}' has no {META_FILE} ({folder}/)")
+    recipe = Recipe(name=name, dir=folder, **_parse_meta(name, meta_path))
+    if recipe.sql_path is None and recipe.leads_csv is None:
+        raise LeadRecoveryError(
+            f"recipe '{name}' has neither {SQL_FILE} nor {LEADS_FILE} ({folder}/)"
+        )
+    if recipe.sql_path is not None:
+        recipe.sql()  # an empty query is caught before anything runs
+    return recipe

@@ -1,0 +1,121 @@
+"""The run date: chosen once per invocation, in the configured time zone.
+
+Everything a run writes (markers, caches, analyses) is keyed by one
+``YYYYMMDD`` string decided when the workflow starts, so a run that crosses
+midnight keeps writing under its start date. Tests and users can pin the
+clock with ``LEAD_RECOVERY_NOW`` (ISO-8601 with offset), which also moves it
+for every process the workflow starts.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from lead_recovery.errors import LeadRecoveryError
+
+NOW_ENV = "LEAD_RECOVERY_NOW"
+_DATE_RE = re.compile(r"^\d{8}$")
+_HHMM_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def zone(name: str | None) -> tzinfo | None:
+    """The configured zone; ``None`` means the machine's local zone (DST-aware)."""
+    if name in (None, "", "local"):
+        return None
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise LeadRecoveryError(
+            f"timezone '{name}' is not a known IANA time zone (e.g. 'Europe/Madrid')"
+        ) from None
+
+
+def now(tz: tzinfo | None = None) -> datetime:
+    """The current time as an aware datetime, honouring ``LEAD_RECOVERY_NOW``."""
+    pinned = os.environ.get(NOW_ENV)
+    if pinned:
+        try:
+            current = datetime.fromisoformat(pinned)
+        except ValueError:
+            raise LeadRecoveryError(
+                f"{NOW_ENV}='{pinned}' is not an ISO-8601 time"
+            ) from None
+        if current.tzinfo is None:
+            raise LeadRecoveryError(
+                f"{NOW_ENV}='{pinned}' needs a UTC offset, e.g. +00:00"
+            )
+    else:
+        current = datetime.now().astimezone()
+    return current.astimezone(tz) if tz is not None else current.astimezone()
+
+
+def local_time(day: date, at: time, tz: tzinfo | None) -> datetime:
+    """Wall-clock ``at`` on ``day`` in ``tz`` (local zone when ``None``)."""
+    naive = datetime.combine(day, at)
+    return naive.astimezone() if tz is None else naive.replace(tzinfo=tz)
+
+
+def parse_date(value: object) -> str:
+    """Normalise a configured date (``--config date=20250512`` arrives as int)."""
+    text = str(value).strip()
+    if not _DATE_RE.match(text):
+        raise LeadRecoveryError(f"date '{value}' is not in YYYYMMDD form")
+    try:
+        datetime.strptime(text, "%Y%m%d")
+    except ValueError:
+        raise LeadRecoveryError(f"date '{value}' is not a real calendar date") from None
+    return text
+
+
+def parse_hhmm(value: object, what: str) -> time:
+    """An ``HH:MM`` setting such as ``day_starts_at`` or a refresh time."""
+    match = _HHMM_RE.match(str(value).strip())
+    if not match:
+        raise LeadRecoveryError(f"{what} '{value}' is not a time of day in HH:MM form")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+def to_date(run_date: str) -> date:
+    return datetime.strptime(run_date, "%Y%m%d").date()
+
+
+@dataclass(frozen=True)
+class RunDate:
+    """The date a run is keyed to and the wall-clock time it was decided at."""
+
+    date: str
+    decided_at: datetime
+
+
+def resolve(
+    configured: object | None,
+    timezone: str | None,
+    day_starts_at: str = "00:00",
+) -> RunDate:
+    """Decide the run date once: the configured one, else today's business day.
+
+    With ``day_starts_at`` later than midnight, the hours before it belong to
+    the previous day, so a 03:00 run with a 06:00 day start uses yesterday.
+    """
+    tz = zone(timezone)
+    current = now(tz)
+    if configured not in (None, ""):
+        return RunDate(parse_date(configured), current)
+    start = parse_hhmm(day_starts_at, "day_starts_at")
+    day = current.date()
+    if current.timetz().replace(tzinfo=None) < start:
+        day -= timedelta(days=1)
+    return RunDate(day.strftime("%Y%m%d"), current)
+
+
+def date_range(since: str, until: str) -> list[str]:
+    """Every run date from ``since`` to ``until`` inclusive (catch-up runs)."""
+    first, last = to_date(parse_date(since)), to_date(parse_date(until))
+    if first > last:
+        raise LeadRecoveryError(f"since date {since} is after the run date {until}")
+    days = (last - first).days
+    return [(first + timedelta(days=i)).strftime("%Y%m%d") for i in range(days + 1)]

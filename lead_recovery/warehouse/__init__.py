@@ -1,0 +1,50 @@
+"""The seam between the workflow and a warehouse.
+
+A warehouse turns a recipe's Redshift SQL plus ``{"run_date": date}`` into a
+stream of Arrow record batches that carries its schema even when empty. The
+extract step writes those batches as Parquet row groups as they arrive, so
+memory stays bounded whatever the row count. Two warehouses exist:
+``duckdb`` (the embedded demo, SQL transpiled with sqlglot) and ``redshift``
+(``redshift_connector``, a server-side cursor).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from lead_recovery.errors import LeadRecoveryError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+NAMES = ("duckdb", "redshift")
+
+
+class Warehouse(Protocol):
+    """What the extract step needs from a warehouse."""
+
+    name: str
+
+    def stream(self, sql: str, params: Mapping[str, Any], *, tag: str) -> pa.RecordBatchReader:
+        """Run ``sql`` with ``params`` bound and stream the result.
+
+        ``tag`` names the recipe and run date so the warehouse's operators can
+        see who queried. Raises :class:`LeadRecoveryError` with the cause.
+        """
+        ...
+
+    def close(self) -> None: ...
+
+
+def open_warehouse(name: str, config: Mapping[str, Any]) -> Warehouse:
+    """The configured warehouse; imports its driver only when chosen."""
+    if name == "duckdb":
+        from lead_recovery.warehouse.embedded import EmbeddedWarehouse
+
+        return EmbeddedWarehouse.from_config(config)
+    if name == "redshift":
+        from lead_recovery.warehouse.redshift import RedshiftWarehouse
+
+        return RedshiftWarehouse.from_config(config)
+    raise LeadRecoveryError(f"warehouse '{name}' is not one of: {', '.join(NAMES)}")
