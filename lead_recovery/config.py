@@ -32,11 +32,30 @@ def load_yaml(path: str | Path, what: str) -> Any:
         raise LeadRecoveryError(f"{what} is not valid YAML{where}: {problem} ({path})") from None
 
 
+_TRUE = {"true", "yes", "on", "1"}
+_FALSE = {"false", "no", "off", "0"}
+
+
+def _coerce_booleans(config: dict[str, Any], schema: dict[str, Any]) -> None:
+    """``--config flag=true`` arrives as the string "true"; make it a boolean."""
+    for key, spec in (schema.get("properties") or {}).items():
+        value = config.get(key)
+        if spec.get("type") == "boolean" and isinstance(value, str):
+            if value.strip().lower() in _TRUE:
+                config[key] = True
+            elif value.strip().lower() in _FALSE:
+                config[key] = False
+
+
 def validate(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
-    """Check ``config`` against the workflow schema; the first problem is the message."""
+    """Check ``config`` against the workflow schema; the first problem is the message.
+
+    Booleans given as text on the command line are normalised in place first.
+    """
     import jsonschema
 
     schema = load_yaml(schema_path, "config schema")
+    _coerce_booleans(config, schema)
     validator = jsonschema.Draft202012Validator(schema)
     error = jsonschema.exceptions.best_match(validator.iter_errors(config))
     if error is not None:

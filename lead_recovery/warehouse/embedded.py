@@ -56,7 +56,7 @@ class EmbeddedWarehouse:
         used = {k: v for k, v in params.items() if f"${k}" in query}
         try:
             result = self._con.execute(f"/* {tag} */ {query}", used)
-            return result.fetch_record_batch(self.batch_rows)
+            return result.to_arrow_reader(self.batch_rows)
         except duckdb.Error as err:
             raise LeadRecoveryError(f"query failed: {str(err).splitlines()[0]}") from None
 

@@ -1,0 +1,21 @@
+# Lead recovery: every recipe, every day, Redshift queried at most once per day.
+# The DAG lives in workflow/rules/; the logic in the lead_recovery package.
+from snakemake.utils import min_version
+
+min_version("9.27.1")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/warehouse.smk"
+include: "workflow/rules/extract.smk"
+include: "workflow/rules/leads.smk"
+include: "workflow/rules/analyze.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True

@@ -1,0 +1,69 @@
+"""What every Snakemake script does around its work: log to the rule's log
+file, and turn a :class:`LeadRecoveryError` into one line and exit code 1
+instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import os
+import socket
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from lead_recovery.errors import LeadRecoveryError
+
+RUN_ID_ENV = "LEAD_RECOVERY_RUN_ID"
+DECIDED_AT_ENV = "LEAD_RECOVERY_DECIDED_AT"
+
+log = logging.getLogger("lead_recovery")
+
+
+def announce_invocation(decided_at: str) -> str:
+    """Give this Snakemake invocation an id that its jobs inherit.
+
+    Jobs compare it with the id in a marker to tell "queried in this run"
+    from "cached". It travels in the environment, not in ``params``, because
+    a value that changes every run would make Snakemake rerun every job.
+    """
+    os.environ.setdefault(RUN_ID_ENV, uuid.uuid4().hex)
+    os.environ.setdefault(DECIDED_AT_ENV, decided_at)
+    return os.environ[RUN_ID_ENV]
+
+
+def run_id() -> str | None:
+    return os.environ.get(RUN_ID_ENV)
+
+
+def decided_at() -> str | None:
+    return os.environ.get(DECIDED_AT_ENV)
+
+
+def user_at_host() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"
+
+
+def run(snakemake: Any, work: Callable[[Any], None]) -> None:
+    """Run ``work(snakemake)`` with logging to the rule's log and one-line errors."""
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    if snakemake.log:
+        os.makedirs(os.path.dirname(str(snakemake.log[0])) or ".", exist_ok=True)
+        handlers.append(logging.FileHandler(str(snakemake.log[0]), mode="w"))
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        handlers=handlers,
+        force=True,
+    )
+    try:
+        work(snakemake)
+    except LeadRecoveryError as err:
+        log.error("%s", err)
+        sys.exit(1)

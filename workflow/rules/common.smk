@@ -1,0 +1,157 @@
+# Helpers for the rules: configuration, recipe selection, run dates, targets,
+# and the one mechanism that makes Snakemake re-query a marker that no longer
+# counts. Everything here runs at parse time (dry runs too), so it only reads.
+import os
+import re
+import sys
+from pathlib import Path
+
+from snakemake.logging import logger
+
+from lead_recovery import freshness, jobs, layout, markers, rundate
+from lead_recovery import config as lr_config
+from lead_recovery import recipes as lr_recipes
+from lead_recovery.errors import LeadRecoveryError
+
+
+def _stop(err):
+    """A one-line error and exit 1 instead of a parse-time traceback."""
+    print(f"lead-recovery: error: {err}", file=sys.stderr)
+    sys.exit(1)
+
+
+try:
+    lr_config.validate(
+        config, Path(workflow.current_basedir) / "../schemas/config.schema.yaml"
+    )
+    RECIPES_DIR = os.path.normpath(config["recipes_dir"])
+    RESULTS = os.path.normpath(config["results_dir"])
+    LOGS = os.path.normpath(config["logs_dir"])
+    MARKER_DIR = os.path.normpath(config["marker_dir"])
+    TZ = rundate.zone(config.get("timezone"))
+    RUN = rundate.resolve(
+        config.get("date"), config.get("timezone"), config.get("day_starts_at", "00:00")
+    )
+    DATES = (
+        rundate.date_range(config["since"], RUN.date)
+        if config.get("since") not in (None, "")
+        else [RUN.date]
+    )
+    ALL_RECIPES = lr_recipes.discover(RECIPES_DIR)
+    _chosen = [config["recipe"]] if config.get("recipe") not in (None, "") else []
+    _chosen += config.get("recipes") or []
+    SELECTED = {
+        r.name: r
+        for r in (lr_recipes.load(RECIPES_DIR, name) for name in (_chosen or ALL_RECIPES))
+    }
+    SKIP_REDSHIFT = bool(config.get("skip_redshift"))
+    if config.get("ignore_redshift_marker"):
+        FORCED_BY = "ignore_redshift_marker=true"
+    elif config.get("ignore_all_markers"):
+        FORCED_BY = "ignore_all_markers=true"
+    elif lr_config.env_flag(os.environ.get("LEAD_RECOVERY_IGNORE_MARKERS")):
+        FORCED_BY = "LEAD_RECOVERY_IGNORE_MARKERS=1"
+    else:
+        FORCED_BY = None
+    for _ttl in [config.get("marker_ttl")] + [r.marker_ttl for r in SELECTED.values()]:
+        if _ttl:
+            freshness.parse_duration(_ttl)
+except LeadRecoveryError as err:
+    _stop(err)
+
+jobs.announce_invocation(RUN.decided_at.isoformat(timespec="seconds"))
+
+
+def _alternatives(names):
+    """A wildcard regex matching exactly these recipe names (nothing if none)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+SQL_RECIPES = [n for n in ALL_RECIPES if lr_recipes.has_sql(RECIPES_DIR, n)]
+CSV_RECIPES = [n for n in ALL_RECIPES if n not in SQL_RECIPES]
+
+
+wildcard_constraints:
+    recipe=r"[^/\\]+",
+    date=r"\d{8}",
+
+
+def uses_redshift(name):
+    return SELECTED[name].sql_path is not None and not SKIP_REDSHIFT
+
+
+def all_targets():
+    """Each selected recipe's day: marker and cache (so Snakemake checks them), analysis."""
+    targets = []
+    for name in SELECTED:
+        for day in DATES:
+            if uses_redshift(name):
+                targets.append(markers.marker_path(MARKER_DIR, name, day))
+                targets.append(layout.leads_path(RESULTS, name, day))
+            targets.append(layout.analysis_path(RESULTS, name, day))
+            targets.append(layout.summary_path(RESULTS, name, day))
+        if latest_date(name) == max(DATES):
+            targets.append(layout.latest_path(RESULTS, name))
+    return targets
+
+
+def latest_date(name):
+    """The date latest.csv should point at: ours, unless a newer analysis exists."""
+    newer = [d for d in layout.analysed_dates(RESULTS, name) if d > max(DATES)]
+    return newer[-1] if newer else max(DATES)
+
+
+def policy(name):
+    recipe = SELECTED[name]
+    return freshness.Policy(
+        ttl=recipe.marker_ttl or config.get("marker_ttl"),
+        refresh_after=tuple(
+            recipe.refresh_after
+            if recipe.refresh_after is not None
+            else config.get("refresh_after") or ()
+        ),
+        day_starts_at=config.get("day_starts_at", "00:00"),
+        forced_by=FORCED_BY,
+    )
+
+
+_DECIDED = {}
+
+
+def marker_decision(name, day):
+    """Decide once whether (recipe, day)'s marker counts, and tell the user."""
+    key = (name, day)
+    if key not in _DECIDED:
+        path = markers.marker_path(MARKER_DIR, name, day)
+        leads = layout.leads_path(RESULTS, name, day)
+        found = markers.read_marker(path) if os.path.exists(path) else None
+        decision = freshness.decide(
+            found,
+            os.path.exists(leads),
+            run_date=day,
+            sql_sha256=lr_recipes.sql_sha256(SELECTED[name].sql()),
+            policy=policy(name),
+            now=rundate.now(TZ),
+            tz=TZ,
+        )
+        _DECIDED[key] = decision
+        if decision.counts:
+            when = found.queried_at.isoformat(timespec="seconds")
+            logger.info(f"{name} {day}: marker counts (queried {when}); no query")
+        else:
+            logger.info(f"{name} {day}: will query: {decision.reason}")
+        if decision.force:
+            _force(path, leads)
+    return _DECIDED[key]
+
+
+def _force(*paths):
+    """Make Snakemake rerun the job producing ``paths``: the --forcerun mechanism.
+
+    ``--forcerun`` is read before the Snakefile can see it, so a decision taken
+    while the DAG is built goes straight into the DAG's forced files, exactly
+    where ``--forcerun <file>`` puts them. tests/test_freshness.py guards this
+    against Snakemake upgrades.
+    """
+    to_storage = workflow.modifier.path_modifier.apply_default_storage
+    workflow.dag.forcefiles.update(to_storage(p) for p in paths)

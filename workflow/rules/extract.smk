@@ -1,0 +1,28 @@
+# One query per recipe and run date. The cached extract and the marker are
+# outputs of this one job, so Snakemake decides whether it runs: both present
+# -> nothing to do; either missing or a new date -> query; a marker that no
+# longer counts (forced, expired, SQL changed) -> forced, see common.smk.
+
+
+def extract_inputs(wildcards):
+    marker_decision(wildcards.recipe, wildcards.date)
+    inputs = {"sql": ancient(SELECTED[wildcards.recipe].sql_path)}
+    if config["warehouse"] == "duckdb":
+        inputs["warehouse"] = ancient(config["duckdb"]["path"])
+    return inputs
+
+
+rule redshift_extract:
+    input:
+        unpack(extract_inputs),
+    output:
+        leads=layout.leads_path(RESULTS, "{recipe}", "{date}"),
+        marker=markers.marker_path(MARKER_DIR, "{recipe}", "{date}"),
+    params:
+        warehouse=config["warehouse"],
+    log:
+        layout.log_path(LOGS, "redshift_extract", "{recipe}", "{date}"),
+    wildcard_constraints:
+        recipe=_alternatives(SQL_RECIPES),
+    script:
+        "../scripts/redshift_extract.py"

@@ -1,0 +1,15 @@
+# Recipes without redshift.sql: their leads.csv becomes the same cached
+# leads.parquet a query would produce. No marker is checked or created.
+
+
+rule recipe_leads:
+    input:
+        csv=f"{RECIPES_DIR}/{{recipe}}/leads.csv",
+    output:
+        leads=layout.leads_path(RESULTS, "{recipe}", "{date}"),
+    log:
+        layout.log_path(LOGS, "recipe_leads", "{recipe}", "{date}"),
+    wildcard_constraints:
+        recipe=_alternatives(CSV_RECIPES),
+    script:
+        "../scripts/recipe_leads.py"

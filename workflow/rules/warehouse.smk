@@ -1,0 +1,15 @@
+# The embedded DuckDB demo warehouse (the default, so a fresh clone runs
+# without credentials). Built once; extracts treat it as ancient so that
+# rebuilding it never re-queries a day that is already cached.
+
+
+rule demo_warehouse:
+    output:
+        config["duckdb"]["path"],
+    params:
+        rows=config["duckdb"]["rows"],
+        seed=config["duckdb"]["seed"],
+    log:
+        f"{LOGS}/demo_warehouse.log",
+    script:
+        "../scripts/demo_warehouse.py"
