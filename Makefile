@@ -20,9 +20,9 @@ $(STAMP): pyproject.toml requirements.lock
 run: $(STAMP)
 	$(BIN)/snakemake $(SNAKEMAKE_ARGS)
 
-# Set up what the tests need (a PostgreSQL server's binaries) and run the whole suite.
+# Set up what the tests need (PostgreSQL binaries, faketime) and run the whole suite.
 test: $(STAMP)
-	@bash tests/support/ensure_postgres.sh
+	@bash tests/support/setup_system.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# System packages the tests need, installed from Debian's registry when missing:
+#   postgresql - server binaries (initdb, pg_ctl, postgres); the tests start
+#                their own throw-away server from them, nothing is started here
+#   faketime   - moves the clock of real processes (midnight and DST tests)
+set -euo pipefail
+need=()
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v faketime >/dev/null 2>&1 || need+=(faketime)
+[ ${#need[@]} -eq 0 ] && exit 0
+echo "setup_system: installing ${need[*]} (Debian packages the tests need)" >&2
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
