@@ -34,6 +34,10 @@ fmt: $(STAMP)
 	$(BIN)/ruff check --fix lead_recovery workflow/scripts tests bench
 	$(BIN)/snakefmt Snakefile workflow/rules
 
+# The unattended daily run (crontab: `cd /path/to/repo && make cron`); see README.
+cron: $(STAMP)
+	$(BIN)/python workflow/scripts/cron.py $(CRON_ARGS)
+
 bench: $(STAMP)
 	$(BIN)/python bench/bench_cached_run.py
 

@@ -11,12 +11,17 @@ module is the single place that decides, so the dry run, the rules and the
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
+from typing import TYPE_CHECKING, Any
 
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.markers import Marker
 from lead_recovery.rundate import local_time, parse_hhmm, to_date
+
+if TYPE_CHECKING:
+    from lead_recovery.recipes import Recipe
 
 _DURATION_RE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -111,3 +116,64 @@ def decide(
             force=True,
         )
     return Decision(True, "", force=False)
+
+
+IGNORE_ENV = "LEAD_RECOVERY_IGNORE_MARKERS"
+
+
+def forced_by(config: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
+    """Which setting, if any, makes every selected marker not count."""
+    from lead_recovery.config import env_flag
+
+    if config.get("ignore_redshift_marker"):
+        return "ignore_redshift_marker=true"
+    if config.get("ignore_all_markers"):
+        return "ignore_all_markers=true"
+    if env_flag(environ.get(IGNORE_ENV)):
+        return f"{IGNORE_ENV}=1"
+    return None
+
+
+def policy_for(recipe: Recipe, config: Mapping[str, Any], environ: Mapping[str, str]) -> Policy:
+    """The recipe's freshness rules: its meta.yml overrides the global config."""
+    refresh = recipe.refresh_after
+    if refresh is None:
+        refresh = config.get("refresh_after") or []
+    return Policy(
+        ttl=recipe.marker_ttl or config.get("marker_ttl"),
+        refresh_after=tuple(refresh),
+        day_starts_at=config.get("day_starts_at") or "00:00",
+        forced_by=forced_by(config, environ),
+    )
+
+
+def assess(
+    recipe: Recipe,
+    run_date: str,
+    *,
+    marker_dir: str,
+    results_dir: str,
+    policy: Policy,
+    now: datetime,
+    tz: tzinfo | None,
+) -> tuple[Marker | None, Decision]:
+    """Read a recipe's marker and cache for a date and decide whether the marker counts."""
+    import os
+
+    from lead_recovery import layout
+    from lead_recovery.markers import marker_path, read_marker
+    from lead_recovery.recipes import sql_sha256
+
+    path = marker_path(marker_dir, recipe.name, run_date)
+    found = read_marker(path) if os.path.exists(path) else None
+    sha = sql_sha256(recipe.sql()) if recipe.sql_path is not None else None
+    decision = decide(
+        found,
+        os.path.exists(layout.leads_path(results_dir, recipe.name, run_date)),
+        run_date=run_date,
+        sql_sha256=sha,
+        policy=policy,
+        now=now,
+        tz=tz,
+    )
+    return found, decision

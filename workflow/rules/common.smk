@@ -45,14 +45,6 @@ try:
         for r in (lr_recipes.load(RECIPES_DIR, name) for name in (_chosen or ALL_RECIPES))
     }
     SKIP_REDSHIFT = bool(config.get("skip_redshift"))
-    if config.get("ignore_redshift_marker"):
-        FORCED_BY = "ignore_redshift_marker=true"
-    elif config.get("ignore_all_markers"):
-        FORCED_BY = "ignore_all_markers=true"
-    elif lr_config.env_flag(os.environ.get("LEAD_RECOVERY_IGNORE_MARKERS")):
-        FORCED_BY = "LEAD_RECOVERY_IGNORE_MARKERS=1"
-    else:
-        FORCED_BY = None
     for _ttl in [config.get("marker_ttl")] + [r.marker_ttl for r in SELECTED.values()]:
         if _ttl:
             freshness.parse_duration(_ttl)
@@ -101,20 +93,6 @@ def latest_date(name):
     return newer[-1] if newer else max(DATES)
 
 
-def policy(name):
-    recipe = SELECTED[name]
-    return freshness.Policy(
-        ttl=recipe.marker_ttl or config.get("marker_ttl"),
-        refresh_after=tuple(
-            recipe.refresh_after
-            if recipe.refresh_after is not None
-            else config.get("refresh_after") or ()
-        ),
-        day_starts_at=config.get("day_starts_at", "00:00"),
-        forced_by=FORCED_BY,
-    )
-
-
 _DECIDED = {}
 
 
@@ -122,16 +100,13 @@ def marker_decision(name, day):
     """Decide once whether (recipe, day)'s marker counts, and tell the user."""
     key = (name, day)
     if key not in _DECIDED:
-        path = markers.marker_path(MARKER_DIR, name, day)
-        leads = layout.leads_path(RESULTS, name, day)
-        found = markers.read_marker(path) if os.path.exists(path) else None
-        decision = freshness.decide(
-            found,
-            os.path.exists(leads),
-            run_date=day,
-            sql_sha256=lr_recipes.sql_sha256(SELECTED[name].sql()),
-            policy=policy(name),
-            now=rundate.now(TZ),
+        found, decision = freshness.assess(
+            SELECTED[name],
+            day,
+            marker_dir=MARKER_DIR,
+            results_dir=RESULTS,
+            policy=freshness.policy_for(SELECTED[name], config, os.environ),
+            now=RUN.decided_at,
             tz=TZ,
         )
         _DECIDED[key] = decision
@@ -141,7 +116,10 @@ def marker_decision(name, day):
         else:
             logger.info(f"{name} {day}: will query: {decision.reason}")
         if decision.force:
-            _force(path, leads)
+            _force(
+                markers.marker_path(MARKER_DIR, name, day),
+                layout.leads_path(RESULTS, name, day),
+            )
     return _DECIDED[key]
 
 
