@@ -160,32 +160,29 @@ def demo_warehouse_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-@pytest.fixture
-def workflow(tmp_path: Path, demo_warehouse_file: Path) -> WorkflowCopy:
-    """A fresh copy of the workflow with the demo warehouse already built."""
-    root = tmp_path / "repo"
-    root.mkdir()
+def copy_workflow(root: Path) -> WorkflowCopy:
+    """Copy the workflow's own files (not results, logs or .snakemake) to ``root``."""
+    root.mkdir(parents=True)
     for part in WORKFLOW_PARTS:
         source = REPO / part
         if source.is_dir():
             shutil.copytree(source, root / part, ignore=shutil.ignore_patterns("__pycache__"))
         else:
             shutil.copy2(source, root / part)
-    db = root / DEMO_DB
+    return WorkflowCopy(root)
+
+
+@pytest.fixture
+def workflow(tmp_path: Path, demo_warehouse_file: Path) -> WorkflowCopy:
+    """A fresh copy of the workflow with the demo warehouse already built."""
+    copy = copy_workflow(tmp_path / "repo")
+    db = copy.root / DEMO_DB
     db.parent.mkdir(parents=True)
     shutil.copy2(demo_warehouse_file, db)
-    return WorkflowCopy(root)
+    return copy
 
 
 @pytest.fixture
 def bare_workflow(tmp_path: Path) -> WorkflowCopy:
     """A copy of the workflow without a pre-built demo warehouse (as in a fresh clone)."""
-    root = tmp_path / "repo"
-    root.mkdir()
-    for part in WORKFLOW_PARTS:
-        source = REPO / part
-        if source.is_dir():
-            shutil.copytree(source, root / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, root / part)
-    return WorkflowCopy(root)
+    return copy_workflow(tmp_path / "repo")
