@@ -75,7 +75,8 @@ def analyze(leads: pd.DataFrame, recipe: Recipe, run_date: str) -> pd.DataFrame:
             ) from None
         if not isinstance(result, pd.DataFrame):
             raise LeadRecoveryError(
-                f"recipe '{recipe.name}': analyze() returned {type(result).__name__}, not a DataFrame"
+                f"recipe '{recipe.name}': analyze() returned "
+                f"{type(result).__name__}, not a DataFrame"
             )
     missing = [c for c in recipe.output_columns if c not in result.columns]
     if missing:
@@ -104,7 +105,11 @@ def write_outputs(
     summary_out: str | Path,
 ) -> None:
     write_atomically(analysis_out, lambda p: result.to_csv(p, index=False))
-    summary = {**summary, "rows_out": len(result), "written_at": datetime.now(UTC).astimezone().isoformat(timespec="seconds")}
+    summary = {
+        **summary,
+        "rows_out": len(result),
+        "written_at": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
+    }
     write_atomically(
         summary_out, lambda p: p.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     )

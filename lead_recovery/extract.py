@@ -60,7 +60,9 @@ def extract(
     sql = recipe.sql()
     started = time.monotonic()
     queried_at = datetime.now(UTC).astimezone()
-    log.info("querying %s warehouse for recipe %s, run date %s", warehouse.name, recipe.name, run_date)
+    log.info(
+        "querying %s warehouse for recipe %s, run date %s", warehouse.name, recipe.name, run_date
+    )
     try:
         reader = warehouse.stream(
             sql, {"run_date": to_date(run_date)}, tag=query_tag(recipe.name, run_date)

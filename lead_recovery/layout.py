@@ -44,9 +44,7 @@ def cached_extract_dates(results_dir: str | Path, recipe: str) -> list[str]:
     return sorted(
         entry.name
         for entry in base.iterdir()
-        if len(entry.name) == 8
-        and entry.name.isdigit()
-        and (entry / "leads.parquet").is_file()
+        if len(entry.name) == 8 and entry.name.isdigit() and (entry / "leads.parquet").is_file()
     )
 
 
@@ -58,7 +56,5 @@ def analysed_dates(results_dir: str | Path, recipe: str) -> list[str]:
     return sorted(
         entry.name
         for entry in base.iterdir()
-        if len(entry.name) == 8
-        and entry.name.isdigit()
-        and (entry / "analysis.csv").is_file()
+        if len(entry.name) == 8 and entry.name.isdigit() and (entry / "analysis.csv").is_file()
     )

@@ -29,9 +29,7 @@ def validate_name(name: object) -> str:
     """A recipe name that is safe to use in paths, or a one-line error."""
     text = str(name)
     if "/" in text or "\\" in text or ".." in text:
-        raise LeadRecoveryError(
-            f"recipe name '{text}' must not contain '/', '\\' or '..'"
-        )
+        raise LeadRecoveryError(f"recipe name '{text}' must not contain '/', '\\' or '..'")
     if not _NAME_RE.match(text):
         raise LeadRecoveryError(
             f"recipe name '{text}' may only use letters, digits, '_', '-' and '.'"
@@ -45,11 +43,7 @@ def discover(recipes_dir: str | Path) -> list[str]:
     if not base.is_dir():
         raise LeadRecoveryError(f"recipes folder not found ({base}/)")
     with os.scandir(base) as entries:
-        return sorted(
-            e.name
-            for e in entries
-            if e.is_dir() and not e.name.startswith((".", "_"))
-        )
+        return sorted(e.name for e in entries if e.is_dir() and not e.name.startswith((".", "_")))
 
 
 def has_sql(recipes_dir: str | Path, name: str) -> bool:

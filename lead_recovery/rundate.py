@@ -41,13 +41,9 @@ def now(tz: tzinfo | None = None) -> datetime:
         try:
             current = datetime.fromisoformat(pinned)
         except ValueError:
-            raise LeadRecoveryError(
-                f"{NOW_ENV}='{pinned}' is not an ISO-8601 time"
-            ) from None
+            raise LeadRecoveryError(f"{NOW_ENV}='{pinned}' is not an ISO-8601 time") from None
         if current.tzinfo is None:
-            raise LeadRecoveryError(
-                f"{NOW_ENV}='{pinned}' needs a UTC offset, e.g. +00:00"
-            )
+            raise LeadRecoveryError(f"{NOW_ENV}='{pinned}' needs a UTC offset, e.g. +00:00")
     else:
         current = datetime.now().astimezone()
     return current.astimezone(tz) if tz is not None else current.astimezone()

@@ -6,6 +6,7 @@ write ``duckdb``) so the very file that runs in production runs here too.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -13,26 +14,47 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 import sqlglot
+from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, UnsupportedError
 
 from lead_recovery.errors import LeadRecoveryError
 
 
 def to_duckdb(sql: str) -> str:
-    """Redshift SQL as DuckDB SQL; ``:run_date`` becomes ``$run_date``."""
+    """Redshift SQL as DuckDB SQL; ``:run_date`` becomes ``$run_date``.
+
+    Only a single query (SELECT, WITH, UNION...) is accepted: anything sqlglot
+    can only keep as an opaque command (UNLOAD, COPY) cannot run here.
+    """
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
     try:
-        statements = sqlglot.transpile(
-            sql, read="redshift", write="duckdb", unsupported_level=ErrorLevel.RAISE
-        )
-    except (ParseError, UnsupportedError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise LeadRecoveryError(f"cannot be transpiled to DuckDB: {first}") from None
-    statements = [s for s in statements if s.strip()]
-    if len(statements) != 1:
+        parsed = [e for e in sqlglot.parse(sql, read="redshift") if e is not None]
+    except ParseError as err:
+        raise LeadRecoveryError(f"cannot be transpiled to DuckDB: {_first_line(err)}") from None
+    if len(parsed) != 1:
+        raise LeadRecoveryError(f"must hold exactly one statement, found {len(parsed)}")
+    statement = parsed[0]
+    if not isinstance(statement, exp.Query):
+        head = " ".join(statement.sql(dialect="redshift").split()[:2])
         raise LeadRecoveryError(
-            f"must hold exactly one statement, found {len(statements)}"
+            f"cannot be transpiled to DuckDB: '{head} ...' is not a SELECT query"
         )
-    return statements[0]
+    try:
+        return statement.sql(dialect="duckdb", unsupported_level=ErrorLevel.RAISE)
+    except UnsupportedError as err:
+        raise LeadRecoveryError(f"cannot be transpiled to DuckDB: {_first_line(err)}") from None
+
+
+def _first_line(err: Exception) -> str:
+    details = getattr(err, "errors", None)
+    if details and isinstance(details[0], dict) and details[0].get("description"):
+        first = details[0]
+        where = (
+            f" (line {first.get('line')}, column {first.get('col')})" if first.get("line") else ""
+        )
+        return f"{first['description'].split(' <Token')[0]}{where}"
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 class EmbeddedWarehouse:
@@ -42,14 +64,19 @@ class EmbeddedWarehouse:
 
     def __init__(self, path: str | Path, batch_rows: int = 65536) -> None:
         if not Path(path).is_file():
-            raise LeadRecoveryError(f"demo warehouse not found ({path}); run the workflow to build it")
+            raise LeadRecoveryError(
+                f"demo warehouse not found ({path}); run the workflow to build it"
+            )
         self.batch_rows = batch_rows
         self._con = duckdb.connect(str(path), read_only=True)
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> EmbeddedWarehouse:
         settings = config.get("duckdb") or {}
-        return cls(settings.get("path", "results/warehouse/demo.duckdb"), settings.get("batch_rows", 65536))
+        return cls(
+            settings.get("path", "results/warehouse/demo.duckdb"),
+            settings.get("batch_rows", 65536),
+        )
 
     def stream(self, sql: str, params: Mapping[str, Any], *, tag: str) -> pa.RecordBatchReader:
         query = to_duckdb(sql)

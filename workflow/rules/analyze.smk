@@ -45,11 +45,11 @@ rule analyze:
     output:
         analysis=layout.analysis_path(RESULTS, "{recipe}", "{date}"),
         summary=layout.summary_path(RESULTS, "{recipe}", "{date}"),
+    log:
+        layout.log_path(LOGS, "analyze", "{recipe}", "{date}"),
     params:
         source=lambda wildcards: leads_source(wildcards.recipe),
         recipes_dir=RECIPES_DIR,
-    log:
-        layout.log_path(LOGS, "analyze", "{recipe}", "{date}"),
     script:
         "../scripts/analyze.py"
 

@@ -42,7 +42,9 @@ try:
     _chosen += config.get("recipes") or []
     SELECTED = {
         r.name: r
-        for r in (lr_recipes.load(RECIPES_DIR, name) for name in (_chosen or ALL_RECIPES))
+        for r in (
+            lr_recipes.load(RECIPES_DIR, name) for name in (_chosen or ALL_RECIPES)
+        )
     }
     SKIP_REDSHIFT = bool(config.get("skip_redshift"))
     for _ttl in [config.get("marker_ttl")] + [r.marker_ttl for r in SELECTED.values()]:

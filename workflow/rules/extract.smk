@@ -18,11 +18,11 @@ rule redshift_extract:
     output:
         leads=layout.leads_path(RESULTS, "{recipe}", "{date}"),
         marker=markers.marker_path(MARKER_DIR, "{recipe}", "{date}"),
-    params:
-        warehouse=config["warehouse"],
     log:
         layout.log_path(LOGS, "redshift_extract", "{recipe}", "{date}"),
     wildcard_constraints:
         recipe=_alternatives(SQL_RECIPES),
+    params:
+        warehouse=config["warehouse"],
     script:
         "../scripts/redshift_extract.py"

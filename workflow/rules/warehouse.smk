@@ -6,10 +6,10 @@
 rule demo_warehouse:
     output:
         config["duckdb"]["path"],
+    log:
+        f"{LOGS}/demo_warehouse.log",
     params:
         rows=config["duckdb"]["rows"],
         seed=config["duckdb"]["seed"],
-    log:
-        f"{LOGS}/demo_warehouse.log",
     script:
         "../scripts/demo_warehouse.py"

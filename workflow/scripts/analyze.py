@@ -31,7 +31,11 @@ def main(snakemake):
     analysis.write_outputs(result, summary, snakemake.output.analysis, snakemake.output.summary)
     logging.getLogger("lead_recovery").info(
         "recipe %s %s: %d leads in, %d rows out (%s)",
-        name, day, len(leads), len(result), summary["source"],
+        name,
+        day,
+        len(leads),
+        len(result),
+        summary["source"],
     )
 
 
