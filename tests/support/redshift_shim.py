@@ -1,0 +1,405 @@
+"""A TCP proxy that lets ``redshift_connector`` talk to a stock PostgreSQL.
+
+The driver fails against PostgreSQL in exactly two places, both in the
+connection handshake:
+
+* its StartupMessage carries parameters PostgreSQL rejects as unrecognized
+  configuration parameters (``client_protocol_version``, ``driver_version``,
+  ``os_version``, ``driver_discovery_version``, and with some plugins
+  ``plugin_name``, ``idp_type``, ``provider_name``, ...);
+* it parses the server's ``server_version`` ParameterStatus with
+  ``packaging.version`` and fails on Debian's ``15.18 (Debian ...)``.
+
+So the shim rewrites only the handshake: it forwards the startup parameters
+PostgreSQL knows (dropping and reporting the others), answers ``N`` to an
+SSLRequest or GSSENCRequest (there is no TLS here: connect with
+``REDSHIFT_SSL=false``; with TLS on, the driver reports "Server refuses SSL"),
+and reports ``server_version`` as Redshift does (``8.0.2``). After the
+server's first ReadyForQuery it copies bytes both ways untouched, so it costs
+next to nothing (a proxy that parses every message slows even psql 5x).
+
+Run it in its own process so it never competes with the client for the GIL::
+
+    python tests/support/redshift_shim.py --upstream-port 5432 [--port 0]
+
+It prints ``LISTENING <port>`` once ready. SIGUSR1 drops every proxied
+connection abruptly (both sides get a reset, as when a server dies or the
+network breaks) and prints ``DROPPED <n>``; SIGTERM stops it. In-process use:
+:class:`Shim`; from tests and benchmarks: :class:`ShimProcess`.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import select
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+SSL_REQUEST = 80877103
+GSSENC_REQUEST = 80877104
+CANCEL_REQUEST = 80877102
+PROTOCOL_3 = 196608
+
+# Startup parameters PostgreSQL accepts (GUCs a client may set at connection
+# time, plus the protocol's own keys); everything else the driver sends is
+# Redshift-only and is dropped. Compared case-insensitively; custom "a.b"
+# settings pass too.
+PG_STARTUP_KEYS = frozenset(
+    {
+        "user",
+        "database",
+        "options",
+        "replication",
+        "application_name",
+        "client_encoding",
+        "datestyle",
+        "timezone",
+        "search_path",
+        "extra_float_digits",
+        "intervalstyle",
+        "standard_conforming_strings",
+        "statement_timeout",
+        "lock_timeout",
+        "idle_in_transaction_session_timeout",
+        "default_transaction_read_only",
+        "geqo",
+        "lc_messages",
+    }
+)
+BUFSIZE = 256 * 1024
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes:
+    chunks = []
+    while n:
+        chunk = sock.recv(n)
+        if not chunk:
+            raise ConnectionError("peer closed during handshake")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def rewrite_startup(body: bytes) -> tuple[bytes, list[str]]:
+    """A StartupMessage (without its length) minus the parameters PG rejects.
+
+    Returns the whole new message (with length) and the dropped names.
+    """
+    protocol, rest = body[:4], body[4:]
+    parts = rest.split(b"\x00")
+    kept = bytearray(protocol)
+    dropped = []
+    for i in range(0, len(parts) - 1, 2):
+        key = parts[i]
+        if not key:
+            break
+        value = parts[i + 1]
+        name = key.decode("utf-8", "replace")
+        if name.lower() in PG_STARTUP_KEYS or "." in name:
+            kept += key + b"\x00" + value + b"\x00"
+        else:
+            dropped.append(name)
+    kept += b"\x00"
+    return struct.pack("!I", len(kept) + 4) + bytes(kept), dropped
+
+
+def parameter_status(key: bytes, value: bytes) -> bytes:
+    body = key + b"\x00" + value + b"\x00"
+    return b"S" + struct.pack("!I", len(body) + 4) + body
+
+
+def _hard_close(sock: socket.socket) -> None:
+    """Close with a reset (SO_LINGER 0), waking any thread blocked on it."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    """Copy bytes until EOF, untouched."""
+    buf = bytearray(BUFSIZE)
+    view = memoryview(buf)
+    try:
+        while True:
+            n = src.recv_into(buf)
+            if not n:
+                break
+            dst.sendall(view[:n])
+    except OSError:
+        pass
+    finally:
+        try:
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+class Shim:
+    """The proxy; ``start()`` serves from a daemon thread, ``serve_forever()`` in place."""
+
+    def __init__(
+        self,
+        upstream_host: str,
+        upstream_port: int,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        server_version: str = "8.0.2",
+        log=None,
+    ) -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.server_version = server_version.encode()
+        self._log = log
+        self._listener = socket.create_server((host, port), reuse_port=False, backlog=128)
+        self.host, self.port = self._listener.getsockname()[:2]
+        self._lock = threading.Lock()
+        self._conns: set[socket.socket] = set()
+        self._closing = False
+        self.connections = 0
+
+    def log(self, message: str) -> None:
+        if self._log is not None:
+            print(f"shim: {message}", file=self._log, flush=True)
+
+    # -- lifecycle ----------------------------------------------------------
+    def start(self) -> Shim:
+        threading.Thread(target=self.serve_forever, name="shim-accept", daemon=True).start()
+        return self
+
+    def serve_forever(self) -> None:
+        while not self._closing:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                if self._closing:
+                    return
+                continue
+            self.connections += 1
+            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
+
+    def stop(self) -> None:
+        self._closing = True
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self._listener.close()
+        self.drop_connections()
+
+    def drop_connections(self) -> int:
+        """Reset every proxied connection, both sides; returns how many sockets."""
+        with self._lock:
+            conns, self._conns = list(self._conns), set()
+        for sock in conns:
+            _hard_close(sock)
+        return len(conns)
+
+    def _track(self, *socks: socket.socket) -> None:
+        with self._lock:
+            self._conns.update(socks)
+
+    def _untrack(self, *socks: socket.socket) -> None:
+        with self._lock:
+            self._conns.difference_update(socks)
+
+    # -- one connection -----------------------------------------------------
+    def _handle(self, client: socket.socket) -> None:
+        client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        upstream = None
+        self._track(client)
+        try:
+            while True:
+                (length,) = struct.unpack("!I", _recv_exact(client, 4))
+                body = _recv_exact(client, length - 4)
+                (code,) = struct.unpack("!I", body[:4])
+                if code in (SSL_REQUEST, GSSENC_REQUEST):
+                    client.sendall(b"N")  # no TLS/GSS here; the client goes on in plaintext
+                    continue
+                if code == CANCEL_REQUEST:
+                    with socket.create_connection(self.upstream) as cancel:
+                        cancel.sendall(struct.pack("!I", length) + body)
+                    return
+                if code != PROTOCOL_3:
+                    self.log(f"unsupported startup code {code}; closing")
+                    return
+                startup, dropped = rewrite_startup(body)
+                break
+            if dropped:
+                self.log(f"dropped startup parameters: {', '.join(dropped)}")
+            upstream = socket.create_connection(self.upstream)
+            upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self._track(upstream)
+            upstream.sendall(startup)
+            forward = threading.Thread(target=_pump, args=(client, upstream), daemon=True)
+            forward.start()
+            self._server_handshake(upstream, client)
+            _pump(upstream, client)
+            forward.join()
+        except (OSError, ConnectionError, struct.error):
+            pass
+        finally:
+            socks = (client, upstream) if upstream is not None else (client,)
+            self._untrack(*socks)
+            for sock in socks:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+
+    def _server_handshake(self, upstream: socket.socket, client: socket.socket) -> None:
+        """Relay server messages up to the first ReadyForQuery, fixing server_version."""
+        buf = bytearray()
+        while True:
+            chunk = upstream.recv(BUFSIZE)
+            if not chunk:
+                if buf:
+                    client.sendall(buf)
+                return
+            buf += chunk
+            out = bytearray()
+            pos = 0
+            done = False
+            while len(buf) - pos >= 5:
+                kind = buf[pos : pos + 1]
+                (length,) = struct.unpack("!I", buf[pos + 1 : pos + 5])
+                end = pos + 1 + length
+                if len(buf) < end:
+                    break
+                message = bytes(buf[pos:end])
+                if kind == b"S":
+                    key, _, _ = message[5:].partition(b"\x00")
+                    if key == b"server_version":
+                        message = parameter_status(key, self.server_version)
+                out += message
+                pos = end
+                if kind == b"Z":
+                    done = True
+                    break
+            if done:
+                out += buf[pos:]  # whatever followed arrives untouched
+                client.sendall(out)
+                return
+            del buf[:pos]
+            if out:
+                client.sendall(out)
+
+
+class ShimProcess:
+    """The shim in its own Python process, controlled by signals."""
+
+    def __init__(self, upstream_port: int, *, upstream_host: str = "127.0.0.1", log_path=None):
+        self.log_path = Path(log_path) if log_path else None
+        cmd = [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "--upstream-host",
+            upstream_host,
+            "--upstream-port",
+            str(upstream_port),
+        ]
+        stderr = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
+        self._proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True
+        )
+        if stderr is not subprocess.DEVNULL:
+            stderr.close()
+        line = self._proc.stdout.readline()
+        if not line.startswith("LISTENING "):
+            self._proc.kill()
+            raise RuntimeError(f"shim did not start: {line!r}")
+        self.host = "127.0.0.1"
+        self.port = int(line.split()[1])
+        self.pid = self._proc.pid
+
+    def drop_connections(self, timeout: float = 10) -> int:
+        """Reset every proxied connection now; returns how many sockets were reset."""
+        self._proc.send_signal(signal.SIGUSR1)
+        ready, _, _ = select.select([self._proc.stdout], [], [], timeout)
+        if not ready:
+            raise TimeoutError("shim did not confirm the drop")
+        line = self._proc.stdout.readline()
+        return int(line.split()[1])
+
+    def stop(self) -> None:
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc.stdout.close()
+
+    def __enter__(self) -> ShimProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--upstream-host", default="127.0.0.1")
+    parser.add_argument("--upstream-port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--server-version", default="8.0.2")
+    args = parser.parse_args(argv)
+    shim = Shim(
+        args.upstream_host,
+        args.upstream_port,
+        host=args.host,
+        port=args.port,
+        server_version=args.server_version,
+        log=sys.stderr,
+    )
+
+    def on_usr1(signum, frame):
+        n = shim.drop_connections()
+        shim.log(f"dropped {n} sockets on request")
+        print(f"DROPPED {n}", flush=True)
+
+    def on_term(signum, frame):
+        shim.stop()
+        sys.stderr.flush()
+        os._exit(0)
+
+    signal.signal(signal.SIGUSR1, on_usr1)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    print(f"LISTENING {shim.port}", flush=True)
+    shim.serve_forever()
+    return 0
+
+
+if __name__ == "__main__":
+    # A dying parent must not leave the shim behind: exit when stdin's pipe
+    # (if any) closes is not reliable here, so poll the parent instead.
+    parent = os.getppid()
+
+    def _watch_parent() -> None:
+        while True:
+            time.sleep(1)
+            if os.getppid() != parent:
+                os._exit(0)
+
+    threading.Thread(target=_watch_parent, daemon=True).start()
+    raise SystemExit(main())
