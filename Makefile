@@ -36,7 +36,7 @@ fmt: $(STAMP)
 
 # The unattended daily run (crontab: `cd /path/to/repo && make cron`); see README.
 cron: $(STAMP)
-	$(BIN)/python workflow/scripts/cron.py $(CRON_ARGS)
+	@$(BIN)/python workflow/scripts/cron.py $(CRON_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_cached_run.py
