@@ -1,0 +1,741 @@
+"""``markers``: list, check, create, delete and prune the workflow's Redshift markers.
+
+Commands::
+
+    markers list   [--recipe R] [--date YYYYMMDD] [--json]
+    markers check  RECIPE [--date YYYYMMDD] [--strict]
+    markers create RECIPE [--date YYYYMMDD] [--force]
+    markers delete RECIPE [--date YYYYMMDD | --all-dates]
+    markers prune  --older-than 30d [--recipe R] [--dry-run]
+
+and the previous system's spelling, ``markers --action list`` and
+``markers --recipe R --action check|create|delete``.
+
+Everything it knows comes from the same package functions the workflow uses:
+the configuration (``config/config.yaml``), the run date (today in the
+configured zone, ``LEAD_RECOVERY_NOW``, ``day_starts_at``), marker and cache
+paths, recipe names and the "does this marker count, and if not why"
+decision. So the helper looks where the workflow writes and agrees with what
+the next ``snakemake`` run will do.
+
+Exit status: 0 done (``check``: the marker and its cached extract are there);
+1 not done (``check``: one of them is missing; ``create`` refused); 2 bad
+input, in which case nothing was touched.
+
+The module imports only the standard library at start-up; the package
+modules are imported when a command runs, pyarrow only by ``create``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lead_recovery.errors import LeadRecoveryError
+
+if TYPE_CHECKING:
+    from lead_recovery.freshness import Policy
+    from lead_recovery.markers import Marker
+    from lead_recovery.recipes import Recipe
+
+PROG = "markers"
+ACTIONS = ("list", "check", "create", "delete", "prune")
+OK, NO, USAGE = 0, 1, 2
+CONFIG_FILE = "config/config.yaml"  # lead_recovery.config.CONFIG_FILE, without importing yaml yet
+
+
+class UsageError(LeadRecoveryError):
+    """Bad input: one line on stderr, exit 2, nothing touched."""
+
+
+class Refused(LeadRecoveryError):
+    """A command that would do the wrong thing and was not forced: exit 1."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line and exit 2 (via :class:`UsageError`)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+# --------------------------------------------------------------------------- arguments
+
+_DEFAULTS: dict[str, Any] = {
+    "recipe": None,
+    "recipe_opt": None,
+    "date": None,
+    "all_dates": False,
+    "force": False,
+    "strict": False,
+    "json": False,
+    "older_than": None,
+    "dry_run": False,
+    "repo": None,
+    "marker_dir": None,
+}
+
+_EPILOG = """\
+The previous system's form also works:
+  markers --action list
+  markers --recipe RECIPE --action check|create|delete [--date YYYYMMDD]
+
+Dates default to today's run date: today in the configured timezone, with
+day_starts_at and LEAD_RECOVERY_NOW honoured, as in the workflow.
+Exit status: 0 done, 1 not done (check: marker or cache missing; create
+refused), 2 bad input (nothing touched).
+"""
+
+
+def _common(parser: argparse.ArgumentParser, *, sub: bool) -> None:
+    """--repo and --marker-dir, accepted before or after the command."""
+    default = argparse.SUPPRESS if sub else None
+    parser.add_argument(
+        "--repo",
+        metavar="DIR",
+        default=default,
+        help="the workflow folder (default: the current directory if it has "
+        "config/config.yaml, else the folder of the installed workflow)",
+    )
+    parser.add_argument(
+        "--marker-dir",
+        metavar="DIR",
+        default=default,
+        help="look here instead of marker_dir from config/config.yaml",
+    )
+
+
+def _date_arg(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--date", metavar="YYYYMMDD", help=f"{what} (default: today's run date)"
+    )
+
+
+def _recipe_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("recipe", nargs="?", metavar="RECIPE", help="recipe name")
+    parser.add_argument("--recipe", dest="recipe_opt", metavar="RECIPE", help=argparse.SUPPRESS)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog=PROG,
+        description="List, check, create, delete and prune the workflow's Redshift markers.",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _common(parser, sub=False)
+    sub = parser.add_subparsers(dest="action", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser(
+        "list",
+        help="every marker: run date, queried_at, rows, age, cache, whether it counts and why not",
+        description="Every marker with its recipe, run date, queried_at, rows, age, whether its "
+        "cached extract is present, and whether it COUNTS for a run of its date now "
+        "(and if not, why).",
+    )
+    p.add_argument("--recipe", metavar="RECIPE", help="only this recipe's markers")
+    p.add_argument("--date", metavar="YYYYMMDD", help="only markers of this run date")
+    p.add_argument("--json", action="store_true", help="one JSON array instead of a table")
+    _common(p, sub=True)
+
+    p = sub.add_parser(
+        "check",
+        help="exit 0 if the day's marker and cached extract exist, 1 if not (says which)",
+        description="Exit 0 if the day's marker exists and its cached extract is present, "
+        "1 if not, saying which; also says whether the next run would query.",
+    )
+    _recipe_args(p)
+    _date_arg(p, "run date to check")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 0 only if the marker also counts (the next run would not query)",
+    )
+    _common(p, sub=True)
+
+    p = sub.add_parser(
+        "create",
+        help="mark a day whose cached extract exists, so the next run does not query",
+        description="Write the day's marker, only when the day's cached extract exists "
+        "(unless --force). An existing valid marker is left as is (unless --force).",
+    )
+    _recipe_args(p)
+    _date_arg(p, "run date to mark")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="create even without a readable cached extract; replace an existing marker",
+    )
+    _common(p, sub=True)
+
+    p = sub.add_parser(
+        "delete",
+        help="delete a day's marker (or all of a recipe's), so the next run queries again",
+        description="Delete the day's marker (or every marker of the recipe); the cached "
+        "extracts stay. The next run of that date queries again.",
+    )
+    _recipe_args(p)
+    _date_arg(p, "run date whose marker to delete")
+    p.add_argument("--all-dates", action="store_true", help="every marker of the recipe")
+    _common(p, sub=True)
+
+    p = sub.add_parser(
+        "prune",
+        help="delete markers older than a duration (e.g. 30d)",
+        description="Delete markers whose queried_at (file time if unreadable) is older than "
+        "DURATION. Markers of the current run date or later are never pruned.",
+    )
+    p.add_argument(
+        "--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h, 90m"
+    )
+    p.add_argument("--recipe", metavar="RECIPE", help="only this recipe's markers")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    _common(p, sub=True)
+    return parser
+
+
+def build_legacy_parser() -> argparse.ArgumentParser:
+    """The previous script's ``--action`` form, with the new options too."""
+    parser = _Parser(
+        prog=PROG,
+        description="The previous system's form: markers [--recipe R] --action ACTION.",
+    )
+    parser.add_argument("--action", required=True, choices=ACTIONS)
+    parser.add_argument("--recipe", metavar="RECIPE")
+    parser.add_argument("--date", metavar="YYYYMMDD")
+    parser.add_argument("--all-dates", action="store_true")
+    parser.add_argument("--force", action="store_true")
+    parser.add_argument("--strict", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--older-than", metavar="DURATION")
+    parser.add_argument("--dry-run", action="store_true")
+    _common(parser, sub=False)
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    legacy = any(a == "--action" or a.startswith("--action=") for a in argv)
+    args = (build_legacy_parser() if legacy else build_parser()).parse_args(argv)
+    for key, value in _DEFAULTS.items():
+        if not hasattr(args, key):
+            setattr(args, key, value)
+    if args.action is None:
+        raise UsageError(f"a command is required: {', '.join(ACTIONS)} (see '{PROG} --help')")
+    if args.recipe_opt is not None:
+        if args.recipe is not None and args.recipe != args.recipe_opt:
+            raise UsageError(f"two recipes given: '{args.recipe}' and '{args.recipe_opt}'")
+        args.recipe = args.recipe_opt
+    if args.action in ("check", "create", "delete") and args.recipe is None:
+        raise UsageError(f"{args.action} needs a recipe (see '{PROG} --help')")
+    if args.action == "prune" and not args.older_than:
+        raise UsageError(f"prune needs --older-than DURATION, e.g. 30d (see '{PROG} --help')")
+    if args.all_dates and args.date is not None:
+        raise UsageError("--date and --all-dates cannot be combined")
+    if args.all_dates and args.action != "delete":
+        raise UsageError("--all-dates only applies to delete")
+    return args
+
+
+# --------------------------------------------------------------------------- context
+
+
+def find_repo(given: str | None) -> Path:
+    """``--repo``, else the current directory if it is a workflow, else the installed one."""
+    if given:
+        repo = Path(given)
+        if not (repo / CONFIG_FILE).is_file():
+            raise UsageError(f"--repo {given}: no {CONFIG_FILE} there")
+        return repo.resolve()
+    cwd = Path.cwd()
+    if (cwd / CONFIG_FILE).is_file():
+        return cwd
+    import lead_recovery
+
+    return Path(lead_recovery.__file__).resolve().parents[1]
+
+
+def _show(path: str | Path) -> str:
+    """A path as the user would type it: relative to the current directory if inside it."""
+    text = str(path)
+    try:
+        rel = os.path.relpath(text)
+    except ValueError:
+        return text
+    return text if rel.startswith("..") else rel
+
+
+@dataclass
+class RecipeInfo:
+    """What the workflow would use to judge one recipe's markers."""
+
+    name: str
+    recipe: Recipe | None = None
+    policy: Policy | None = None
+    sql_sha256: str | None = None
+    problem: str | None = None  # why the workflow never reads this recipe's markers
+    exists: bool = False
+
+
+@dataclass
+class Context:
+    """The workflow's configuration and clock, resolved once per command."""
+
+    repo: Path
+    config: dict[str, Any]
+    marker_dir: str
+    results_dir: str
+    recipes_dir: str
+    tz: tzinfo | None
+    today: str  # today's run date
+    now: datetime
+    _recipes: dict[str, RecipeInfo] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, args: argparse.Namespace) -> Context:
+        from lead_recovery import config as lr_config
+        from lead_recovery import rundate
+
+        repo = find_repo(args.repo)
+        config = lr_config.load(repo)
+
+        def place(value: str) -> str:
+            path = Path(value)
+            return os.path.normpath(path if path.is_absolute() else repo / path)
+
+        marker_dir = (
+            os.path.abspath(args.marker_dir) if args.marker_dir else place(config["marker_dir"])
+        )
+        run = rundate.resolve(
+            config.get("date"), config.get("timezone"), config.get("day_starts_at") or "00:00"
+        )
+        return cls(
+            repo=repo,
+            config=config,
+            marker_dir=marker_dir,
+            results_dir=place(config["results_dir"]),
+            recipes_dir=place(config["recipes_dir"]),
+            tz=rundate.zone(config.get("timezone")),
+            today=run.date,
+            now=run.decided_at,
+        )
+
+    def day(self, given: str | None) -> str:
+        """``--date`` checked, or today's run date."""
+        if given is None:
+            return self.today
+        from lead_recovery import rundate
+
+        try:
+            return rundate.parse_date(given)
+        except LeadRecoveryError as err:
+            raise UsageError(f"--date: {err}") from None
+
+    def info(self, name: str) -> RecipeInfo:
+        """The recipe, its freshness policy and SQL hash, loaded once per name."""
+        if name in self._recipes:
+            return self._recipes[name]
+        from lead_recovery import freshness, recipes
+
+        info = RecipeInfo(name)
+        folder = Path(self.recipes_dir) / name
+        if "/" in name or "\\" in name or not folder.is_dir():
+            info.problem = f"no recipe folder {_show(folder)}/; the workflow never reads it"
+        else:
+            info.exists = True
+            try:
+                info.recipe = recipes.load(self.recipes_dir, name)
+            except LeadRecoveryError as err:
+                info.problem = f"recipe cannot be loaded: {err}"
+            else:
+                if info.recipe.sql_path is None:
+                    info.problem = (
+                        f"recipe has no {recipes.SQL_FILE}; the workflow never reads its markers"
+                    )
+                else:
+                    info.policy = freshness.policy_for(info.recipe, self.config, os.environ)
+                    info.sql_sha256 = recipes.sql_sha256(info.recipe.sql())
+        self._recipes[name] = info
+        return info
+
+    def recipe_name(self, name: str) -> str:
+        """A recipe named on the command line: a safe name, and one we know of.
+
+        Known means a recipe folder exists or markers of that name do (so the
+        markers of a removed recipe can still be listed and deleted).
+        """
+        from lead_recovery import markers, recipes
+
+        try:
+            recipes.validate_name(name)
+        except LeadRecoveryError as err:
+            raise UsageError(str(err)) from None
+        if self.info(name).exists:
+            return name
+        prefix = f"{markers.PREFIX}{name}_"
+        if os.path.isdir(self.marker_dir):
+            with os.scandir(self.marker_dir) as entries:
+                for entry in entries:
+                    parsed = markers.parse_marker_name(entry.name)
+                    if parsed and parsed[0] == name and entry.name.startswith(prefix):
+                        return name
+        try:
+            known = ", ".join(recipes.discover(self.recipes_dir)) or "none"
+        except LeadRecoveryError:
+            known = "none"
+        raise UsageError(
+            f"unknown recipe '{name}' (no folder {_show(Path(self.recipes_dir) / name)}/ and no "
+            f"markers of that name; known recipes: {known})"
+        )
+
+    def explain(self, marker: Marker | None, cache_present: bool, run_date: str, name: str):
+        """(counts, reason): the workflow's own decision for a run of ``run_date`` now.
+
+        ``counts`` is None when the decision does not apply (the workflow never
+        reads this recipe's markers); ``reason`` then says why.
+        """
+        from lead_recovery import freshness, rundate
+
+        info = self.info(name)
+        if info.problem:
+            return None, info.problem
+        if self.config.get("skip_redshift"):
+            return None, "skip_redshift=true in the config: markers are neither checked nor written"
+        try:
+            rundate.parse_date(run_date)
+        except LeadRecoveryError:
+            return None, f"'{run_date}' in the file name is not a real date"
+        decision = freshness.decide(
+            marker,
+            cache_present,
+            run_date=run_date,
+            sql_sha256=info.sql_sha256,
+            policy=info.policy,  # type: ignore[arg-type]
+            now=self.now,
+            tz=self.tz,
+        )
+        return decision.counts, decision.reason
+
+    def when(self, moment: datetime | None) -> str | None:
+        if moment is None:
+            return None
+        shown = moment.astimezone(self.tz) if self.tz is not None else moment.astimezone()
+        return shown.isoformat(timespec="seconds")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    sign = "-" if seconds < 0 else ""
+    left = abs(int(seconds))
+    days, left = divmod(left, 86400)
+    hours, left = divmod(left, 3600)
+    minutes, secs = divmod(left, 60)
+    if days:
+        return f"{sign}{days}d{hours}h"
+    if hours:
+        return f"{sign}{hours}h{minutes}m"
+    if minutes:
+        return f"{sign}{minutes}m{secs}s"
+    return f"{sign}{secs}s"
+
+
+def _status(counts: bool | None, reason: str) -> str:
+    if counts:
+        return "COUNTS"
+    return f"{'NO' if counts is False else 'n/a'}: {reason}"
+
+
+def describe(ctx: Context, marker: Marker) -> dict[str, Any]:
+    """One marker as ``list`` shows it (and as ``--json`` prints it)."""
+    from lead_recovery import layout
+
+    cache = layout.leads_path(ctx.results_dir, marker.recipe, marker.run_date)
+    present = os.path.exists(cache)
+    counts, reason = ctx.explain(marker, present, marker.run_date, marker.recipe)
+    if marker.format == "corrupt" and marker.problem and "unreadable" not in reason:
+        reason = f"{reason}; marker unreadable ({marker.problem})"
+    age = (ctx.now - marker.queried_at).total_seconds() if marker.queried_at else None
+    record = marker.record
+    return {
+        "recipe": marker.recipe,
+        "run_date": marker.run_date,
+        "current_run_date": marker.run_date == ctx.today,
+        "format": marker.format,
+        "queried_at": ctx.when(marker.queried_at),
+        "rows": marker.rows,
+        "age_s": None if age is None else int(age),
+        "cache_present": present,
+        "counts": counts,
+        "reason": reason or None,
+        "problem": marker.problem,
+        "created_by": record.get("created_by"),
+        "user@host": record.get("user@host"),
+        "path": str(marker.path),
+        "cache_path": cache,
+    }
+
+
+def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+    from lead_recovery import markers
+
+    name = ctx.recipe_name(args.recipe) if args.recipe is not None else None
+    day = ctx.day(args.date) if args.date is not None else None
+    found = markers.list_markers(ctx.marker_dir, name)
+    if day is not None:
+        found = [m for m in found if m.run_date == day]
+    rows = [describe(ctx, m) for m in found]
+    if args.json:
+        import json
+
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return OK
+    out = [
+        f"# markers in {_show(ctx.marker_dir)}; run date now {ctx.today} "
+        f"(* = that date, read by the next run); now {ctx.when(ctx.now)}"
+    ]
+    if not rows:
+        out.append("no markers" + (f" for {name}" if name else "") + (f" on {day}" if day else ""))
+        sys.stdout.write("\n".join(out) + "\n")
+        return OK
+    header = ("RECIPE", "RUN_DATE", "FORMAT", "QUERIED_AT", "ROWS", "AGE", "CACHE", "STATUS")
+    table = [header]
+    for r in rows:
+        table.append(
+            (
+                r["recipe"],
+                r["run_date"] + ("*" if r["current_run_date"] else ""),
+                r["format"],
+                r["queried_at"] or "-",
+                "-" if r["rows"] is None else str(r["rows"]),
+                _age(r["age_s"]),
+                "present" if r["cache_present"] else "missing",
+                _status(r["counts"], r["reason"] or ""),
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        out.append("  ".join([*cells, row[-1]]))
+    counting = sum(1 for r in rows if r["counts"])
+    out.append(f"{len(rows)} marker(s), {counting} counting")
+    sys.stdout.write("\n".join(out) + "\n")
+    return OK
+
+
+def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
+    from lead_recovery import freshness, layout, markers
+
+    name = ctx.recipe_name(args.recipe)
+    day = ctx.day(args.date)
+    path = markers.marker_path(ctx.marker_dir, name, day)
+    cache = layout.leads_path(ctx.results_dir, name, day)
+    info = ctx.info(name)
+    if info.problem is None and not ctx.config.get("skip_redshift"):
+        found, decision = freshness.assess(  # exactly what the workflow runs
+            info.recipe,  # type: ignore[arg-type]
+            day,
+            marker_dir=ctx.marker_dir,
+            results_dir=ctx.results_dir,
+            policy=info.policy,  # type: ignore[arg-type]
+            now=ctx.now,
+            tz=ctx.tz,
+        )
+        counts, reason = decision.counts, decision.reason
+        present = os.path.exists(cache)
+    else:
+        found = markers.read_marker(path) if os.path.exists(path) else None
+        present = os.path.exists(cache)
+        counts, reason = ctx.explain(found, present, day, name)
+
+    label = f"{name} {day}"
+    cache_text = f"cached extract {'present' if present else 'missing'} ({_show(cache)})"
+    if found is None:
+        print(f"{label}: no marker ({_show(path)}); {cache_text}")
+        ok = False
+    elif found.format == "corrupt":
+        print(f"{label}: marker unreadable: {found.problem} ({_show(path)}); {cache_text}")
+        ok = False
+    else:
+        rows = "" if found.rows is None else f", {found.rows} rows"
+        print(
+            f"{label}: marker present (queried_at {ctx.when(found.queried_at)}{rows}, "
+            f"{_show(path)}); {cache_text}"
+        )
+        ok = present
+    if counts:
+        print(f"{label}: marker counts; the next run does not query")
+    elif counts is False:
+        print(f"{label}: the next run queries: {reason}")
+    else:
+        print(f"{label}: {reason}")
+    if args.strict:
+        ok = ok and bool(counts)
+    return OK if ok else NO
+
+
+def _parquet_rows(path: str) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.read_metadata(path).num_rows
+
+
+def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
+    from lead_recovery import jobs, layout, markers, recipes
+
+    name = args.recipe
+    try:
+        recipes.validate_name(name)
+        info = ctx.info(name)
+        if not info.exists:
+            recipes.load(ctx.recipes_dir, name)  # raises the "unknown recipe" message
+    except LeadRecoveryError as err:
+        raise UsageError(str(err)) from None
+    if info.problem:
+        raise UsageError(f"cannot create a marker for '{name}': {info.problem}")
+    day = ctx.day(args.date)
+    path = markers.marker_path(ctx.marker_dir, name, day)
+    cache = layout.leads_path(ctx.results_dir, name, day)
+    label = f"{name} {day}"
+
+    present = os.path.isfile(cache)
+    rows: int | None = None
+    if present:
+        try:
+            rows = _parquet_rows(cache)
+        except Exception as err:  # noqa: BLE001 - any unreadable file is refused the same way
+            if not args.force:
+                raise Refused(
+                    f"{label}: cached extract {_show(cache)} is not a readable Parquet file "
+                    f"({err.__class__.__name__}); no marker created (--force to create anyway)"
+                ) from None
+    elif not args.force:
+        raise Refused(
+            f"{label}: no cached extract ({_show(cache)}); a marker without it would not "
+            "spare a query. Run the workflow for that date, or use --force"
+        )
+
+    if os.path.exists(path) and not args.force:
+        existing = markers.read_marker(path)
+        if existing.format != "corrupt":
+            print(
+                f"{label}: marker already exists (queried_at {ctx.when(existing.queried_at)}, "
+                f"{_show(path)}); left as is (--force to replace it)"
+            )
+            return OK
+        print(f"{label}: replacing unreadable marker ({existing.problem})")
+
+    record = {
+        "recipe": name,
+        "run_date": day,
+        "queried_at": ctx.when(ctx.now),
+        "rows": rows,
+        "sql_sha256": info.sql_sha256,
+        "duration_s": None,
+        "user@host": jobs.user_at_host(),
+        "created_by": "markers create",
+    }
+    markers.write_marker(path, record)
+    if present:
+        # Dated like the extract it stands for, so Snakemake does not rerun the
+        # analysis of unchanged data just because the marker is newer than it.
+        stat = os.stat(cache)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    print(f"{label}: created {_show(path)} ({'no' if rows is None else rows} rows)")
+    if not present:
+        print(f"{label}: warning: no cached extract ({_show(cache)}); the next run still queries")
+    return OK
+
+
+def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
+    from lead_recovery import markers
+
+    name = ctx.recipe_name(args.recipe)
+    if args.all_dates:
+        targets = [str(m.path) for m in markers.list_markers(ctx.marker_dir, name)]
+        label = f"{name} (all dates)"
+    else:
+        day = ctx.day(args.date)
+        path = markers.marker_path(ctx.marker_dir, name, day)
+        targets = [path] if os.path.lexists(path) else []
+        label = f"{name} {day}"
+    if not targets:
+        print(f"{label}: no marker to delete")
+        return OK
+    for target in targets:
+        os.unlink(target)
+        print(f"deleted {_show(target)}")
+    print(f"{label}: {len(targets)} marker(s) deleted; a run of that date queries again")
+    return OK
+
+
+def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
+    from lead_recovery import markers
+    from lead_recovery.freshness import parse_duration
+
+    try:
+        limit = parse_duration(args.older_than, "--older-than")
+    except LeadRecoveryError as err:
+        raise UsageError(str(err)) from None
+    name = ctx.recipe_name(args.recipe) if args.recipe is not None else None
+    found = markers.list_markers(ctx.marker_dir, name)
+    doomed = []
+    for marker in found:
+        if marker.run_date >= ctx.today:
+            continue  # the next run reads these: delete them explicitly if meant
+        when = marker.queried_at
+        if when is None:
+            when = datetime.fromtimestamp(marker.path.stat().st_mtime).astimezone()
+        if ctx.now - when > limit:
+            doomed.append(marker)
+    verb = "would delete" if args.dry_run else "deleted"
+    for marker in doomed:
+        if not args.dry_run:
+            marker.path.unlink(missing_ok=True)
+        print(f"{verb} {_show(marker.path)}")
+    print(f"{verb} {len(doomed)} of {len(found)} marker(s) older than {args.older_than}")
+    return OK
+
+
+COMMANDS = {
+    "list": cmd_list,
+    "check": cmd_check,
+    "create": cmd_create,
+    "delete": cmd_delete,
+    "prune": cmd_prune,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        args = parse_args(argv)
+        ctx = Context.load(args)
+        return COMMANDS[args.action](ctx, args)
+    except SystemExit as exit_:  # --help
+        return exit_.code if isinstance(exit_.code, int) else USAGE
+    except Refused as err:
+        print(f"{PROG}: refused: {err}", file=sys.stderr)
+        return NO
+    except LeadRecoveryError as err:  # bad input, bad config, bad date: nothing touched
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return USAGE
+    except BrokenPipeError:  # `markers list | head`
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return NO
+    except OSError as err:
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"{PROG}: error: {err.strerror or err}{where}", file=sys.stderr)
+        return NO
+
+
+if __name__ == "__main__":
+    sys.exit(main())
