@@ -1,0 +1,107 @@
+"""Bad input: one clear line, a non-zero exit, and nothing lost or half-written."""
+
+import pytest
+
+DAY = "20250512"
+RECIPE = "simulation_to_handoff"
+
+
+@pytest.fixture
+def with_history(workflow):
+    """A workflow copy holding an earlier day's complete results."""
+    workflow.run(config={"date": "20250511"})
+    return workflow
+
+
+def assert_one_line_error(result, expected):
+    errors = [line for line in result.output.splitlines() if "error:" in line]
+    assert errors, result.output[-3000:]
+    assert expected in errors[0], errors
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"recipe": "no_such_recipe"}, "unknown recipe 'no_such_recipe'"),
+        ({"recipe": "../etc"}, "must not contain '/', '\\' or '..'"),
+        ({"recipe": "a/b"}, "must not contain '/', '\\' or '..'"),
+        ({"recipe": "a\\\\b"}, "must not contain '/', '\\' or '..'"),
+        ({"date": "2025-05-12"}, "date '2025-05-12' is not in YYYYMMDD form"),
+        ({"date": "20250231"}, "date '20250231' is not a real calendar date"),
+        ({"skip_redshift": "maybe"}, "config: skip_redshift: 'maybe' is not of type 'boolean'"),
+        ({"recipes": "notalist"}, "config: recipes: 'notalist' is not of type 'array'"),
+        ({"warehouse": "oracle"}, "config: warehouse: 'oracle' is not one of"),
+        ({"timezone": "Mars/Olympus"}, "timezone 'Mars/Olympus' is not a known IANA time zone"),
+    ],
+)
+def test_bad_flags_fail_with_one_line_and_touch_nothing(with_history, config, expected):
+    before = with_history.snapshot()
+
+    result = with_history.run(config={"date": DAY, **config}, ok=False)
+
+    assert_one_line_error(result, expected)
+    assert with_history.snapshot() == before
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        ({}, "recipe 'broken' has neither redshift.sql nor leads.csv"),
+        ({"redshift.sql": "  \n"}, "recipe 'broken' has an empty redshift.sql"),
+        (
+            {"leads.csv": "lead_id\n1\n", "meta.yml": "output_columns: [lead_id\n"},
+            "recipe 'broken' meta.yml is not valid YAML",
+        ),
+        (
+            {"leads.csv": "lead_id\n1\n", "meta.yml": "description: no columns\n"},
+            "'output_columns' is missing",
+        ),
+    ],
+)
+def test_broken_recipes_fail_with_one_line_and_touch_nothing(with_history, files, expected):
+    folder = with_history.add_recipe("broken")
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    before = with_history.snapshot()
+
+    result = with_history.run(config={"recipe": "broken", "date": DAY}, ok=False)
+
+    assert_one_line_error(result, expected)
+    assert with_history.snapshot() == before
+
+
+def test_output_columns_the_data_lacks_fail_the_analysis_only(with_history):
+    with_history.add_recipe(
+        "wrong_columns", csv="lead_id,phone\n1,+52\n", meta={"output_columns": ["lead_id", "score"]}
+    )
+
+    result = with_history.run(config={"recipe": "wrong_columns", "date": DAY}, ok=False)
+
+    assert "recipe 'wrong_columns': output_columns names column(s) score that the data lacks" in (
+        result.output
+    )
+    assert not with_history.analysis("wrong_columns", DAY).exists()
+    assert with_history.analysis("manual_leads", "20250511").is_file()
+
+
+def test_a_failing_query_leaves_no_marker_no_cache_and_earlier_days_intact(with_history):
+    with_history.add_recipe("bad_sql", sql="SELECT lead_id FROM no_such_table WHERE d = :run_date")
+    before = with_history.snapshot()
+
+    result = with_history.run(config={"recipe": "bad_sql", "date": DAY}, ok=False)
+
+    assert "recipe 'bad_sql': query failed" in result.output
+    assert not with_history.marker("bad_sql", DAY).exists()
+    assert not with_history.leads("bad_sql", DAY).exists()
+    assert not list((with_history.root / "results").rglob("*.tmp"))
+    assert with_history.snapshot() == before
+
+
+def test_sql_that_cannot_be_transpiled_names_the_recipe(with_history):
+    with_history.add_recipe("unload", sql="UNLOAD ('select 1') TO 's3://bucket/x'")
+
+    result = with_history.run(config={"recipe": "unload", "date": DAY}, ok=False)
+
+    assert "recipe 'unload': cannot be transpiled to DuckDB" in result.output
+    assert not with_history.marker("unload", DAY).exists()

@@ -1,0 +1,112 @@
+"""The seed's "How It Works": one query per recipe and day, the marker beside the cache."""
+
+import json
+
+import pyarrow.parquet as pq
+
+RECIPE = "simulation_to_handoff"
+DAY = "20250512"
+
+
+def run_day(workflow, day=DAY, **config):
+    return workflow.run(config={"recipe": RECIPE, "date": day, **config})
+
+
+def test_first_run_queries_and_writes_marker_beside_the_cached_extract(workflow):
+    result = run_day(workflow)
+
+    assert result.queries == 1
+    assert workflow.marker(RECIPE, DAY).is_file()
+    assert workflow.leads(RECIPE, DAY).is_file()
+    assert pq.read_metadata(workflow.leads(RECIPE, DAY)).num_rows > 0
+    assert workflow.analysis(RECIPE, DAY).is_file()
+    summary = json.loads(workflow.summary(RECIPE, DAY).read_text())
+    assert summary["source"] == "queried"
+
+
+def test_marker_records_what_was_queried_as_json(workflow):
+    run_day(workflow)
+
+    record = json.loads(workflow.marker(RECIPE, DAY).read_text())
+    rows = pq.read_metadata(workflow.leads(RECIPE, DAY)).num_rows
+    assert record["recipe"] == RECIPE
+    assert record["run_date"] == DAY
+    assert record["rows"] == rows
+    assert len(record["sql_sha256"]) == 64
+    assert record["duration_s"] >= 0
+    assert "@" in record["user@host"]
+    assert record["queried_at"][-6] in "+-"  # ISO-8601 with a UTC offset
+
+
+def test_second_run_same_day_reuses_the_cache_without_querying(workflow):
+    run_day(workflow)
+    marker_before = workflow.marker(RECIPE, DAY).read_text()
+
+    second = run_day(workflow)
+
+    assert second.queries == 0
+    assert "marker counts" in second.output
+    assert workflow.marker(RECIPE, DAY).read_text() == marker_before
+
+
+def test_marker_present_but_cache_missing_queries_again(workflow):
+    run_day(workflow)
+    workflow.leads(RECIPE, DAY).unlink()
+
+    result = run_day(workflow)
+
+    assert result.queries == 1
+    assert workflow.leads(RECIPE, DAY).is_file()
+
+
+def test_deleting_the_marker_asks_for_a_fresh_query(workflow):
+    run_day(workflow)
+    workflow.marker(RECIPE, DAY).unlink()
+
+    result = run_day(workflow)
+
+    assert result.queries == 1
+    assert workflow.marker(RECIPE, DAY).is_file()
+
+
+def test_a_new_date_queries_again_and_keeps_the_earlier_day(workflow):
+    run_day(workflow, day="20250511")
+    earlier = workflow.leads(RECIPE, "20250511").read_bytes()
+
+    result = run_day(workflow, day=DAY)
+
+    assert result.queries == 1
+    assert workflow.marker(RECIPE, "20250511").is_file()
+    assert workflow.leads(RECIPE, "20250511").read_bytes() == earlier
+    assert workflow.marker(RECIPE, DAY).is_file()
+
+
+def test_analysis_summary_says_cached_when_the_cache_was_reused(workflow):
+    run_day(workflow)
+    workflow.analysis(RECIPE, DAY).unlink()
+
+    result = run_day(workflow)
+
+    assert result.queries == 0
+    assert json.loads(workflow.summary(RECIPE, DAY).read_text())["source"] == "cached"
+
+
+def test_output_columns_come_in_meta_order(workflow):
+    run_day(workflow)
+
+    header = workflow.analysis(RECIPE, DAY).read_text().splitlines()[0]
+    assert header.split(",") == [
+        "lead_id", "name", "phone", "email", "source",
+        "loan_amount", "hours_since_simulation", "priority",
+    ]  # fmt: skip
+
+
+def test_latest_points_at_the_newest_analysis_and_backfills_do_not_move_it(workflow):
+    run_day(workflow, day="20250512")
+    latest = workflow.latest(RECIPE)
+    assert latest.resolve() == workflow.analysis(RECIPE, "20250512").resolve()
+
+    run_day(workflow, day="20250510")  # a backfill of an older day
+
+    assert latest.resolve() == workflow.analysis(RECIPE, "20250512").resolve()
+    assert workflow.analysis(RECIPE, "20250510").is_file()
