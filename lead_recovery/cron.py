@@ -256,7 +256,7 @@ class Line:
         secs = "-" if self.seconds is None else f"{self.seconds:.1f}"
         text = (
             f"  {self.recipe:<{width}}  {self.date}  {self.status:<7}  "
-            f"rows={num(self.rows):<8} out={num(self.rows_out):<8} seconds={secs:<6}"
+            f"rows={num(self.rows):<7} out={num(self.rows_out):<7} seconds={secs:<5}"
         )
         return f"{text}  {self.detail}".rstrip() if self.detail else text.rstrip()
 
@@ -506,7 +506,7 @@ def main(argv: list[str], repo: Path) -> int:
         settings = {**DEFAULTS, **(cfg.get("cron") or {})}
         tz = rundate.zone(cfg.get("timezone"))
         today = rundate.now(tz).strftime("%Y%m%d")
-        log_dir = Path(settings["log_dir"])
+        log_dir = repo / settings["log_dir"]
         if args.report is not None:
             lines = report(log_dir / f"{_report_day(args.report, today)}.log")
             print("\n".join(lines) if lines else "no cron run logged that day")
@@ -697,6 +697,7 @@ def _run_locked(
     counts = collections.Counter(ln.status for ln in lines)
     tally = ", ".join(f"{counts[s]} {s}" for s in ("queried", "cached", "skipped", "failed")
                       if counts[s])
+    first_note = len(log.notes)
     log.note(f"summary of run {run_id[:8]} ({len(lines)} recipe-day(s): {tally or 'none'}; "
              f"{time.time() - started:.1f}s):")
     width = max((len(ln.recipe) for ln in lines), default=6)
@@ -712,7 +713,7 @@ def _run_locked(
             log.note(f"snakemake exited with {code}: {_last_error(tail)}")
     log.note(f"exit {exit_code}")
     if exit_code != EXIT_OK and not log.echo:
-        sys.stderr.write("\n".join(log.notes[-(len(lines) + 3):]) + f"\nLog: {log.path}\n")
+        sys.stderr.write("\n".join(log.notes[first_note:]) + f"\nLog: {log.path}\n")
     return exit_code
 
 

@@ -1,0 +1,162 @@
+"""The unattended run, as cron runs it: under an empty environment (``env -i``),
+from another folder, on a temporary copy of the repository whose ``.venv``
+points at this checkout's venv.
+
+What a run did is read from what it left: the day's cron log (its summary
+lines and the jobs Snakemake reported), markers and summaries.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+NOW = "2025-05-14T06:00:00+00:00"  # cron's "today" in these tests
+TODAY = "20250514"
+SQL_RECIPE = "simulation_to_handoff"
+CSV_RECIPE = "manual_leads"
+_SUMMARY_RE = re.compile(
+    r" cron\[(?P<pid>\d+)\]   (?P<recipe>\S+)\s+(?P<date>\d{8})\s+(?P<status>\w+)\s+"
+    r"rows=(?P<rows>\S+)\s+out=(?P<out>\S+)\s+seconds=(?P<seconds>\S+)\s*(?P<detail>.*)$"
+)
+
+# A recipe whose analysis takes a few seconds: long enough to overlap with it.
+SLEEPY_SQL = "SELECT lead_id, phone FROM leads WHERE phone LIKE '+52%' ORDER BY lead_id LIMIT 20\n"
+SLEEPY_ANALYZER = """
+import time
+
+def analyze(leads, run_date):
+    time.sleep(5)
+    return leads
+"""
+
+
+@dataclass
+class CronResult:
+    returncode: int
+    stdout: str
+    stderr: str
+    pid: int
+
+
+class CronRepo:
+    """A workflow copy that also has the Makefile and a ``.venv`` (links to ours)."""
+
+    today = TODAY
+    sql_recipe = SQL_RECIPE
+    csv_recipe = CSV_RECIPE
+
+    def __init__(self, copy, elsewhere: Path) -> None:
+        self.copy = copy
+        self.root = copy.root
+        self.elsewhere = elsewhere  # the folder cron "runs from"
+        self.python = self.root / ".venv" / "bin" / "python"
+        self.script = self.root / "workflow" / "scripts" / "cron.py"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """``env -i`` plus only the clock pin (and what a test adds)."""
+        return {"LEAD_RECOVERY_NOW": NOW, **extra}
+
+    def start(self, *args: str, env: dict[str, str] | None = None,
+              new_session: bool = False) -> subprocess.Popen:
+        return subprocess.Popen(
+            [str(self.python), str(self.script), *args],
+            cwd=self.elsewhere,
+            env=self.env(**(env or {})),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=new_session,
+        )
+
+    def finish(self, proc: subprocess.Popen, timeout: float = 240) -> CronResult:
+        out, err = proc.communicate(timeout=timeout)
+        return CronResult(proc.returncode, out, err, proc.pid)
+
+    def cron(self, *args: str, env: dict[str, str] | None = None,
+             timeout: float = 240) -> CronResult:
+        """``env -i .venv/bin/python workflow/scripts/cron.py ARGS`` from another folder."""
+        return self.finish(self.start(*args, env=env), timeout)
+
+    def make_cron(self, cron_args: str = "", timeout: float = 240) -> CronResult:
+        """The crontab line: ``env -i /usr/bin/make -C <repo> cron``."""
+        cmd = ["/usr/bin/env", "-i", f"LEAD_RECOVERY_NOW={NOW}", "/usr/bin/make", "-s",
+               "-C", str(self.root), "cron"]
+        if cron_args:
+            cmd.append(f"CRON_ARGS={cron_args}")
+        proc = subprocess.run(cmd, cwd=self.elsewhere, capture_output=True, text=True,
+                              timeout=timeout)
+        return CronResult(proc.returncode, proc.stdout, proc.stderr, -1)
+
+    # What the runs left.
+    def log(self, day: str = TODAY) -> Path:
+        return self.root / "logs" / "cron" / f"{day}.log"
+
+    def log_text(self, day: str = TODAY) -> str:
+        path = self.log(day)
+        return path.read_text() if path.exists() else ""
+
+    def summary(self, pid: int | None = None, day: str = TODAY) -> dict[tuple[str, str], dict]:
+        """The summary lines of run ``pid`` (default: the last run that wrote one)."""
+        rows = [m.groupdict() for m in map(_SUMMARY_RE.search, self.log_text(day).splitlines())
+                if m]
+        if pid is None and rows:
+            pid = int(rows[-1]["pid"])
+        return {(r["recipe"], r["date"]): r for r in rows if int(r["pid"]) == pid}
+
+    def queries(self, day: str = TODAY) -> int:
+        """How many redshift_extract jobs Snakemake reported in the day's log."""
+        return len(re.findall(r"^(?:local)?rule redshift_extract:$", self.log_text(day),
+                              re.MULTILINE))
+
+
+    def add_sleepy(self, name: str = "sleepy") -> str:
+        """A SQL recipe whose analysis takes five seconds: long enough to overlap."""
+        self.copy.add_recipe(name, sql=SLEEPY_SQL, analyzer=SLEEPY_ANALYZER,
+                             meta={"description": "slow analysis",
+                                   "output_columns": ["lead_id", "phone"]})
+        return name
+
+    @staticmethod
+    def wait_for(condition: Callable[[], object], timeout: float = 60, what: str = "") -> None:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if condition():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+def link_venv(root: Path) -> None:
+    """``root/.venv``: links to this checkout's venv, and make's install stamp."""
+    source = REPO / ".venv"
+    target = root / ".venv"
+    target.mkdir()
+    for entry in source.iterdir():
+        if not entry.name.startswith(".installed-"):
+            os.symlink(entry, target / entry.name)
+    checksum = subprocess.run(
+        "cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1",
+        shell=True, cwd=root, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    (target / f".installed-{checksum}").touch()
+
+
+@pytest.fixture
+def cron_repo(workflow, tmp_path: Path) -> CronRepo:
+    for name in ("Makefile", "pyproject.toml", "requirements.lock"):
+        shutil.copy2(REPO / name, workflow.root / name)
+    link_venv(workflow.root)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    return CronRepo(workflow, elsewhere)

@@ -1,0 +1,240 @@
+"""`make cron` as cron runs it: `env -i`, from another folder, with the real
+Snakemake on a temporary copy of the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+
+import pyarrow.parquet as pq
+
+from lead_recovery import rundate
+
+ENV_CHECK_ANALYZER = """
+import os
+import sys
+
+def analyze(leads, run_date):
+    out = leads.copy()
+    out["has_password"] = "yes" if os.environ.get("REDSHIFT_PASSWORD") == "pw-0xDEADBEEF" else "no"
+    out["has_home"] = "yes" if os.environ.get("HOME") else "no"
+    out["venv_python"] = "yes" if "/.venv/" in sys.executable else "no"
+    return out
+"""
+
+
+def _days_before(day: str, n: int) -> str:
+    return (rundate.to_date(day) - timedelta(days=n)).strftime("%Y%m%d")
+
+
+def test_make_cron_twice_in_one_day_queries_once(cron_repo):
+    """The crontab line, twice: the second run queries nothing; success prints nothing."""
+    repo = cron_repo
+    repo.copy.add_recipe(
+        "envcheck", csv="lead_id\n1\n", analyzer=ENV_CHECK_ANALYZER,
+        meta={"description": "sees the environment",
+              "output_columns": ["lead_id", "has_password", "has_home", "venv_python"]},
+    )
+    (repo.root / ".env").write_text("REDSHIFT_PASSWORD=pw-0xDEADBEEF\n")
+    log_dir = repo.root / "logs" / "cron"
+    log_dir.mkdir(parents=True)
+    too_old, kept = _days_before(repo.today, 31), _days_before(repo.today, 30)
+    for day in (too_old, kept):
+        (log_dir / f"{day}.log").write_text("an old run\n")
+
+    first = repo.make_cron()
+    assert first.returncode == 0, repo.log_text()[-5000:]
+    assert (first.stdout, first.stderr) == ("", ""), "a successful cron run must print nothing"
+    summary = repo.summary()
+    assert summary[(repo.sql_recipe, repo.today)]["status"] == "queried"
+    assert summary[(repo.csv_recipe, repo.today)]["status"] == "skipped"
+    assert summary[("envcheck", repo.today)]["status"] == "skipped"
+    assert repo.queries() == 1
+    marker = repo.copy.marker(repo.sql_recipe, repo.today)
+    record = json.loads(marker.read_text())
+    assert summary[(repo.sql_recipe, repo.today)]["rows"] == str(record["rows"])
+    assert record["rows"] == pq.read_metadata(repo.copy.leads(repo.sql_recipe, repo.today)).num_rows
+    seen = repo.copy.analysis("envcheck", repo.today).read_text().splitlines()[1]
+    assert seen == "1,yes,yes,yes"  # credentials from .env, HOME, the repo's venv
+    assert "pw-0xDEADBEEF" not in repo.log_text()
+    before = (marker.read_bytes(), marker.stat().st_mtime_ns)
+
+    second = repo.make_cron()
+    assert second.returncode == 0, repo.log_text()[-5000:]
+    assert (second.stdout, second.stderr) == ("", "")
+    summary = repo.summary()
+    assert summary[(repo.sql_recipe, repo.today)]["status"] == "cached"
+    assert summary[(repo.csv_recipe, repo.today)]["status"] == "skipped"
+    assert repo.queries() == 1, "the second run of the day must not query"
+    assert (marker.read_bytes(), marker.stat().st_mtime_ns) == before
+
+    assert not (log_dir / f"{too_old}.log").exists()
+    assert (log_dir / f"{kept}.log").exists()
+    assert sorted(p.name for p in log_dir.glob("*.log")) == [f"{kept}.log", f"{repo.today}.log"]
+
+    shown = repo.cron("--report", "today")
+    assert shown.returncode == 0
+    assert shown.stdout.count("summary of run") == 2
+    assert f"{repo.sql_recipe}  {repo.today}  cached" in shown.stdout
+
+
+def test_one_failing_recipe_does_not_stop_the_others(cron_repo):
+    repo = cron_repo
+    repo.copy.add_recipe("broken", sql="SELECT no_such_column AS lead_id FROM leads\n")
+
+    result = repo.cron("broken", repo.sql_recipe, repo.csv_recipe)
+
+    assert result.returncode == 1
+    summary = repo.summary(result.pid)
+    broken = summary[("broken", repo.today)]
+    assert broken["status"] == "failed"
+    assert "redshift_extract" in broken["detail"] and "no_such_column" in broken["detail"]
+    assert summary[(repo.sql_recipe, repo.today)]["status"] == "queried"
+    assert summary[(repo.csv_recipe, repo.today)]["status"] == "skipped"
+    assert repo.copy.marker(repo.sql_recipe, repo.today).exists()
+    assert repo.copy.latest(repo.sql_recipe).exists()
+    assert not repo.copy.marker("broken", repo.today).exists()
+    # Not a terminal: the failure (and only then) is printed, for cron's mail.
+    assert "broken" in result.stderr and "failed" in result.stderr
+    assert str(repo.log()) in result.stderr
+    assert repo.log_text().rstrip().endswith("exit 1")
+
+
+def test_overlapping_cron_runs_wait_and_never_query_twice(cron_repo):
+    repo = cron_repo
+    name = repo.add_sleepy()
+    first = repo.start(name)
+    repo.wait_for(lambda: f"cron[{first.pid}] running: snakemake" in repo.log_text(),
+                  what="the first run to start Snakemake")
+
+    impatient = repo.cron(name, "--wait", "1s")
+    assert impatient.returncode == 75
+    assert "nothing was run" in impatient.stderr
+    assert f"cron[{impatient.pid}] running:" not in repo.log_text()
+
+    second = repo.cron(name)  # waits (default: config cron.wait) for the first
+    done = repo.finish(first)
+    assert done.returncode == 0, repo.log_text()[-5000:]
+    assert second.returncode == 0, repo.log_text()[-5000:]
+    log = repo.log_text()
+    assert f"cron[{second.pid}] another cron run is in progress (pid {first.pid}" in log
+    assert repo.summary(first.pid)[(name, repo.today)]["status"] == "queried"
+    assert repo.summary(second.pid)[(name, repo.today)]["status"] == "cached"
+    assert repo.queries() == 1
+    assert "LockException" not in log
+
+
+def test_cron_waits_for_a_person_running_snakemake(cron_repo):
+    repo = cron_repo
+    name = repo.add_sleepy()
+    person = subprocess.Popen(
+        [str(repo.python), "-m", "snakemake", "--config", f"recipe={name}"],
+        cwd=repo.root, env={**repo.env(), "PATH": f"{repo.python.parent}:/usr/bin:/bin"},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    locks = repo.root / ".snakemake" / "locks"
+    repo.wait_for(lambda: any(locks.glob("*.lock")), what="the person's Snakemake lock")
+
+    result = repo.cron(name)
+
+    person_out, _ = person.communicate(timeout=120)
+    assert person.returncode == 0, person_out[-3000:]
+    assert result.returncode == 0, repo.log_text()[-5000:]
+    log = repo.log_text()
+    assert "Snakemake is already running in this folder" in log
+    assert "LockException" not in log and "--unlock" not in log
+    assert repo.summary(result.pid)[(name, repo.today)]["status"] == "cached"
+    assert person_out.count("rule redshift_extract:") == 1
+    assert repo.queries() == 0
+
+
+SLOW_SQL = """
+SELECT COUNT(*)::VARCHAR AS lead_id
+FROM leads AS a CROSS JOIN leads AS b
+WHERE a.phone < b.phone AND a.created_at <= :run_date::date
+"""
+
+
+def test_next_run_completes_after_a_run_killed_mid_query(cron_repo):
+    """SIGKILL to the whole run (reboot, OOM, systemd) while the query runs."""
+    repo = cron_repo
+    folder = repo.copy.add_recipe("slow", sql=SLOW_SQL)
+    killed = repo.start("slow", new_session=True)
+    extract_log = repo.root / "logs" / "slow" / repo.today / "redshift_extract.log"
+    repo.wait_for(lambda: extract_log.exists() and "querying" in extract_log.read_text(),
+                  what="the query to start")
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.communicate(timeout=30)
+    assert not repo.copy.marker("slow", repo.today).exists(), "no marker without complete data"
+    assert any((repo.root / ".snakemake" / "locks").glob("*.lock"))  # what the kill leaves
+
+    (folder / "redshift.sql").write_text("SELECT lead_id FROM leads ORDER BY lead_id LIMIT 7\n")
+    result = repo.cron("slow")
+
+    assert result.returncode == 0, repo.log_text()[-5000:]
+    assert "Snakemake lock left by a killed run" in repo.log_text()
+    assert repo.summary(result.pid)[("slow", repo.today)]["status"] == "queried"
+    record = json.loads(repo.copy.marker("slow", repo.today).read_text())
+    assert record["rows"] == 7
+    assert pq.read_metadata(repo.copy.leads("slow", repo.today)).num_rows == 7
+    day_dir = repo.copy.leads("slow", repo.today).parent
+    assert not [p.name for p in day_dir.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_killing_cron_alone_lets_snakemake_finish_and_the_next_run_waits(cron_repo):
+    """SIGKILL to cron.py only: Snakemake is told to stop (SIGTERM), finishes its
+    running job, and the next run waits for it and finds the day cached."""
+    repo = cron_repo
+    name = repo.add_sleepy()
+    killed = repo.start(name, new_session=True)
+    analyze_log = repo.root / "logs" / name / repo.today / "analyze.log"
+    repo.wait_for(analyze_log.exists, what="the analysis to start")
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.communicate(timeout=30)
+
+    result = repo.cron(name)
+
+    assert result.returncode == 0, repo.log_text()[-5000:]
+    assert repo.summary(result.pid)[(name, repo.today)]["status"] == "cached"
+    assert repo.queries() == 1
+    assert repo.copy.analysis(name, repo.today).exists()
+    assert "LockException" not in repo.log_text()
+
+
+def test_since_runs_every_missed_day_with_its_own_marker(cron_repo):
+    repo = cron_repo
+    days = [_days_before(repo.today, n) for n in (2, 1, 0)]
+
+    result = repo.cron("--since", days[0], repo.sql_recipe)
+
+    assert result.returncode == 0, repo.log_text()[-5000:]
+    summary = repo.summary(result.pid)
+    assert sorted(summary) == [(repo.sql_recipe, d) for d in days]
+    assert {row["status"] for row in summary.values()} == {"queried"}
+    for day in days:
+        record = json.loads(repo.copy.marker(repo.sql_recipe, day).read_text())
+        assert record["run_date"] == day
+    assert repo.queries() == 3
+
+    earlier = _days_before(repo.today, 3)
+    again = repo.cron("--since", earlier, repo.sql_recipe)
+    assert again.returncode == 0
+    statuses = {d: r["status"] for (_, d), r in repo.summary(again.pid).items()}
+    assert statuses == {earlier: "queried", **dict.fromkeys(days, "cached")}
+    assert repo.queries() == 4
+
+
+def test_bad_arguments_are_one_line_and_exit_2(cron_repo):
+    result = cron_repo.cron("--since", "20250599")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "lead-recovery cron: error: date '20250599' is not a real calendar date"
+    ]
+    unknown = cron_repo.cron("no_such_recipe")
+    assert unknown.returncode == 2 and "unknown recipe 'no_such_recipe'" in unknown.stderr
+    assert sys.executable  # the venv ran it
