@@ -21,6 +21,7 @@ NOW = "2025-05-12T10:00:00+00:00"
 DAY = "20250512"
 ENV = {"LEAD_RECOVERY_NOW": NOW, "TZ": "UTC"}
 BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def helper_command(via: str = "console") -> list[str]:
@@ -28,7 +29,7 @@ def helper_command(via: str = "console") -> list[str]:
     if via == "console" and (BIN / "markers").exists():
         return [str(BIN / "markers")]
     if via == "script":
-        return [sys.executable, str(Path(__file__).resolve().parents[2] / "workflow/scripts/markers.py")]
+        return [sys.executable, str(REPO / "workflow/scripts/markers.py")]
     return [sys.executable, "-m", "lead_recovery.cli.markers"]
 
 

@@ -1,0 +1,155 @@
+"""The helper agrees with Snakemake: what it lists, checks, creates and deletes is
+what the next real ``snakemake`` run acts on (``RunResult.queries`` counts the
+``redshift_extract`` jobs Snakemake ran)."""
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from lead_recovery import markers
+
+RECIPE = "simulation_to_handoff"
+DAY = "20250512"
+OLD = "20250505"
+PINNED = {"LEAD_RECOVERY_NOW": "2025-05-12T10:00:00+00:00", "TZ": "UTC"}
+ONE = {"recipe": RECIPE}
+
+
+def run(workflow, *args, config=ONE, env=None):
+    return workflow.run(*args, config=config, env={**PINNED, **(env or {})})
+
+
+@pytest.fixture
+def ran(workflow):
+    """A workflow copy after one real run of the recipe for today's run date."""
+    first = run(workflow)
+    assert first.queries == 1
+    return workflow
+
+
+def test_a_workflow_marker_is_listed_as_counting(ran, helper):
+    [entry] = helper("list", "--json").json()
+    check = helper("check", RECIPE)
+
+    record = json.loads(ran.marker(RECIPE, DAY).read_text())
+    assert entry["run_date"] == DAY and entry["format"] == "json"
+    assert entry["rows"] == record["rows"] == pq.read_metadata(ran.leads(RECIPE, DAY)).num_rows
+    assert entry["cache_present"] is True and entry["counts"] is True
+    assert check.returncode == 0
+    assert run(ran).queries == 0  # and Snakemake agrees
+
+
+def test_after_delete_the_next_run_queries(ran, helper):
+    assert run(ran).queries == 0
+
+    deleted = helper("delete", RECIPE)
+
+    assert deleted.returncode == 0, deleted.output
+    assert helper("check", RECIPE).returncode == 1
+    assert run(ran).queries == 1
+    assert helper("check", RECIPE).returncode == 0
+
+
+def test_after_create_with_the_cache_present_the_next_run_does_not_query(ran, helper):
+    ran.marker(RECIPE, DAY).unlink()
+    assert run(ran, "-n").queries == 1  # without a marker Snakemake would query
+
+    created = helper("create", RECIPE)
+    result = run(ran)
+
+    assert created.returncode == 0, created.output
+    assert result.queries == 0
+    assert result.jobs["analyze"] == 0  # the marker is dated like its data
+    assert json.loads(ran.marker(RECIPE, DAY).read_text())["created_by"] == "markers create"
+
+
+def test_delete_and_create_for_another_date(workflow, helper):
+    run(workflow, config={**ONE, "date": OLD})
+
+    helper("delete", RECIPE, "--date", OLD)
+    assert run(workflow, config={**ONE, "date": OLD}).queries == 1
+
+    workflow.marker(RECIPE, OLD).unlink()
+    helper("create", RECIPE, "--date", OLD)
+    assert run(workflow, config={**ONE, "date": OLD}).queries == 0
+
+
+def test_delete_all_dates_requeries_every_date(workflow, helper):
+    since = {**ONE, "since": "20250511"}
+    run(workflow, config=since)
+    assert len(markers.list_markers(workflow.root / "results/markers")) == 2
+
+    helper("delete", RECIPE, "--all-dates")
+
+    assert run(workflow, config=since).queries == 2
+
+
+@pytest.mark.parametrize("content", ["2025-05-12T09:30:00", "1747042200.0"])
+def test_a_previous_systems_marker_spares_the_query(ran, helper, content):
+    ran.marker(RECIPE, DAY).write_text(content)
+
+    [entry] = helper("list", "--json").json()
+
+    assert entry["format"] == "legacy" and entry["counts"] is True
+    assert run(ran).queries == 0
+
+
+def test_a_corrupt_marker_is_listed_and_requeried(ran, helper):
+    ran.marker(RECIPE, DAY).write_text("{not json")
+
+    listed = helper("list")
+
+    assert listed.returncode == 0
+    assert "NO: marker unreadable (not valid JSON)" in listed.row(RECIPE, DAY)
+    assert run(ran).queries == 1
+
+
+def reason_in_snakemake(result):
+    prefix = f"{RECIPE} {DAY}: will query: "
+    [line] = [line for line in result.output.splitlines() if line.startswith(prefix)]
+    return line[len(prefix):]
+
+
+@pytest.mark.parametrize(
+    ("change", "env"),
+    [
+        ("ttl", None),
+        ("refresh", None),
+        ("sql", None),
+        ("forced", {"LEAD_RECOVERY_IGNORE_MARKERS": "1"}),
+    ],
+)
+def test_list_gives_the_reason_the_workflow_gives(ran, helper, set_config, change, env):
+    record = json.loads(ran.marker(RECIPE, DAY).read_text())
+    record["queried_at"] = "2025-05-12T07:00:00+00:00"
+    markers.write_marker(ran.marker(RECIPE, DAY), record)
+    if change == "ttl":
+        set_config(marker_ttl="2h")
+    elif change == "refresh":
+        set_config(refresh_after=["08:00"])
+    elif change == "sql":
+        sql = ran.root / "recipes" / RECIPE / "redshift.sql"
+        sql.write_text(sql.read_text() + "\n-- edited\n")
+
+    [entry] = helper("list", "--json", env=env).json()
+    check = helper("check", RECIPE, "--strict", env=env)
+    dry = run(ran, "-n", env=env)
+
+    assert entry["counts"] is False
+    assert dry.queries == 1
+    assert entry["reason"] == reason_in_snakemake(dry)
+    assert f"the next run queries: {entry['reason']}" in check.stdout
+    assert check.returncode == 1
+
+
+def test_helper_follows_the_configured_marker_dir(workflow, helper, set_config, tmp_path):
+    shared = tmp_path / "shared"
+    set_config(marker_dir=str(shared))
+
+    run(workflow)
+    [entry] = helper("list", "--json").json()
+    helper("delete", RECIPE)
+
+    assert entry["path"] == markers.marker_path(shared, RECIPE, DAY)
+    assert run(workflow).queries == 1
