@@ -1,0 +1,122 @@
+"""The seed's commands, as written in its "Command-Line Options" and "Utility
+Script" sections, run the Snakemake workflow (``markers`` in place of
+``./test_marker_system.py``)."""
+
+import json
+import re
+from collections import Counter
+
+import pytest
+
+RECIPE = "simulation_to_handoff"
+DAY = "20250512"
+_JOB_RE = re.compile(r"^(?:local)?rule (\w+):$", re.MULTILINE)
+
+
+def queries(result):
+    """How many redshift_extract jobs Snakemake ran, as tests/conftest.py counts them."""
+    return Counter(_JOB_RE.findall(result.output))["redshift_extract"]
+
+
+def test_the_seeds_commands_as_written(workflow, lead_recovery, helper):
+    """Every command of REDSHIFT_MARKER_SYSTEM.md, in order, with the effect it describes."""
+    # Normal run - queries once, then uses the cached data because the marker exists
+    first = lead_recovery("run", "--recipe", RECIPE)
+    assert first.returncode == 0, first.output[-3000:]
+    assert queries(first) == 1
+    assert workflow.marker(RECIPE, DAY).is_file() and workflow.leads(RECIPE, DAY).is_file()
+    again = lead_recovery("run", "--recipe", RECIPE)
+    assert again.returncode == 0 and queries(again) == 0
+    assert "marker counts" in again.output
+
+    # Force fresh Redshift query - ignores existing marker
+    before = json.loads(workflow.marker(RECIPE, DAY).read_text())
+    forced = lead_recovery("run", "--recipe", RECIPE, "--ignore-redshift-marker")
+    assert forced.returncode == 0 and queries(forced) == 1
+    assert json.loads(workflow.marker(RECIPE, DAY).read_text())["run_id"] != before["run_id"]
+
+    # Skip Redshift entirely - doesn't check or create markers
+    workflow.marker(RECIPE, DAY).unlink()
+    skipped = lead_recovery("run", "--recipe", RECIPE, "--skip-redshift")
+    assert skipped.returncode == 0, skipped.output[-3000:]
+    assert queries(skipped) == 0
+    assert not workflow.marker(RECIPE, DAY).exists()
+
+    # Utility script: list, check, create, delete
+    assert "no markers" in helper("--action", "list").stdout
+    assert helper("--recipe", RECIPE, "--action", "check").returncode == 1
+    assert helper("--recipe", RECIPE, "--action", "create").returncode == 0
+    assert helper("--recipe", RECIPE, "--action", "check").returncode == 0
+    assert "COUNTS" in helper("--action", "list").row(RECIPE, DAY)
+    assert queries(lead_recovery("run", "--recipe", RECIPE)) == 0
+    assert helper("--recipe", RECIPE, "--action", "delete").returncode == 0
+    assert queries(lead_recovery("run", "--recipe", RECIPE)) == 1
+
+
+def test_console_script_and_all_recipes(workflow, lead_recovery):
+    result = lead_recovery("run", "--date", "20250510", via="console")
+
+    assert result.returncode == 0, result.output[-3000:]
+    assert "snakemake --config date=20250510" in result.stderr
+    assert queries(result) == 1
+    for name in ("manual_leads", RECIPE):
+        assert workflow.analysis(name, "20250510").is_file()
+
+
+def test_dry_run_and_snakemake_arguments_pass_through(workflow, lead_recovery):
+    before = workflow.snapshot()
+
+    result = lead_recovery("run", "--recipe", RECIPE, "-n", "--", "--quiet", "rules")
+
+    assert result.returncode == 0, result.output[-3000:]
+    assert "snakemake -n --quiet rules --config recipe=simulation_to_handoff" in result.stderr
+    assert workflow.snapshot() == before
+
+
+def test_snakemakes_exit_status_is_passed_through(workflow, lead_recovery):
+    workflow.add_recipe("broken_sql", sql="SELECT no_such_column FROM no_such_table")
+
+    failed = lead_recovery("run", "--recipe", "broken_sql")
+    usage = lead_recovery("run", "--recipe", RECIPE, "--", "--no-such-snakemake-flag")
+
+    assert failed.returncode == 1
+    assert "broken_sql" in failed.output
+    assert not workflow.marker("broken_sql", DAY).exists()
+    assert usage.returncode == 2  # Snakemake's own usage error
+
+
+def test_help_lists_the_flags(lead_recovery):
+    result = lead_recovery("run", "--help")
+
+    assert result.returncode == 0
+    for flag in ("--recipe", "--ignore-redshift-marker", "--skip-redshift", "--date", "-n"):
+        assert flag in result.stdout
+    assert "ignore_redshift_marker=true" in result.stdout  # the Snakemake equivalent
+
+
+def test_markers_subcommand(workflow, lead_recovery):
+    result = lead_recovery("markers", "--action", "list")
+
+    assert result.returncode == 0 and "no markers" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["run", "--recipe", "no_such_recipe"], "unknown recipe 'no_such_recipe'"),
+        (["run", "--recipe", "../etc"], "must not contain '/', '\\' or '..'"),
+        (["run", "--date", "2025-05-12"], "date '2025-05-12' is not in YYYYMMDD form"),
+        (["run", "--bogus"], "unrecognized arguments: --bogus"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        ([], "a command is required"),
+    ],
+)
+def test_bad_input(workflow, lead_recovery, args, expected):
+    before = workflow.snapshot()
+
+    result = lead_recovery(*args)
+
+    assert result.returncode == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert line.startswith("lead-recovery: error: ") and expected in line
+    assert workflow.snapshot() == before
