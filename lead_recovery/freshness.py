@@ -64,6 +64,8 @@ def _fmt(moment: datetime, tz: tzinfo | None) -> str:
 
 def refresh_instants(run_date: str, policy: Policy, tz: tzinfo | None) -> list[datetime]:
     """The refresh times that belong to the run date's business day, as instants."""
+    if not policy.refresh_after:
+        return []  # the common case, asked once per marker by `markers list`
     day = to_date(run_date)
     start = parse_hhmm(policy.day_starts_at, "day_starts_at")
     instants = []

@@ -1,0 +1,137 @@
+"""Benchmark: ``markers list`` over 10,000 markers (target: under 1 s, start-up included).
+
+Builds a throw-away workflow folder (this repo's config, schema and recipes)
+holding 10,000 markers: five recipes x 2,000 run dates, 1% in the previous
+system's timestamp-only form, 1% corrupt, and a cached extract for every
+tenth day. Then times, as subprocesses and in the same run:
+
+- ``python -c pass``             the interpreter's own start-up (baseline)
+- ``ls -l`` of the marker folder  reading the same folder without Python (baseline)
+- ``markers list`` and ``markers list --json``
+
+and prints the median of several runs of each and the ratios to the baselines.
+Exit status 1 if ``markers list`` misses the target.
+
+    .venv/bin/python bench/bench_markers_list.py [--markers 10000] [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from lead_recovery import layout, markers, recipes
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_S = 1.0
+RECIPES = ["simulation_to_handoff", "bench_a", "bench_b", "bench_c", "bench_d"]
+
+
+def build(root: Path, count: int) -> Path:
+    """A workflow folder with ``count`` markers; returns the marker folder."""
+    for part in ("config", "workflow/schemas", "recipes"):
+        shutil.copytree(REPO / part, root / part)
+    for name in RECIPES[1:]:
+        shutil.copytree(root / "recipes/simulation_to_handoff", root / "recipes" / name)
+    marker_dir = root / "results/markers"
+    marker_dir.mkdir(parents=True)
+    sha = recipes.sql_sha256((root / "recipes/simulation_to_handoff/redshift.sql").read_text())
+    per_recipe = -(-count // len(RECIPES))
+    start = date(2020, 1, 1)
+    made = 0
+    for i in range(per_recipe):
+        day = (start + timedelta(days=i)).strftime("%Y%m%d")
+        queried = datetime(2020, 1, 1, 7, 0, tzinfo=UTC) + timedelta(days=i)
+        for name in RECIPES:
+            if made == count:
+                break
+            path = Path(markers.marker_path(marker_dir, name, day))
+            if made % 100 == 1:
+                path.write_text(queried.isoformat())  # the previous system's form
+            elif made % 100 == 2:
+                path.write_text("{corrupt")
+            else:
+                record = {
+                    "recipe": name,
+                    "run_date": day,
+                    "queried_at": queried.isoformat(timespec="seconds"),
+                    "rows": 1000 + i,
+                    "sql_sha256": sha,
+                    "duration_s": 1.5,
+                    "user@host": "bench@host",
+                }
+                # the bytes write_marker writes, without its per-file fsync
+                path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+            if i % 10 == 0:
+                leads = Path(layout.leads_path(root / "results", name, day))
+                leads.parent.mkdir(parents=True, exist_ok=True)
+                leads.touch()
+            made += 1
+    return marker_dir
+
+
+def timed(cmd: list[str], cwd: Path, repeat: int) -> float:
+    """Median wall-clock seconds of ``repeat`` runs (after one warm-up run)."""
+    times = []
+    for attempt in range(repeat + 1):
+        started = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        elapsed = time.perf_counter() - started
+        if proc.returncode != 0:
+            sys.exit(f"{cmd} failed: {proc.stderr.decode()[-2000:]}")
+        if attempt:
+            times.append(elapsed)
+    return statistics.median(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markers", type=int, default=10_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+
+    exe = Path(sys.executable).parent / "markers"
+    helper = [str(exe)] if exe.exists() else [sys.executable, "-m", "lead_recovery.cli.markers"]
+    with tempfile.TemporaryDirectory(prefix="bench-markers-") as tmp:
+        root = Path(tmp)
+        started = time.perf_counter()
+        marker_dir = build(root, args.markers)
+        built = time.perf_counter() - started
+        found = len(list(marker_dir.iterdir()))
+        listed = subprocess.run(
+            [*helper, "list"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout
+        assert f"{found} marker(s)" in listed, listed[-500:]
+
+        python_start = timed([sys.executable, "-c", "pass"], root, args.repeat)
+        ls = timed(["ls", "-l", str(marker_dir)], root, args.repeat)
+        table = timed([*helper, "list"], root, args.repeat)
+        as_json = timed([*helper, "list", "--json"], root, args.repeat)
+
+    print(f"markers: {found} in {marker_dir.name}/ (built in {built:.1f} s)")
+    print(f"median of {args.repeat} runs each:")
+    print(f"  python -c pass          {python_start * 1000:7.0f} ms")
+    print(f"  ls -l <marker dir>      {ls * 1000:7.0f} ms")
+    print(
+        f"  markers list            {table * 1000:7.0f} ms   "
+        f"{table / python_start:5.1f}x python start-up, {table / ls:5.1f}x ls -l"
+    )
+    print(
+        f"  markers list --json     {as_json * 1000:7.0f} ms   "
+        f"{as_json / python_start:5.1f}x python start-up, {as_json / ls:5.1f}x ls -l"
+    )
+    ok = table < TARGET_S
+    print(f"target: markers list under {TARGET_S:.0f} s: {'met' if ok else 'MISSED'}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
