@@ -80,11 +80,16 @@ class LogEntry:
 
     @property
     def sql(self) -> str | None:
-        """The statement text when this entry logs one (log_statement), else None."""
+        """The statement this entry logs as executed (log_statement), else None."""
         if self.level != "LOG":
             return None
         match = _STATEMENT_RE.match(self.message)
         return match.group("sql") if match else None
+
+    @property
+    def failed_sql(self) -> str | None:
+        """The statement an ERROR was about (the STATEMENT line that follows it)."""
+        return self.message if self.level == "STATEMENT" else None
 
 
 class PostgresServer:
@@ -237,7 +242,9 @@ class PostgresServer:
         if self.base is None:
             return
         if self._started:
-            stopped = self._run([self._bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"])
+            stopped = self._run(
+                [self._bin("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"]
+            )
             if stopped.returncode != 0:
                 self._kill_postmaster()
             self._started = False
@@ -334,7 +341,18 @@ class PostgresServer:
                 found[-1].message += "\n" + line[1:]
         return found
 
-    def statements(self, since: int = 0, *, containing: str | None = None) -> list[str]:
-        """SQL the server executed (log_statement), optionally only those containing a text."""
-        sql = [e.sql for e in self.entries(since) if e.sql is not None]
-        return [s for s in sql if containing is None or containing in s]
+    def statements(
+        self, since: int = 0, *, containing: str | None = None, failed: bool = False
+    ) -> list[str]:
+        """SQL the server executed (log_statement), optionally only those containing a text.
+
+        With ``failed`` the statements an error was reported for are included
+        too (a statement that fails to parse is never logged as executed; one
+        that fails while running is logged twice).
+        """
+        found = []
+        for entry in self.entries(since):
+            sql = entry.sql if entry.sql is not None else (entry.failed_sql if failed else None)
+            if sql is not None and (containing is None or containing in sql):
+                found.append(sql)
+        return found

@@ -33,6 +33,7 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import select
 import signal
@@ -119,18 +120,12 @@ def parameter_status(key: bytes, value: bytes) -> bytes:
 
 def _hard_close(sock: socket.socket) -> None:
     """Close with a reset (SO_LINGER 0), waking any thread blocked on it."""
-    try:
+    with contextlib.suppress(OSError):
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(OSError):
         sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
+    with contextlib.suppress(OSError):
         sock.close()
-    except OSError:
-        pass
 
 
 def _pump(src: socket.socket, dst: socket.socket) -> None:
@@ -146,10 +141,8 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
     except OSError:
         pass
     finally:
-        try:
+        with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
 
 class Shim:
@@ -197,10 +190,8 @@ class Shim:
 
     def stop(self) -> None:
         self._closing = True
-        try:
+        with contextlib.suppress(OSError):
             self._listener.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         self._listener.close()
         self.drop_connections()
 
@@ -259,10 +250,8 @@ class Shim:
             socks = (client, upstream) if upstream is not None else (client,)
             self._untrack(*socks)
             for sock in socks:
-                try:
+                with contextlib.suppress(OSError):
                     sock.close()
-                except OSError:
-                    pass
 
     def _server_handshake(self, upstream: socket.socket, client: socket.socket) -> None:
         """Relay server messages up to the first ReadyForQuery, fixing server_version."""
