@@ -224,6 +224,17 @@ def snakemake_locks(repo: Path) -> list[Path]:
     return sorted(lock_dir.glob("*.lock")) if lock_dir.is_dir() else []
 
 
+def _foreign(locks: list[Path]) -> bool:
+    """Whether a lock belongs to another user (whose processes /proc may hide)."""
+    if os.getuid() == 0:
+        return False
+    uids = set()
+    for path in locks:
+        with contextlib.suppress(OSError):
+            uids.add(path.stat().st_uid)
+    return bool(uids - {os.getuid()})
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -407,30 +418,35 @@ class Runner:
                 self.child.send_signal(signal.SIGTERM)
 
     def run(self, argv: list[str]) -> tuple[int, list[str]]:
-        """Run ``argv``; returns its exit code and the last lines it printed."""
-        tail: collections.deque[str] = collections.deque(maxlen=400)
-        self.child = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            errors="replace",
-            bufsize=1,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
-        )
-        assert self.child.stdout is not None
-        for line in self.child.stdout:
-            self.log.raw(line if line.endswith("\n") else line + "\n")
-            tail.append(line.rstrip("\n"))
-        while True:
-            try:
-                code = self.child.wait()
-                break
-            except KeyboardInterrupt:  # Snakemake got the same Ctrl-C; let it clean up
-                self.signalled = signal.SIGINT
+        """Run ``argv``; returns its exit code and the last lines it printed.
+
+        Its output goes straight into the log file (not through a pipe), so
+        Snakemake and its jobs keep logging even if this process is killed.
+        """
+        offset = self.log.path.stat().st_size
+        with open(self.log.path, "ab") as out:
+            self.child = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+            )
+        with open(self.log.path, "rb") as reader:
+            reader.seek(offset)
+            while True:
+                code = self.child.poll()
+                chunk = reader.read()
+                if chunk and self.log.echo:
+                    sys.stdout.write(chunk.decode(errors="replace"))
+                    sys.stdout.flush()
+                if code is not None:
+                    break
+                time.sleep(0.2)
+            reader.seek(offset)
+            printed = reader.read().decode(errors="replace").splitlines()
         self.child = None
-        return code, list(tail)
+        return code, printed[-400:]
 
 
 def snakemake_argv(config_items: list[str], *extra: str) -> list[str]:
@@ -439,6 +455,12 @@ def snakemake_argv(config_items: list[str], *extra: str) -> list[str]:
 
 
 # --------------------------------------------------------------------------- the command
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of days (1 or more)")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -457,7 +479,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the run date (default: today in the configured timezone)")
     parser.add_argument("--wait", metavar="DURATION",
                         help="how long to wait for another run (default: config cron.wait)")
-    parser.add_argument("--keep-logs-days", type=int, metavar="N",
+    parser.add_argument("--keep-logs-days", type=_positive_int, metavar="N",
                         help="delete cron logs older than N days (default: config)")
     parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
                         help="passed to Snakemake's --config (repeatable)")
@@ -492,6 +514,56 @@ def _report_day(value: str, today: str) -> str:
     return rundate.parse_date(value)
 
 
+@dataclass
+class Plan:
+    """What one invocation is to do, decided before anything waits or runs."""
+
+    repo: Path
+    cfg: dict[str, Any]
+    today: str  # the day of the log file
+    run_date: str
+    dates: list[str]
+    names: list[str]  # recipes handed to Snakemake
+    broken: dict[str, str]  # recipes that cannot even be loaded, and why
+    explicit: bool  # name the recipes to Snakemake (else it runs all of them)
+    since: str | None
+    extra_config: list[str]
+    wait_s: float
+    keep_days: int
+
+    def config_items(self) -> list[str]:
+        items = [f"date={self.run_date}"]
+        if self.since:
+            items.append(f"since={self.since}")
+        if self.explicit:
+            items.append("recipes=[" + ",".join(self.names) + "]")
+        return items + self.extra_config
+
+
+def _select(recipes_dir: str, named: list[str]) -> tuple[list[str], dict[str, str]]:
+    """The recipes to run and those that cannot be loaded (a broken meta.yml...).
+
+    A broken recipe is reported as failed instead of stopping every other one
+    at Snakemake's start-up; a name that is no recipe at all is a usage error.
+    """
+    if named:
+        names = [lr_recipes.validate_name(n) for n in named]
+        known = lr_recipes.discover(recipes_dir)
+        for name in names:
+            if name not in known:
+                lr_recipes.load(recipes_dir, name)  # raises "unknown recipe ... known: ..."
+    else:
+        names = lr_recipes.discover(recipes_dir)
+    good, broken = [], {}
+    for name in dict.fromkeys(names):
+        try:
+            lr_recipes.load(recipes_dir, name)
+            good.append(name)
+        except LeadRecoveryError as err:
+            broken[name] = str(err)
+    return good, broken
+
+
 def main(argv: list[str], repo: Path) -> int:
     args = build_parser().parse_args(argv)
     repo = repo.resolve()
@@ -504,28 +576,35 @@ def main(argv: list[str], repo: Path) -> int:
                 raise LeadRecoveryError(f"give {key} as an option of cron.py, not as --config")
         cfg = lr_config.load(repo, user_config)
         settings = {**DEFAULTS, **(cfg.get("cron") or {})}
-        tz = rundate.zone(cfg.get("timezone"))
-        today = rundate.now(tz).strftime("%Y%m%d")
+        today = rundate.now(rundate.zone(cfg.get("timezone"))).strftime("%Y%m%d")
         log_dir = repo / settings["log_dir"]
         if args.report is not None:
             lines = report(log_dir / f"{_report_day(args.report, today)}.log")
             print("\n".join(lines) if lines else "no cron run logged that day")
             return EXIT_OK
-        wait_s = parse_wait(args.wait if args.wait is not None else settings["wait"])
-        keep_days = args.keep_logs_days or int(settings["keep_logs_days"])
         run = rundate.resolve(args.date, cfg.get("timezone"), cfg.get("day_starts_at", "00:00"))
-        dates = rundate.date_range(args.since, run.date) if args.since else [run.date]
-        names = [lr_recipes.validate_name(n) for n in args.recipes]
-        for name in names:
-            lr_recipes.load(cfg["recipes_dir"], name)
-        names = names or lr_recipes.discover(cfg["recipes_dir"])
+        names, broken = _select(cfg["recipes_dir"], args.recipes)
+        plan = Plan(
+            repo=repo,
+            cfg=cfg,
+            today=today,
+            run_date=run.date,
+            dates=rundate.date_range(args.since, run.date) if args.since else [run.date],
+            names=names,
+            broken=broken,
+            explicit=bool(args.recipes or broken),
+            since=rundate.parse_date(args.since) if args.since else None,
+            extra_config=args.config,
+            wait_s=parse_wait(args.wait if args.wait is not None else settings["wait"]),
+            keep_days=args.keep_logs_days or int(settings["keep_logs_days"]),
+        )
     except LeadRecoveryError as err:
         print(f"lead-recovery cron: error: {err}", file=sys.stderr)
         return EXIT_USAGE
 
     log = DailyLog(log_dir / f"{today}.log", echo=args.verbose or sys.stdout.isatty())
     try:
-        return _run(args, repo, cfg, log, filled, wait_s, keep_days, today, run.date, dates, names)
+        return _run(plan, log, filled)
     except Interrupted as stop:
         log.note(f"interrupted by {stop}; exit {128 + stop.signum}")
         return 128 + stop.signum
@@ -533,33 +612,22 @@ def main(argv: list[str], repo: Path) -> int:
         log.close()
 
 
-def _run(
-    args: argparse.Namespace,
-    repo: Path,
-    cfg: dict[str, Any],
-    log: DailyLog,
-    filled: list[str],
-    wait_s: float,
-    keep_days: int,
-    today: str,
-    run_date: str,
-    dates: list[str],
-    names: list[str],
-) -> int:
+def _run(plan: Plan, log: DailyLog, filled: list[str]) -> int:
+    """Announce, take the cron lock (waiting for another run), run, prune old logs."""
     from filelock import FileLock, Timeout
 
     run_id = uuid.uuid4().hex
     os.environ[jobs.RUN_ID_ENV] = run_id
-    started = time.time()
-    deadline = time.monotonic() + wait_s
+    deadline = time.monotonic() + plan.wait_s
+    dates = plan.dates
     span = f"{dates[0]}..{dates[-1]}" if len(dates) > 1 else dates[0]
     log.note(
-        f"run {run_id[:8]} started: {len(names)} recipe(s) for {span}, "
-        f"warehouse {cfg['warehouse']}, by {jobs.user_at_host()} in {repo}"
+        f"run {run_id[:8]} started: {len(plan.names) + len(plan.broken)} recipe(s) for {span}, "
+        f"warehouse {plan.cfg['warehouse']}, by {jobs.user_at_host()} in {plan.repo}"
     )
     if filled:
         log.note(f"environment: set {', '.join(filled)} (not given)")
-    env_file = repo / ((cfg.get("redshift") or {}).get("env_file") or ".env")
+    env_file = plan.repo / ((plan.cfg.get("redshift") or {}).get("env_file") or ".env")
     loaded = load_dotenv_file(env_file, os.environ)  # type: ignore[arg-type]
     if loaded:
         log.note(f"credentials: {len(loaded)} setting(s) read from {env_file.name}")
@@ -575,22 +643,22 @@ def _run(
     except Timeout:
         owner = _read_json(owner_file)
         who = f"pid {owner.get('pid')}, started {owner.get('started')}" if owner else "unknown"
-        log.note(f"another cron run is in progress ({who}); waiting up to {_fmt(wait_s)}")
+        log.note(f"another cron run is in progress ({who}); waiting up to {_fmt(plan.wait_s)}")
         try:
             lock.acquire(timeout=max(0.0, deadline - time.monotonic()), poll_interval=0.2)
         except Timeout:
-            return _give_up(log, f"the other cron run ({who}) still runs after {_fmt(wait_s)}")
+            return _give_up(log, f"the other cron run ({who}) still runs after "
+                                 f"{_fmt(plan.wait_s)}")
         log.note("the other cron run finished; going on")
     try:
         owner_file.write_text(json.dumps({
             "pid": os.getpid(), "run_id": run_id,
             "started": datetime.now().astimezone().isoformat(timespec="seconds"),
         }))
-        code = _run_locked(args, repo, cfg, log, runner, deadline, wait_s, run_date, dates,
-                           names, run_id, started)
-        removed = prune_logs(log.path.parent, today, keep_days)
+        code = _run_locked(plan, log, runner, deadline, run_id)
+        removed = prune_logs(log.path.parent, plan.today, plan.keep_days)
         if removed:
-            log.note(f"deleted {len(removed)} cron log(s) older than {keep_days} days")
+            log.note(f"deleted {len(removed)} cron log(s) older than {plan.keep_days} days")
         return code
     finally:
         owner_file.unlink(missing_ok=True)
@@ -611,36 +679,39 @@ def _give_up(log: DailyLog, why: str) -> int:
     return EXIT_BUSY
 
 
-def _wait_for_snakemake(repo: Path, log: DailyLog, deadline: float, wait_s: float,
-                        config_items: list[str], runner: Runner) -> str | None:
+def _wait_for_snakemake(plan: Plan, log: DailyLog, deadline: float, runner: Runner) -> str | None:
     """Wait until no Snakemake works in this folder; clear a killed run's lock.
 
     Returns ``None`` when Snakemake may start, else why it may not.
     """
     told = False
     while True:
-        procs = snakemake_processes(repo)
-        locks = snakemake_locks(repo)
+        procs = snakemake_processes(plan.repo)
+        locks = snakemake_locks(plan.repo)
         if procs is None:  # no /proc: cannot tell a live lock from a stale one
             if not locks:
                 return None
             return ("Snakemake's lock is held in this folder and this system cannot tell "
                     "whether its owner is alive; run `snakemake --unlock` if none is running")
+        if not procs and locks and _foreign(locks):
+            # Another user's Snakemake: its processes are not ours to see, so
+            # its lock cannot be told stale; wait for it like for a live one.
+            procs = [(0, f"a Snakemake of another user (lock {locks[0].name})")]
         if not procs:
             if locks:
                 log.note("Snakemake lock left by a killed run (no snakemake process in this "
                          "folder): removing it with `snakemake --unlock`")
-                code, tail = runner.run(snakemake_argv(config_items, "--unlock"))
+                code, tail = runner.run(snakemake_argv(plan.config_items(), "--unlock"))
                 if code != 0:
                     return f"`snakemake --unlock` failed (exit {code}): {_last_error(tail)}"
             return None
         if not told:
             pids = ", ".join(f"pid {pid}: {cmd}" for pid, cmd in procs[:3])
             log.note(f"Snakemake is already running in this folder ({pids}); "
-                     f"waiting up to {_fmt(wait_s)}")
+                     f"waiting up to {_fmt(plan.wait_s)}")
             told = True
         if time.monotonic() >= deadline:
-            return (f"Snakemake still runs in this folder after {_fmt(wait_s)} "
+            return (f"Snakemake still runs in this folder after {_fmt(plan.wait_s)} "
                     f"(pid {', '.join(str(p) for p, _ in procs)})")
         time.sleep(POLL_S)
 
@@ -655,32 +726,18 @@ def _last_error(tail: list[str]) -> str:
     return tail[-1].strip() if tail else "no output"
 
 
-def _run_locked(
-    args: argparse.Namespace,
-    repo: Path,
-    cfg: dict[str, Any],
-    log: DailyLog,
-    runner: Runner,
-    deadline: float,
-    wait_s: float,
-    run_date: str,
-    dates: list[str],
-    names: list[str],
-    run_id: str,
-    started: float,
-) -> int:
-    config_items = [f"date={run_date}"]
-    if args.since:
-        config_items.append(f"since={args.since}")
-    if args.recipes:
-        config_items.append("recipes=[" + ",".join(args.recipes) + "]")
-    config_items += args.config
-    while True:
-        blocked = _wait_for_snakemake(repo, log, deadline, wait_s, config_items, runner)
+def _run_locked(plan: Plan, log: DailyLog, runner: Runner, deadline: float, run_id: str) -> int:
+    """Run Snakemake once nothing else works here, then summarise; the exit code."""
+    started = time.time()
+    code, tail = 0, []
+    for name, why in plan.broken.items():
+        log.note(f"recipe {name} cannot run: {why}")
+    while plan.names:
+        blocked = _wait_for_snakemake(plan, log, deadline, runner)
         if blocked:
             return _give_up(log, blocked)
-        _clean_temporaries(cfg, names, dates, log)
-        command = snakemake_argv(config_items)
+        _clean_temporaries(plan, log)
+        command = snakemake_argv(plan.config_items())
         log.note("running: snakemake " + " ".join(command[3:]))
         code, tail = runner.run(command)
         if code != 0 and any(_LOCK_ERROR in line for line in tail) and not runner.signalled:
@@ -689,10 +746,12 @@ def _run_locked(
             if time.monotonic() < deadline:
                 time.sleep(POLL_S)
                 continue
-            return _give_up(log, f"Snakemake still runs in this folder after {_fmt(wait_s)}")
+            return _give_up(log, f"Snakemake still runs in this folder after {_fmt(plan.wait_s)}")
         break
 
-    lines = summarize(repo, cfg, names, dates, run_id, started)
+    lines = summarize(plan.repo, plan.cfg, plan.names, plan.dates, run_id, started)
+    lines += [Line(name, day, "failed", detail=why)
+              for name, why in plan.broken.items() for day in plan.dates]
     failed = [ln for ln in lines if ln.status == "failed"]
     counts = collections.Counter(ln.status for ln in lines)
     tally = ", ".join(f"{counts[s]} {s}" for s in ("queried", "cached", "skipped", "failed")
@@ -717,13 +776,12 @@ def _run_locked(
     return exit_code
 
 
-def _clean_temporaries(cfg: dict[str, Any], names: list[str], dates: list[str],
-                       log: DailyLog) -> None:
+def _clean_temporaries(plan: Plan, log: DailyLog) -> None:
     """Remove half-written ``.<file>.<pid>.tmp`` files whose writer is dead (a killed run)."""
     removed = 0
-    for name in names:
-        for day in dates:
-            folder = Path(layout.day_dir(cfg["results_dir"], name, day))
+    for name in plan.names:
+        for day in plan.dates:
+            folder = Path(layout.day_dir(plan.cfg["results_dir"], name, day))
             if not folder.is_dir():
                 continue
             for entry in folder.iterdir():
