@@ -91,14 +91,26 @@ def _parse_time(text: str) -> datetime | None:
         return None
 
 
+def _read_bytes(path: str | Path) -> bytes:
+    """A small file's bytes in four system calls (``open().read()`` makes nine);
+    ``markers list`` reads thousands of markers."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
 def read_marker(path: str | Path) -> Marker:
     """Read a marker; an unreadable one comes back as ``format="corrupt"``, never raises."""
     path = Path(path)
     recipe, run_date = parse_marker_name(path.name) or ("?", "?")
     marker = Marker(path=path, recipe=recipe, run_date=run_date, format="corrupt")
     try:
-        with open(path, "rb") as handle:  # bytes + decode: half the cost of read_text
-            text = handle.read().decode("utf-8")
+        text = _read_bytes(path).decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
         marker.problem = f"unreadable: {err.__class__.__name__}"
         return marker
