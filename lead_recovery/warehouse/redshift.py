@@ -468,16 +468,31 @@ class RedshiftWarehouse:
             )
         )
 
-    def _query_error(self, err: BaseException, statement: str, prefix_lines: int) -> str:
+    def _query_error(
+        self, err: BaseException, statement: str, prefix_lines: int, conn: Any = None
+    ) -> str:
         fields = _server_error(err)
         if fields is None:
+            # A server ending the session sends a FATAL error and closes; the
+            # driver keeps that error aside and reports the closed socket.
+            pending = getattr(conn, "error", None)
+            fields = _server_error(pending) if pending is not None else None
+            if fields is not None:
+                fields = {**fields, "S": "FATAL"}
+        if fields is None:
             oserr = _os_error(err)
-            cause = (
-                _describe_os_error(oserr, None)
-                if oserr is not None
-                else (str(err.args[0]) if getattr(err, "args", None) else str(err))
-            )
+            if oserr is not None:
+                cause = _describe_os_error(oserr, None)
+            else:
+                cause = str(err.args[0]) if getattr(err, "args", None) else str(err)
+                if "server socket closed" in cause:
+                    cause = "the server closed the connection"
             return f"connection to Redshift at {self._where} lost: {cause}"
+        if fields.get("S") in ("FATAL", "PANIC"):
+            return (
+                f"connection to Redshift at {self._where} lost: {fields['M']} "
+                f"(SQLSTATE {fields.get('C', '?')})"
+            )
         text = f"query failed: {fields['M']} (SQLSTATE {fields.get('C', '?')}"
         position = fields.get("P")
         if position and position.isdigit():
@@ -489,6 +504,8 @@ class RedshiftWarehouse:
             text += f"; redshift.statement_timeout_s is {self.statement_timeout_s:g}"
         if fields.get("H"):
             text += f"; hint: {fields['H']}"
+        if "multiple commands" in fields["M"]:
+            text += "; the SQL must be a single SELECT"
         return text
 
     # -- connecting ----------------------------------------------------------------
@@ -578,7 +595,7 @@ class RedshiftWarehouse:
         except Exception as err:
             self._discard(conn)
             raise LeadRecoveryError(
-                self._say(self._query_error(err, converted, header.count("\n")))
+                self._say(self._query_error(err, converted, header.count("\n"), conn))
             ) from None
         log.info("redshift: cursor %s open, first batch %d rows", name, len(first))
         count = len(first)
@@ -660,7 +677,9 @@ class RedshiftWarehouse:
 
         try:
             with gc_paused():
-                self._fetch_loop(cursor, fetch, schema, stringify, rows_so_far, hand_over, stop)
+                self._fetch_loop(
+                    conn, cursor, fetch, schema, stringify, rows_so_far, hand_over, stop
+                )
             if not stop.is_set():
                 self._finish(conn, cursor, name)
                 hand_over(_DONE)
@@ -671,6 +690,7 @@ class RedshiftWarehouse:
 
     def _fetch_loop(
         self,
+        conn: Any,
         cursor: Any,
         fetch: str,
         schema: pa.Schema,
@@ -685,7 +705,7 @@ class RedshiftWarehouse:
                 cursor.execute(fetch)
                 rows = cursor.fetchall()
             except Exception as err:
-                cause = self._query_error(err, fetch, 0)
+                cause = self._query_error(err, fetch, 0, conn)
                 raise LeadRecoveryError(self._say(f"{cause} (after {rows_so_far} rows)")) from None
             more = len(rows) == self.batch_size
             if rows:
