@@ -259,6 +259,7 @@ class Line:
     rows_out: int | None = None
     seconds: float | None = None
     detail: str = ""
+    explained: bool = True  # a failure whose cause is known (else see Snakemake's output)
 
     def format(self, width: int) -> str:
         def num(value: object) -> str:
@@ -272,21 +273,24 @@ class Line:
         return f"{text}  {self.detail}".rstrip() if self.detail else text.rstrip()
 
 
-def _metadata(repo: Path, path: str) -> dict[str, Any] | None:
-    """Snakemake's record of the job that last wrote ``path`` (file persistence)."""
+def _record(repo: Path, kind: str, path: str) -> Path:
+    """Where Snakemake's file persistence keeps ``kind`` (metadata, incomplete) of ``path``."""
     b64 = base64.urlsafe_b64encode(path.encode()).decode()
-    chunks = [b64[i : i + 254] for i in range(0, len(b64), 254)]
+    chunks = [b64[i : i + 254] for i in range(0, len(b64), 254)]  # NAME_MAX 255, as Snakemake
     parts = ["@" + c for c in chunks[:-1]] + chunks[-1:]
-    record = repo / ".snakemake" / "metadata" / Path(*parts)
+    return repo / ".snakemake" / kind / Path(*parts)
+
+
+def _metadata(repo: Path, path: str) -> dict[str, Any] | None:
+    """Snakemake's record of the job that last wrote ``path``."""
     try:
-        return json.loads(record.read_text(encoding="utf-8"))
+        return json.loads(_record(repo, "metadata", path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
 
 
 def _incomplete(repo: Path, path: str) -> bool:
-    b64 = base64.urlsafe_b64encode(path.encode()).decode()
-    return (repo / ".snakemake" / "incomplete" / b64).exists()
+    return _record(repo, "incomplete", path).exists()
 
 
 def job_seconds(repo: Path, paths: list[str], since: float) -> float:
@@ -352,11 +356,14 @@ def summarize(
                 step = "redshift_extract"
             elif not uses_sql and not skip and not present(leads):
                 step = "recipe_leads"
-            elif not (present(analysis) and present(summary)):
+            elif not (present(analysis) and present(summary)) or (
+                not skip and os.path.getmtime(summary) < os.path.getmtime(leads)
+            ):  # missing, or older than the leads it should have analysed
                 step = "analyze"
             if step is not None:
                 why = _error_of(Path(layout.log_path(logs, step, name, day)), since)
                 line.detail = f"{step}: {why}" if why else f"{step} did not complete"
+                line.explained = why is not None
                 lines.append(line)
                 continue
             info = _read_json(Path(summary))
@@ -768,7 +775,7 @@ def _run_locked(plan: Plan, log: DailyLog, runner: Runner, deadline: float, run_
         exit_code = 128 + runner.signalled
     elif failed or code != 0:
         exit_code = EXIT_FAILED
-        if code != 0 and not failed:
+        if code != 0 and not any(ln.explained for ln in failed):
             log.note(f"snakemake exited with {code}: {_last_error(tail)}")
     log.note(f"exit {exit_code}")
     if exit_code != EXIT_OK and not log.echo:
