@@ -5,8 +5,8 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-
 import redshift_connector
+
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.warehouse.redshift import RedshiftWarehouse, read_settings
 

@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pyarrow as pa
 import pytest
-
 import redshift_connector
+
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.warehouse import open_warehouse
 from lead_recovery.warehouse import redshift as rs
@@ -71,7 +71,8 @@ def test_open_warehouse_builds_it_from_the_workflow_config(redshift_env):
 
 def test_empty_result_keeps_its_schema(make_warehouse):
     reader = make_warehouse().stream(
-        "SELECT lead_id, name, loan_amount, created_at FROM leads WHERE created_at > :run_date::date + 365",
+        "SELECT lead_id, name, loan_amount, created_at FROM leads\n"
+        "WHERE created_at > :run_date::date + 365",
         PARAMS,
         tag=tag_for("empty"),
     )
