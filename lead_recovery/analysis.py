@@ -113,13 +113,3 @@ def write_outputs(
     write_atomically(
         summary_out, lambda p: p.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     )
-
-
-def point_latest(latest: str | Path, analysis: str | Path) -> None:
-    """Make ``latest`` a relative symlink to ``analysis``, replaced atomically."""
-    latest = Path(latest)
-    relative = os.path.relpath(Path(analysis), latest.parent)
-    tmp = latest.with_name(f".{latest.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    os.symlink(relative, tmp)
-    os.replace(tmp, latest)

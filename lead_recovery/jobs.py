@@ -14,23 +14,24 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from lead_recovery import rundate
 from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.rundate import RunDate
 
 RUN_ID_ENV = "LEAD_RECOVERY_RUN_ID"
-DECIDED_AT_ENV = "LEAD_RECOVERY_DECIDED_AT"
 
 log = logging.getLogger("lead_recovery")
 
 
-def announce_invocation(decided_at: str) -> str:
-    """Give this Snakemake invocation an id that its jobs inherit.
+def announce_invocation(run: RunDate) -> str:
+    """Give this Snakemake invocation an id and a run date that its jobs inherit.
 
-    Jobs compare it with the id in a marker to tell "queried in this run"
-    from "cached". It travels in the environment, not in ``params``, because
-    a value that changes every run would make Snakemake rerun every job.
+    Jobs compare the id with the one in a marker to tell "queried in this
+    run" from "cached". Both travel in the environment, not in ``params``,
+    because a value that changes every run would make Snakemake rerun every job.
     """
     os.environ.setdefault(RUN_ID_ENV, uuid.uuid4().hex)
-    os.environ.setdefault(DECIDED_AT_ENV, decided_at)
+    rundate.pin_for_children(run)
     return os.environ[RUN_ID_ENV]
 
 
@@ -39,7 +40,8 @@ def run_id() -> str | None:
 
 
 def decided_at() -> str | None:
-    return os.environ.get(DECIDED_AT_ENV)
+    """When the invocation decided its run date (ISO-8601), as its jobs see it."""
+    return os.environ.get(rundate.DECIDED_AT_ENV)
 
 
 def user_at_host() -> str:

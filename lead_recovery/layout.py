@@ -7,6 +7,7 @@ to get their wildcard patterns, so a path is spelled in exactly one place.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -58,3 +59,13 @@ def analysed_dates(results_dir: str | Path, recipe: str) -> list[str]:
         for entry in base.iterdir()
         if len(entry.name) == 8 and entry.name.isdigit() and (entry / "analysis.csv").is_file()
     )
+
+
+def point_latest(latest: str | Path, analysis: str | Path) -> None:
+    """Make ``latest`` a relative symlink to ``analysis``, replaced atomically."""
+    latest = Path(latest)
+    relative = os.path.relpath(Path(analysis), latest.parent)
+    tmp = latest.with_name(f".{latest.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    os.symlink(relative, tmp)
+    os.replace(tmp, latest)

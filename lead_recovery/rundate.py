@@ -18,6 +18,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from lead_recovery.errors import LeadRecoveryError
 
 NOW_ENV = "LEAD_RECOVERY_NOW"
+# Set by the first parse of an invocation for every process it starts (jobs,
+# and the Snakefile re-parses of `run:` jobs or cluster executors), so they
+# all keep the date the invocation started with, even past midnight.
+RUN_DATE_ENV = "LEAD_RECOVERY_RUN_DATE"
+DECIDED_AT_ENV = "LEAD_RECOVERY_DECIDED_AT"
 _DATE_RE = re.compile(r"^\d{8}$")
 _HHMM_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -98,14 +103,26 @@ def resolve(
     the previous day, so a 03:00 run with a 06:00 day start uses yesterday.
     """
     tz = zone(timezone)
-    current = now(tz)
+    inherited = os.environ.get(RUN_DATE_ENV)
+    if inherited and os.environ.get(DECIDED_AT_ENV):
+        current = datetime.fromisoformat(os.environ[DECIDED_AT_ENV])
+    else:
+        current = now(tz)
     if configured not in (None, ""):
         return RunDate(parse_date(configured), current)
+    if inherited:
+        return RunDate(parse_date(inherited), current)
     start = parse_hhmm(day_starts_at, "day_starts_at")
     day = current.date()
     if current.timetz().replace(tzinfo=None) < start:
         day -= timedelta(days=1)
     return RunDate(day.strftime("%Y%m%d"), current)
+
+
+def pin_for_children(run: RunDate) -> None:
+    """Let every process this invocation starts inherit its run date."""
+    os.environ.setdefault(RUN_DATE_ENV, run.date)
+    os.environ.setdefault(DECIDED_AT_ENV, run.decided_at.isoformat())
 
 
 def date_range(since: str, until: str) -> list[str]:

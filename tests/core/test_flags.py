@@ -49,7 +49,9 @@ def test_dry_run_with_the_ignore_flag_changes_nothing_on_disk(workflow):
     workflow.run(config={"recipe": RECIPE, "date": DAY})
     before = workflow.snapshot()
 
-    result = workflow.run("-n", config={"recipe": RECIPE, "date": DAY, "ignore_redshift_marker": True})
+    result = workflow.run(
+        "-n", config={"recipe": RECIPE, "date": DAY, "ignore_redshift_marker": True}
+    )
 
     assert result.queries == 1  # what it would run
     assert "forced" in result.output

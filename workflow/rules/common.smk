@@ -53,7 +53,7 @@ try:
 except LeadRecoveryError as err:
     _stop(err)
 
-jobs.announce_invocation(RUN.decided_at.isoformat(timespec="seconds"))
+jobs.announce_invocation(RUN)
 
 
 def _alternatives(names):

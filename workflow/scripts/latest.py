@@ -1,10 +1,10 @@
 """Rule latest: results/<recipe>/latest.csv -> the newest day's analysis.csv."""
 
-from lead_recovery import analysis, jobs
+from lead_recovery import jobs, layout
 
 
 def main(snakemake):
-    analysis.point_latest(snakemake.output.latest, snakemake.input.analysis)
+    layout.point_latest(snakemake.output.latest, snakemake.input.analysis)
 
 
 jobs.run(snakemake, main)  # noqa: F821 - injected by Snakemake
