@@ -356,3 +356,55 @@ class PostgresServer:
             if sql is not None and (containing is None or containing in sql):
                 found.append(sql)
         return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a throw-away server (and the shim) for developing a recipe; Ctrl-C stops it."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(
+        description="A throw-away PostgreSQL behind the Redshift handshake shim, for recipe work."
+    )
+    parser.add_argument(
+        "--load",
+        metavar="SQL_FILE",
+        action="append",
+        default=[],
+        help="SQL run as admin in the database after start (repeatable)",
+    )
+    parser.add_argument("--no-shim", action="store_true", help="do not start the shim")
+    args = parser.parse_args(argv)
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from redshift_shim import ShimProcess
+
+    with PostgresServer() as server:
+        for path in args.load:
+            server.psql(Path(path).read_text())
+            server.psql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {server.user}")
+        shim = None if args.no_shim else ShimProcess(server.port)
+        try:
+            port = shim.port if shim else server.port
+            print(f"# PostgreSQL {server.bindir.parent.name} in {server.base}", flush=True)
+            for key, value in server.env(port).items():
+                print(f"export {key}={value}", flush=True)
+            print(
+                f"# admin: psql -h {server.sockdir} -p {server.port} -U {ADMIN} "
+                f"-d {server.database}",
+                flush=True,
+            )
+            print("# Ctrl-C stops the server and deletes it", flush=True)
+            stop_signals = {signal.SIGINT, signal.SIGTERM}
+            # blocked only now, so the server and the shim started above keep their handlers
+            signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+            signal.sigwait(stop_signals)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+        finally:
+            if shim:
+                shim.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
