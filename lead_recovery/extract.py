@@ -12,11 +12,10 @@ import logging
 import os
 import time
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from lead_recovery import jobs, markers
+from lead_recovery import jobs, markers, rundate
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.recipes import Recipe, sql_sha256
 from lead_recovery.rundate import to_date
@@ -59,7 +58,7 @@ def extract(
     """Query, cache, then mark; returns the marker record."""
     sql = recipe.sql()
     started = time.monotonic()
-    queried_at = datetime.now(UTC).astimezone()
+    queried_at = rundate.now()  # honours LEAD_RECOVERY_NOW, like the run date
     log.info(
         "querying %s warehouse for recipe %s, run date %s", warehouse.name, recipe.name, run_date
     )
