@@ -575,7 +575,8 @@ class RedshiftWarehouse:
             ) from None
 
         conn = self._connect(tag)
-        self._connections.append(conn)
+        with self._lock:
+            self._connections.append(conn)
         cursor = conn.cursor()
         cursor.paramstyle = "named"
         fetch = f"FETCH FORWARD {self.batch_size} FROM {name}"
