@@ -2,43 +2,6 @@
 # newest analysis.
 
 
-def leads_source(name):
-    """Where analyze reads leads from: redshift, recipe_leads_csv or skipped_redshift."""
-    if SELECTED[name].sql_path is None:
-        return "recipe_leads_csv"
-    return "skipped_redshift" if SKIP_REDSHIFT else "redshift"
-
-
-def skipped_redshift_leads(name):
-    """With skip_redshift: the newest cached extract of any date, else leads.csv."""
-    cached = layout.cached_extract_dates(RESULTS, name)
-    if cached:
-        return ancient(layout.leads_path(RESULTS, name, cached[-1]))
-    recipe = SELECTED[name]
-    if recipe.leads_csv is not None:
-        return str(recipe.leads_csv)
-    _stop(
-        f"recipe '{name}': skip_redshift=true but there is no cached extract "
-        f"under {RESULTS}/{name}/ and no {recipe.dir}/leads.csv"
-    )
-
-
-def analyze_inputs(wildcards):
-    name, day = wildcards.recipe, wildcards.date
-    recipe = SELECTED[name]
-    inputs = {"meta": str(recipe.meta_path)}
-    if recipe.analyzer is not None:
-        inputs["analyzer"] = str(recipe.analyzer)
-    source = leads_source(name)
-    if source == "skipped_redshift":
-        inputs["leads"] = skipped_redshift_leads(name)
-    else:
-        inputs["leads"] = layout.leads_path(RESULTS, name, day)
-    if source == "redshift":
-        inputs["marker"] = markers.marker_path(MARKER_DIR, name, day)
-    return inputs
-
-
 rule analyze:
     input:
         unpack(analyze_inputs),
@@ -47,6 +10,8 @@ rule analyze:
         summary=layout.summary_path(RESULTS, "{recipe}", "{date}"),
     log:
         layout.log_path(LOGS, "analyze", "{recipe}", "{date}"),
+    conda:
+        "../envs/lead_recovery.yaml"
     params:
         source=lambda wildcards: leads_source(wildcards.recipe),
         recipes_dir=RECIPES_DIR,
@@ -63,5 +28,7 @@ rule latest:
         latest=layout.latest_path(RESULTS, "{recipe}"),
     log:
         f"{LOGS}/{{recipe}}/latest.log",
+    conda:
+        "../envs/lead_recovery.yaml"
     script:
         "../scripts/latest.py"

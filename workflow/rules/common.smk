@@ -135,3 +135,48 @@ def _force(*paths):
     """
     to_storage = workflow.modifier.path_modifier.apply_default_storage
     workflow.dag.forcefiles.update(to_storage(p) for p in paths)
+
+
+def extract_inputs(wildcards):
+    marker_decision(wildcards.recipe, wildcards.date)
+    inputs = {"sql": ancient(SELECTED[wildcards.recipe].sql_path)}
+    if config["warehouse"] == "duckdb":
+        inputs["warehouse"] = ancient(config["duckdb"]["path"])
+    return inputs
+
+
+def leads_source(name):
+    """Where analyze reads leads from: redshift, recipe_leads_csv or skipped_redshift."""
+    if SELECTED[name].sql_path is None:
+        return "recipe_leads_csv"
+    return "skipped_redshift" if SKIP_REDSHIFT else "redshift"
+
+
+def skipped_redshift_leads(name):
+    """With skip_redshift: the newest cached extract of any date, else leads.csv."""
+    cached = layout.cached_extract_dates(RESULTS, name)
+    if cached:
+        return ancient(layout.leads_path(RESULTS, name, cached[-1]))
+    recipe = SELECTED[name]
+    if recipe.leads_csv is not None:
+        return str(recipe.leads_csv)
+    _stop(
+        f"recipe '{name}': skip_redshift=true but there is no cached extract "
+        f"under {RESULTS}/{name}/ and no {recipe.dir}/leads.csv"
+    )
+
+
+def analyze_inputs(wildcards):
+    name, day = wildcards.recipe, wildcards.date
+    recipe = SELECTED[name]
+    inputs = {"meta": str(recipe.meta_path)}
+    if recipe.analyzer is not None:
+        inputs["analyzer"] = str(recipe.analyzer)
+    source = leads_source(name)
+    if source == "skipped_redshift":
+        inputs["leads"] = skipped_redshift_leads(name)
+    else:
+        inputs["leads"] = layout.leads_path(RESULTS, name, day)
+    if source == "redshift":
+        inputs["marker"] = markers.marker_path(MARKER_DIR, name, day)
+    return inputs

@@ -4,14 +4,6 @@
 # longer counts (forced, expired, SQL changed) -> forced, see common.smk.
 
 
-def extract_inputs(wildcards):
-    marker_decision(wildcards.recipe, wildcards.date)
-    inputs = {"sql": ancient(SELECTED[wildcards.recipe].sql_path)}
-    if config["warehouse"] == "duckdb":
-        inputs["warehouse"] = ancient(config["duckdb"]["path"])
-    return inputs
-
-
 rule redshift_extract:
     input:
         unpack(extract_inputs),
@@ -22,6 +14,8 @@ rule redshift_extract:
         layout.log_path(LOGS, "redshift_extract", "{recipe}", "{date}"),
     wildcard_constraints:
         recipe=_alternatives(SQL_RECIPES),
+    conda:
+        "../envs/lead_recovery.yaml"
     params:
         warehouse=config["warehouse"],
     script:

@@ -11,5 +11,7 @@ rule recipe_leads:
         layout.log_path(LOGS, "recipe_leads", "{recipe}", "{date}"),
     wildcard_constraints:
         recipe=_alternatives(CSV_RECIPES),
+    conda:
+        "../envs/lead_recovery.yaml"
     script:
         "../scripts/recipe_leads.py"

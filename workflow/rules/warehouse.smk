@@ -8,6 +8,8 @@ rule demo_warehouse:
         config["duckdb"]["path"],
     log:
         f"{LOGS}/demo_warehouse.log",
+    conda:
+        "../envs/lead_recovery.yaml"
     params:
         rows=config["duckdb"]["rows"],
         seed=config["duckdb"]["seed"],
