@@ -86,16 +86,53 @@ def extract(
     return record
 
 
+def _written_meanwhile(leads_out: Path, marker_out: Path, since: float) -> bool:
+    """Whether another process completed this very extract while we waited for it."""
+    try:
+        return marker_out.stat().st_mtime >= since and leads_out.is_file()
+    except FileNotFoundError:
+        return False
+
+
 def extract_with(name: str, config: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """Open the configured warehouse, extract, and always close it."""
+    """Open the configured warehouse, extract, and always close it.
+
+    Runs under a lock beside the marker, so two runs that share a marker and
+    results folder (two users, or cron and a person, in different checkouts)
+    never query the same recipe and day at once: the second one waits and then
+    finds the first one's complete extract and marker, and keeps them.
+    """
+    from filelock import FileLock, Timeout
+
     from lead_recovery.warehouse import open_warehouse
 
     recipe: Recipe = kwargs["recipe"]
+    leads_out, marker_out = Path(kwargs["leads_out"]), Path(kwargs["marker_out"])
+    locks = marker_out.parent / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    settings = config.get("redshift") or {}
+    wait = int(settings.get("statement_timeout_s") or 3600) + 600
+    started = time.time()
     try:
-        warehouse = open_warehouse(name, config)
-    except LeadRecoveryError as err:
-        raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
-    try:
-        return extract(warehouse=warehouse, **kwargs)
-    finally:
-        warehouse.close()
+        with FileLock(locks / f"{marker_out.name}.lock", timeout=wait):
+            if _written_meanwhile(leads_out, marker_out, started):
+                log.info(
+                    "recipe %s %s: another run queried it while this one waited; keeping its "
+                    "extract and marker (no query)",
+                    recipe.name,
+                    kwargs["run_date"],
+                )
+                return markers.read_marker(marker_out).record
+            try:
+                warehouse = open_warehouse(name, config)
+            except LeadRecoveryError as err:
+                raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
+            try:
+                return extract(warehouse=warehouse, **kwargs)
+            finally:
+                warehouse.close()
+    except Timeout:
+        raise LeadRecoveryError(
+            f"recipe '{recipe.name}': another run has held the query lock for over {wait} s "
+            f"({locks})"
+        ) from None

@@ -1,0 +1,55 @@
+"""Markers in a shared place (the seed's "centralized location for multi-user
+environments"): two checkouts that share a marker and results folder query a
+recipe's day once between them, even when they run at the same moment.
+"""
+
+import shutil
+import subprocess
+import sys
+
+from conftest import clean_env
+
+SLOW_SQL = """
+    SELECT COUNT(*) AS lead_id
+    FROM leads AS a
+    CROSS JOIN (SELECT lead_id FROM leads LIMIT 5000) AS b
+    WHERE a.lead_id + b.lead_id > 0 AND a.created_at < DATEADD(day, 1000, :run_date::date)
+"""
+
+
+def test_two_checkouts_sharing_markers_query_once(workflow, tmp_path):
+    workflow.add_recipe("slow_count", sql=SLOW_SQL)
+    other = tmp_path / "other"
+    shutil.copytree(workflow.root, other)
+    shared = tmp_path / "shared"
+    config = [
+        "--config",
+        "recipe=slow_count",
+        "date=20250512",
+        f"results_dir={shared}/results",
+        f"marker_dir={shared}/markers",
+    ]
+
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "snakemake", *config],
+            cwd=root,
+            env=clean_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for root in (workflow.root, other)
+    ]
+    outputs = [run.communicate(timeout=300)[0] for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    logs = [
+        (root / "logs/slow_count/20250512/redshift_extract.log")
+        for root in (workflow.root, other)
+    ]
+    texts = [log.read_text() for log in logs if log.exists()]
+    queried = sum(text.count("querying duckdb warehouse") for text in texts)
+    assert queried == 1, texts
+    assert (shared / "markers/redshift_queried_slow_count_20250512.marker").is_file()
+    assert (shared / "results/slow_count/20250512/leads.parquet").is_file()
