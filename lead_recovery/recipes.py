@@ -91,6 +91,13 @@ class Recipe:
         return text
 
 
+def leads_source(recipe: Recipe, skip_redshift: bool) -> str:
+    """Where a recipe's leads come from in a run: redshift, recipe_leads_csv or skipped_redshift."""
+    if recipe.sql_path is None:
+        return "recipe_leads_csv"
+    return "skipped_redshift" if skip_redshift else "redshift"
+
+
 def sql_sha256(text: str) -> str:
     """The identity of a query's text, recorded in markers to detect edits."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -12,9 +12,6 @@ rule analyze:
         layout.log_path(LOGS, "analyze", "{recipe}", "{date}"),
     conda:
         "../envs/lead_recovery.yaml"
-    params:
-        source=lambda wildcards: leads_source(wildcards.recipe),
-        recipes_dir=RECIPES_DIR,
     script:
         "../scripts/analyze.py"
 

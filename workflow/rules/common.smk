@@ -147,9 +147,7 @@ def extract_inputs(wildcards):
 
 def leads_source(name):
     """Where analyze reads leads from: redshift, recipe_leads_csv or skipped_redshift."""
-    if SELECTED[name].sql_path is None:
-        return "recipe_leads_csv"
-    return "skipped_redshift" if SKIP_REDSHIFT else "redshift"
+    return lr_recipes.leads_source(SELECTED[name], SKIP_REDSHIFT)
 
 
 def skipped_redshift_leads(name):

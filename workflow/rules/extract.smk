@@ -16,7 +16,5 @@ rule redshift_extract:
         recipe=_alternatives(SQL_RECIPES),
     conda:
         "../envs/lead_recovery.yaml"
-    params:
-        warehouse=config["warehouse"],
     script:
         "../scripts/redshift_extract.py"

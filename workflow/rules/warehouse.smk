@@ -10,8 +10,5 @@ rule demo_warehouse:
         f"{LOGS}/demo_warehouse.log",
     conda:
         "../envs/lead_recovery.yaml"
-    params:
-        rows=config["duckdb"]["rows"],
-        seed=config["duckdb"]["seed"],
     script:
         "../scripts/demo_warehouse.py"

@@ -8,7 +8,8 @@ from lead_recovery import analysis, jobs, markers, recipes
 
 def main(snakemake):
     name, day = snakemake.wildcards.recipe, snakemake.wildcards.date
-    recipe = recipes.load(snakemake.params.recipes_dir, name)
+    recipe = recipes.load(snakemake.config["recipes_dir"], name)
+    source = recipes.leads_source(recipe, bool(snakemake.config.get("skip_redshift")))
     leads = analysis.load_leads(snakemake.input.leads, name)
     result = analysis.analyze(leads, recipe, day)
     summary = {
@@ -16,16 +17,16 @@ def main(snakemake):
         "run_date": day,
         "decided_at": jobs.decided_at(),
         "rows_in": len(leads),
-        "source": snakemake.params.source,
+        "source": source,
         "leads_file": str(snakemake.input.leads),
     }
-    if snakemake.params.source == "redshift":
+    if source == "redshift":
         marker = markers.read_marker(snakemake.input.marker)
         queried_now = marker.record.get("run_id") == jobs.run_id()
         summary["source"] = "queried" if queried_now else "cached"
         summary["queried_at"] = marker.record.get("queried_at")
         summary["marker"] = str(snakemake.input.marker)
-    elif snakemake.params.source == "skipped_redshift":
+    elif source == "skipped_redshift":
         cached = Path(snakemake.input.leads)
         summary["cache_date"] = cached.parent.name if cached.suffix == ".parquet" else None
     analysis.write_outputs(result, summary, snakemake.output.analysis, snakemake.output.summary)

@@ -7,7 +7,8 @@ from lead_recovery.warehouse import demo
 
 
 def main(snakemake):
-    rows = demo.build(snakemake.output[0], snakemake.params.rows, snakemake.params.seed)
+    settings = snakemake.config["duckdb"]
+    rows = demo.build(snakemake.output[0], settings["rows"], settings["seed"])
     logging.getLogger("lead_recovery").info(
         "demo warehouse %s: %d synthetic leads", snakemake.output[0], rows
     )

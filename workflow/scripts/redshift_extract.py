@@ -7,7 +7,7 @@ from lead_recovery.extract import extract_with
 def main(snakemake):
     recipe = recipes.load(snakemake.config["recipes_dir"], snakemake.wildcards.recipe)
     extract_with(
-        snakemake.params.warehouse,
+        snakemake.config["warehouse"],
         snakemake.config,
         recipe=recipe,
         run_date=snakemake.wildcards.date,
