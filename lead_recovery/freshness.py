@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import TYPE_CHECKING, Any
 
 from lead_recovery.errors import LeadRecoveryError
@@ -63,7 +63,13 @@ def _fmt(moment: datetime, tz: tzinfo | None) -> str:
 
 
 def refresh_instants(run_date: str, policy: Policy, tz: tzinfo | None) -> list[datetime]:
-    """The refresh times that belong to the run date's business day, as instants."""
+    """The refresh times that belong to the run date's business day, as instants (UTC).
+
+    In UTC because two datetimes sharing one zone compare by wall clock, which
+    is wrong across a daylight-saving change: in the repeated hour, and for a
+    time the clock skips (02:30 on a spring-forward day is the instant 02:30
+    would have been before the jump, i.e. 03:30 summer time).
+    """
     if not policy.refresh_after:
         return []  # the common case, asked once per marker by `markers list`
     day = to_date(run_date)
@@ -72,7 +78,7 @@ def refresh_instants(run_date: str, policy: Policy, tz: tzinfo | None) -> list[d
     for text in policy.refresh_after:
         at = parse_hhmm(text, "refresh_after")
         on = day if at >= start else day + timedelta(days=1)
-        instants.append(local_time(on, at, tz))
+        instants.append(local_time(on, at, tz).astimezone(UTC))
     return sorted(instants)
 
 
@@ -87,6 +93,7 @@ def decide(
     tz: tzinfo | None,
 ) -> Decision:
     """Apply the policy to one marker; the first reason that applies is given."""
+    now = now.astimezone(UTC)  # compare instants, never wall clocks (DST)
     if marker is None:
         return Decision(False, "no marker for this date", force=False)
     if not cache_present:
