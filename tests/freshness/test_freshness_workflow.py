@@ -1,0 +1,412 @@
+"""Marker freshness (issue 6) end to end: the real workflow, run by the real
+Snakemake, on the embedded DuckDB warehouse.
+
+The clock is pinned per run with ``LEAD_RECOVERY_NOW`` (the run date, the
+freshness decision and the marker's ``queried_at`` all follow it), so the
+boundaries are hit to the second without sleeping. A query is a
+``redshift_extract`` job Snakemake ran; every decision is read back from the
+line the workflow prints for it, and the forced ones from Snakemake's own
+"reason: Forced execution".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import re
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+import yaml
+
+RECIPE = "simulation_to_handoff"
+DAY = "20250512"
+PINNED_SNAKEMAKE = "9.27.1"
+REPO = Path(__file__).resolve().parents[2]
+IGNORE_ENV = "LEAD_RECOVERY_IGNORE_MARKERS"
+DAY_SQL = "SELECT lead_id FROM leads WHERE created_at::date = :run_date::date ORDER BY lead_id\n"
+_EXTRACT_RE = re.compile(
+    r"^(?:local)?rule redshift_extract:\n(?:[ \t]+.*\n)*?[ \t]+wildcards: recipe=([^,\s]+), "
+    r"date=(\d{8})",
+    re.MULTILINE,
+)
+
+
+def run(workflow, now: str, *args: str, config=None, env=None, ok=True):
+    """One real ``snakemake`` run with the clock at ``now`` (the machine's zone is UTC)."""
+    settings = {"timezone": "UTC", **(config or {})}
+    clock = {"LEAD_RECOVERY_NOW": now, "TZ": "UTC", **(env or {})}
+    return workflow.run(*args, config=settings, env=clock, ok=ok)
+
+
+def extracted(result) -> set[tuple[str, str]]:
+    """The (recipe, date) pairs Snakemake ran (or, with -n, would run) the query for."""
+    return set(_EXTRACT_RE.findall(result.output))
+
+
+def explanation(result, recipe: str, day: str) -> str:
+    """What the workflow said about one recipe's marker for one date."""
+    prefix = f"{recipe} {day}: "
+    lines = [line[len(prefix) :] for line in result.output.splitlines() if line.startswith(prefix)]
+    assert len(lines) == 1, f"expected one decision for {recipe} {day}:\n{result.output[-4000:]}"
+    return lines[0]
+
+
+def assert_decision(result, recipe: str, day: str, expected: str | None) -> None:
+    """``expected`` None: the marker counts and no query ran; else the query's reason."""
+    said = explanation(result, recipe, day)
+    if expected is None:
+        assert said.startswith("marker counts (queried "), said
+        assert (recipe, day) not in extracted(result)
+    else:
+        assert said == f"will query: {expected}"
+        assert (recipe, day) in extracted(result)
+
+
+def marker(workflow, recipe: str = RECIPE, day: str = DAY) -> dict:
+    return json.loads(workflow.marker(recipe, day).read_text())
+
+
+def configure(workflow, **changes) -> None:
+    """Change keys of the copy's config/config.yaml, as a user edits it."""
+    path = workflow.root / "config/config.yaml"
+    config = yaml.safe_load(path.read_text())
+    config.update(changes)
+    path.write_text(yaml.safe_dump(config))
+
+
+# --- time-to-live and refresh times, to the second --------------------------
+
+MADRID = "Europe/Madrid"
+CLOCK_CASES = {
+    # (config, run date, [(now, None = marker counts | the reason it queries)])
+    "ttl_counts_one_second_before_expiry_and_queries_exactly_at_it": (
+        {"marker_ttl": "2h"},
+        DAY,
+        [
+            ("2025-05-12T10:00:00+00:00", "no marker for this date"),
+            ("2025-05-12T11:59:59+00:00", None),
+            ("2025-05-12T12:00:00+00:00", "expired at 2025-05-12T12:00:00+00:00 (marker_ttl 2h)"),
+            ("2025-05-12T13:59:59+00:00", None),  # the new marker's TTL runs from 12:00
+        ],
+    ),
+    "refresh_time_one_second_before_counts_and_one_second_after_queries": (
+        {"refresh_after": ["06:00", "14:00"]},
+        DAY,
+        [
+            ("2025-05-12T13:00:00+00:00", "no marker for this date"),
+            ("2025-05-12T13:59:59+00:00", None),  # 06:00 has passed, but before the marker
+            (
+                "2025-05-12T14:00:01+00:00",
+                "written before the 2025-05-12T14:00:00+00:00 refresh (refresh_after)",
+            ),
+            ("2025-05-12T20:00:00+00:00", None),
+        ],
+    ),
+    "ttl_counts_elapsed_time_across_the_spring_forward_change": (
+        # 02:00 CET -> 03:00 CEST: two wall-clock hours, one real hour
+        {"marker_ttl": "1h", "timezone": MADRID},
+        "20250330",
+        [
+            ("2025-03-30T01:30:00+01:00", "no marker for this date"),
+            ("2025-03-30T03:29:59+02:00", None),
+            ("2025-03-30T03:30:00+02:00", "expired at 2025-03-30T03:30:00+02:00 (marker_ttl 1h)"),
+        ],
+    ),
+    "refresh_time_in_the_repeated_autumn_hour_counts_from_its_first_occurrence": (
+        # 03:00 CEST -> 02:00 CET: 02:30 happens twice; the first one refreshes
+        {"refresh_after": ["02:30"], "timezone": MADRID},
+        "20251026",
+        [
+            ("2025-10-26T02:00:00+02:00", "no marker for this date"),
+            ("2025-10-26T02:29:59+02:00", None),
+            (
+                "2025-10-26T02:15:00+01:00",
+                "written before the 2025-10-26T02:30:00+02:00 refresh (refresh_after)",
+            ),
+            ("2025-10-26T02:45:00+01:00", None),
+        ],
+    ),
+    "refresh_time_skipped_by_spring_forward_falls_one_real_hour_after_it": (
+        # 02:30 does not exist on 2025-03-30 in Madrid: it is the instant 02:30 CET
+        # would have been, 03:30 CEST; runs between 03:00 and 03:30 do not requery
+        {"refresh_after": ["02:30"], "timezone": MADRID},
+        "20250330",
+        [
+            ("2025-03-30T01:45:00+01:00", "no marker for this date"),
+            ("2025-03-30T03:10:00+02:00", None),
+            ("2025-03-30T03:29:59+02:00", None),
+            (
+                "2025-03-30T03:30:00+02:00",
+                "written before the 2025-03-30T03:30:00+02:00 refresh (refresh_after)",
+            ),
+        ],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CLOCK_CASES))
+def test_marker_freshness_at_the_boundaries(workflow, case):
+    config, day, steps = CLOCK_CASES[case]
+    for now, expected in steps:
+        result = run(workflow, now, config={"recipe": RECIPE, **config})
+
+        assert_decision(result, RECIPE, day, expected)
+        assert result.queries == (0 if expected is None else 1), f"at {now}"
+        forced = expected is not None and expected != "no marker for this date"
+        assert ("reason: Forced execution" in result.output) is forced, f"at {now}"
+        if expected is not None:  # queried_at follows the injected clock
+            queried_at = datetime.fromisoformat(marker(workflow, day=day)["queried_at"])
+            assert queried_at == datetime.fromisoformat(now)
+
+
+def test_meta_yml_overrides_the_global_ttl_and_refresh_times(workflow):
+    configure(workflow, marker_ttl="6h", refresh_after=["12:00"])
+    workflow.add_recipe(
+        "half_hourly", sql=DAY_SQL, meta={"output_columns": ["lead_id"], "marker_ttl": "30m"}
+    )
+    workflow.add_recipe(
+        "mornings", sql=DAY_SQL, meta={"output_columns": ["lead_id"], "refresh_after": ["09:00"]}
+    )
+    everyone = {"recipes": [RECIPE, "half_hourly", "mornings"]}
+
+    first = run(workflow, "2025-05-12T08:00:00+00:00", config=everyone)
+    nine = run(workflow, "2025-05-12T09:00:01+00:00", config=everyone)
+    noon = run(workflow, "2025-05-12T12:00:01+00:00", config=everyone)
+
+    assert first.queries == 3
+    assert extracted(nine) == {("half_hourly", DAY), ("mornings", DAY)}
+    assert explanation(nine, "half_hourly", DAY) == (
+        "will query: expired at 2025-05-12T08:30:00+00:00 (marker_ttl 30m)"
+    )
+    assert explanation(nine, "mornings", DAY) == (
+        "will query: written before the 2025-05-12T09:00:00+00:00 refresh (refresh_after)"
+    )
+    assert_decision(nine, RECIPE, DAY, None)  # global: 6h TTL, 12:00 refresh
+    # 12:00 is a global refresh time; "mornings" replaced the list with its own 09:00
+    assert extracted(noon) == {(RECIPE, DAY), ("half_hourly", DAY)}
+    assert_decision(noon, "mornings", DAY, None)
+    assert explanation(noon, RECIPE, DAY) == (
+        "will query: written before the 2025-05-12T12:00:00+00:00 refresh (refresh_after)"
+    )
+
+
+# --- ignoring every marker ---------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["config_file", "environment"])
+def test_ignore_all_markers_forces_every_recipe_and_date_whatever_the_command_line(workflow, where):
+    workflow.add_recipe("second", sql=DAY_SQL, meta={"output_columns": ["lead_id"]})
+    dates = ("20250511", DAY) if where == "environment" else (DAY,)
+    pairs = {(r, d) for r in (RECIPE, "second") for d in dates}
+    days = {"date": DAY, "since": dates[0]}
+    now = "2025-05-12T10:00:00+00:00"
+    assert run(workflow, now, config=days).queries == len(pairs)
+    run_ids = {pair: marker(workflow, *pair)["run_id"] for pair in pairs}
+
+    if where == "config_file":
+        configure(workflow, ignore_all_markers=True)
+        env, said = None, "forced by ignore_all_markers=true"
+        command_line = {"ignore_redshift_marker": False}
+    else:
+        env, said = {IGNORE_ENV: "1"}, f"forced by {IGNORE_ENV}=1"
+        command_line = {"ignore_redshift_marker": False, "ignore_all_markers": False}
+    forced = run(workflow, now, config={**days, **command_line}, env=env)
+
+    assert extracted(forced) == pairs
+    for recipe, day in pairs:
+        assert explanation(forced, recipe, day) == f"will query: {said}"
+        assert marker(workflow, recipe, day)["run_id"] != run_ids[recipe, day]
+    assert forced.output.count("reason: Forced execution") == len(pairs)
+    if where == "config_file":
+        configure(workflow, ignore_all_markers=False)
+    assert run(workflow, now, config=days).queries == 0  # and once unset, they count again
+
+
+# --- the SQL text -------------------------------------------------------------
+
+
+def test_sql_content_change_queries_but_touch_or_checkout_does_not(workflow):
+    sql = workflow.root / "recipes" / RECIPE / "redshift.sql"
+    now = "2025-05-12T10:00:00+00:00"
+    run(workflow, now, config={"recipe": RECIPE})
+    original = hashlib.sha256(sql.read_bytes()).hexdigest()
+    assert marker(workflow)["sql_sha256"] == original
+
+    later = time.time() + 3600
+    os.utime(sql, (later, later))  # touch, into the future
+    text = sql.read_text()
+    sql.unlink()
+    sql.write_text(text)  # what a fresh clone or `git checkout` does: same bytes, new file
+    untouched = run(workflow, now, config={"recipe": RECIPE})
+
+    assert untouched.queries == 0
+    assert not untouched.jobs  # not even the analysis reruns
+    assert_decision(untouched, RECIPE, DAY, None)
+
+    sql.write_text(text + "-- only a comment changed\n")
+    edited = hashlib.sha256(sql.read_bytes()).hexdigest()
+    changed = run(workflow, now, config={"recipe": RECIPE})
+
+    assert changed.queries == 1
+    assert_decision(
+        changed,
+        RECIPE,
+        DAY,
+        f"SQL changed since the marker (sha256 {original[:12]} -> {edited[:12]})",
+    )
+    assert marker(workflow)["sql_sha256"] == edited
+    assert run(workflow, now, config={"recipe": RECIPE}).queries == 0
+
+
+# --- the day boundary ---------------------------------------------------------
+
+
+def test_day_starting_at_six_puts_a_three_oclock_run_on_yesterdays_date(workflow):
+    # A refresh time before the day start belongs to the end of the business day:
+    # for run date 20250512, 02:00 is 2025-05-13 02:00.
+    config = {"recipe": RECIPE, "day_starts_at": "06:00", "refresh_after": ["02:00"]}
+
+    before_refresh = run(workflow, "2025-05-13T01:59:59+00:00", config=config)
+    three = run(workflow, "2025-05-13T03:00:00+00:00", config=config)
+    still_yesterday = run(workflow, "2025-05-13T05:59:59+00:00", config=config)
+    new_day = run(workflow, "2025-05-13T06:00:00+00:00", config=config)
+
+    assert_decision(before_refresh, RECIPE, DAY, "no marker for this date")
+    assert_decision(
+        three,
+        RECIPE,
+        DAY,
+        "written before the 2025-05-13T02:00:00+00:00 refresh (refresh_after)",
+    )
+    recorded = marker(workflow)
+    summary = json.loads(workflow.summary(RECIPE, DAY).read_text())
+    assert recorded["run_date"] == summary["run_date"] == DAY
+    assert recorded["decided_at"] == summary["decided_at"] == "2025-05-13T03:00:00+00:00"
+    assert recorded["queried_at"] == "2025-05-13T03:00:00+00:00"
+    assert_decision(still_yesterday, RECIPE, DAY, None)
+    assert not still_yesterday.jobs
+    assert_decision(new_day, RECIPE, "20250513", "no marker for this date")
+    assert marker(workflow, day="20250513")["decided_at"] == "2025-05-13T06:00:00+00:00"
+    assert marker(workflow)["decided_at"] == "2025-05-13T03:00:00+00:00"  # yesterday's kept
+
+
+# --- the explanation, and the one mechanism behind it -------------------------
+
+
+def markers_list(workflow, now: str) -> list[dict]:
+    """``markers list --json`` in the copy, with the clock and environment of its runs."""
+    import subprocess
+
+    clean_env = type(workflow).run.__globals__["clean_env"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "lead_recovery.cli.markers", "list", "--json"],
+        cwd=workflow.root,
+        env=clean_env(LEAD_RECOVERY_NOW=now, TZ="UTC"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return json.loads(proc.stdout)
+
+
+def test_dry_run_explains_every_decision_and_changes_nothing(workflow):
+    configure(workflow, timezone="UTC")
+    cases = {
+        RECIPE: None,
+        "ttl_recipe": "expired at 2025-05-12T09:00:00+00:00 (marker_ttl 1h)",
+        "refresh_recipe": "written before the 2025-05-12T09:30:00+00:00 refresh (refresh_after)",
+        "edited_recipe": "SQL changed since the marker (sha256 ",
+        "no_cache_recipe": "marker present but cached extract missing",
+        "no_marker_recipe": "no marker for this date",
+    }
+    meta = {"ttl_recipe": {"marker_ttl": "1h"}, "refresh_recipe": {"refresh_after": ["09:30"]}}
+    for name in list(cases)[1:]:
+        workflow.add_recipe(
+            name, sql=DAY_SQL, meta={"output_columns": ["lead_id"], **meta.get(name, {})}
+        )
+    assert run(workflow, "2025-05-12T08:00:00+00:00").queries == 6
+    sql = workflow.root / "recipes/edited_recipe/redshift.sql"
+    sql.write_text(sql.read_text() + "-- edited\n")
+    workflow.leads("no_cache_recipe", DAY).unlink()
+    workflow.marker("no_marker_recipe", DAY).unlink()
+    before = workflow.snapshot()
+    now = "2025-05-12T10:00:00+00:00"
+
+    dry = run(workflow, now, "-n")
+    forced = run(workflow, now, "-n", config={"ignore_redshift_marker": True})
+    listed = {entry["recipe"]: entry for entry in markers_list(workflow, now)}
+
+    assert workflow.snapshot() == before
+    for name, reason in cases.items():
+        said = explanation(dry, name, DAY)
+        if reason is None:
+            assert said.startswith("marker counts (queried 2025-05-12T08:00:00+00:00)")
+            assert (name, DAY) not in extracted(dry)
+            assert listed[name]["counts"] is True
+        else:
+            assert said.startswith(f"will query: {reason}"), said
+            assert (name, DAY) in extracted(dry)
+            if name in listed:  # `markers list` gives the reason the dry run gives
+                assert listed[name]["counts"] is False
+                assert f"will query: {listed[name]['reason']}" == said
+    assert dry.queries == 5
+    assert dry.output.count("reason: Forced execution") == 3  # ttl, refresh, edited SQL
+    assert "no_marker_recipe" not in listed
+    # ignore_redshift_marker forces every marker there is; a missing one needs no forcing
+    for name in cases:
+        if name == "no_marker_recipe":
+            assert explanation(forced, name, DAY) == "will query: no marker for this date"
+        elif name == "no_cache_recipe":
+            assert explanation(forced, name, DAY) == (
+                "will query: marker present but cached extract missing"
+            )
+        else:
+            assert explanation(forced, name, DAY) == (
+                "will query: forced by ignore_redshift_marker=true"
+            )
+    assert forced.queries == 6
+
+
+def test_snakemake_is_the_pinned_version_whose_forcing_internals_we_use():
+    """common.smk's ``_force`` writes into ``workflow.dag.forcefiles``, where
+    ``--forcerun <file>`` puts its files. An upgrade must re-verify that: this
+    fails on any other version, or if those internals move."""
+    import snakemake
+    import snakemake.api  # noqa: F401 - snakemake.dag imports cleanly only after it
+    from snakemake.dag import DAG
+    from snakemake.path_modifier import PathModifier
+
+    assert snakemake.__version__ == PINNED_SNAKEMAKE
+    assert f'"snakemake=={PINNED_SNAKEMAKE}"' in (REPO / "pyproject.toml").read_text()
+    assert f'min_version("{PINNED_SNAKEMAKE}")' in (REPO / "Snakefile").read_text()
+    assert "self.forcefiles = set()" in inspect.getsource(DAG.__init__)
+    assert "self.forcefiles.isdisjoint(job.output)" in inspect.getsource(DAG.update_needrun)
+    assert callable(PathModifier.apply_default_storage)
+    assert "workflow.dag.forcefiles.update(" in (REPO / "workflow/rules/common.smk").read_text()
+
+
+def test_a_stale_marker_is_forced_through_snakemakes_forced_files(workflow):
+    """What the user sees from Snakemake itself when a marker no longer counts:
+    the same "Forced execution" a ``--forcerun`` gives, in a plain ``snakemake``."""
+    config = {"recipe": RECIPE, "marker_ttl": "1h"}
+    run(workflow, "2025-05-12T10:00:00+00:00", config=config)
+
+    dry = run(workflow, "2025-05-12T11:00:00+00:00", "-n", config=config)
+    forcerun = run(
+        workflow, "2025-05-12T10:30:00+00:00", "-n", "--forcerun", "redshift_extract", config=config
+    )
+    real = run(workflow, "2025-05-12T11:00:00+00:00", config=config)
+
+    block = dry.output[dry.output.index("rule redshift_extract:") :]
+    assert "reason: Forced execution" in block[: block.index("resources:")]
+    assert re.search(r"^\s+forced:\n\s+redshift_extract$", dry.output, re.MULTILINE)
+    assert re.search(r"^\s+forced:\n\s+redshift_extract$", forcerun.output, re.MULTILINE)
+    assert real.queries == 1
+    assert marker(workflow)["queried_at"] == "2025-05-12T11:00:00+00:00"
