@@ -1,155 +1,14 @@
-"""Shared fixtures: a temporary copy of the real workflow, run with the real
-Snakemake in a subprocess, exactly as a user runs it.
-
-Whether a query happened is read from the jobs Snakemake reports it ran
-(``rule redshift_extract:``), never by mocking the rule.
-"""
+"""Shared fixtures: temporary copies of the real workflow (tests/support/workflow.py)."""
 
 from __future__ import annotations
 
-import os
-import re
 import shutil
-import subprocess
-import sys
-import textwrap
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
 
-from lead_recovery import layout, markers
-
-REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "recipes", "profiles")
-DEMO_DB = "results/warehouse/demo.duckdb"
-_JOB_RE = re.compile(r"^(?:local)?rule (\w+):$", re.MULTILINE)
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without this tool's or Redshift's settings."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("LEAD_RECOVERY_", "REDSHIFT_", "SNAKEMAKE_"))
-    }
-    env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
-    env.update(extra)
-    return env
-
-
-def config_args(config: dict[str, object]) -> list[str]:
-    """``--config`` arguments as a user would type them."""
-    args = []
-    for key, value in config.items():
-        if isinstance(value, bool):
-            value = str(value).lower()
-        elif isinstance(value, list | tuple):
-            value = "[" + ",".join(map(str, value)) + "]"
-        args.append(f"{key}={value}")
-    return ["--config", *args] if args else []
-
-
-@dataclass
-class RunResult:
-    returncode: int
-    output: str
-
-    @property
-    def jobs(self) -> Counter:
-        """How many jobs of each rule Snakemake ran (or, in a dry run, would run)."""
-        return Counter(_JOB_RE.findall(self.output))
-
-    @property
-    def queries(self) -> int:
-        return self.jobs["redshift_extract"]
-
-
-class WorkflowCopy:
-    """A throw-away copy of the workflow in its own folder."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def run(
-        self,
-        *args: str,
-        config: dict[str, object] | None = None,
-        env: dict[str, str] | None = None,
-        ok: bool | None = True,
-        prefix: list[str] | None = None,
-        timeout: float = 300,
-    ) -> RunResult:
-        """Run ``snakemake`` here; ``ok`` asserts success (True) or failure (False)."""
-        cmd = [*(prefix or []), sys.executable, "-m", "snakemake", *args]
-        cmd += config_args(config or {})
-        proc = subprocess.run(
-            cmd,
-            cwd=self.root,
-            env=clean_env(**(env or {})),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=timeout,
-        )
-        result = RunResult(proc.returncode, proc.stdout)
-        if ok is True:
-            assert proc.returncode == 0, f"snakemake failed:\n{proc.stdout[-6000:]}"
-        elif ok is False:
-            assert proc.returncode != 0, f"snakemake unexpectedly succeeded:\n{proc.stdout[-6000:]}"
-        return result
-
-    # Paths, computed by the same functions the workflow uses.
-    def marker(self, recipe: str, day: str) -> Path:
-        return self.root / markers.marker_path("results/markers", recipe, day)
-
-    def leads(self, recipe: str, day: str) -> Path:
-        return self.root / layout.leads_path("results", recipe, day)
-
-    def analysis(self, recipe: str, day: str) -> Path:
-        return self.root / layout.analysis_path("results", recipe, day)
-
-    def summary(self, recipe: str, day: str) -> Path:
-        return self.root / layout.summary_path("results", recipe, day)
-
-    def latest(self, recipe: str) -> Path:
-        return self.root / layout.latest_path("results", recipe)
-
-    def add_recipe(
-        self,
-        name: str,
-        *,
-        sql: str | None = None,
-        csv: str | None = None,
-        meta: dict | str | None = None,
-        analyzer: str | None = None,
-    ) -> Path:
-        folder = self.root / "recipes" / name
-        folder.mkdir(parents=True, exist_ok=True)
-        if meta is None:
-            meta = {"description": f"test recipe {name}", "output_columns": ["lead_id"]}
-        (folder / "meta.yml").write_text(meta if isinstance(meta, str) else yaml.safe_dump(meta))
-        if sql is not None:
-            (folder / "redshift.sql").write_text(textwrap.dedent(sql))
-        if csv is not None:
-            (folder / "leads.csv").write_text(textwrap.dedent(csv))
-        if analyzer is not None:
-            (folder / "analyzer.py").write_text(textwrap.dedent(analyzer))
-        return folder
-
-    def snapshot(self) -> dict[str, tuple[int, int]]:
-        """Every data file under results/ with its size and mtime, to prove nothing changed.
-
-        The empty lock files the extract step leaves in ``markers/.locks/`` are not data.
-        """
-        base = self.root / "results"
-        return {
-            str(p.relative_to(self.root)): (p.lstat().st_size, p.lstat().st_mtime_ns)
-            for p in sorted(base.rglob("*"))
-            if (p.is_file() or p.is_symlink()) and ".locks" not in p.parts
-        }
+from tests.support.workflow import DEMO_DB, REPO, WorkflowCopy, copy_workflow
 
 
 @pytest.fixture(scope="session")
@@ -161,18 +20,6 @@ def demo_warehouse_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("warehouse") / "demo.duckdb"
     demo.build(path, settings["rows"], settings["seed"])
     return path
-
-
-def copy_workflow(root: Path) -> WorkflowCopy:
-    """Copy the workflow's own files (not results, logs or .snakemake) to ``root``."""
-    root.mkdir(parents=True)
-    for part in WORKFLOW_PARTS:
-        source = REPO / part
-        if source.is_dir():
-            shutil.copytree(source, root / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, root / part)
-    return WorkflowCopy(root)
 
 
 @pytest.fixture

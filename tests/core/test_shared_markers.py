@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 
-from conftest import clean_env
+from tests.support.workflow import clean_env
 
 SLOW_SQL = """
     SELECT COUNT(*) AS lead_id

@@ -68,12 +68,10 @@ def run_command(cmd, cwd, clean_env, env=None, timeout=300) -> Result:
 
 @pytest.fixture
 def user_env(workflow):
-    """tests/conftest.py's ``clean_env``, the environment its Snakemake runs get.
+    """``clean_env`` from tests/support/workflow.py, the environment Snakemake runs get."""
+    from tests.support.workflow import clean_env
 
-    Reached through the globals of ``WorkflowCopy.run``: every conftest.py is
-    imported as a module named "conftest", so importing it by name is ambiguous.
-    """
-    return type(workflow).run.__globals__["clean_env"]
+    return clean_env
 
 
 @pytest.fixture
