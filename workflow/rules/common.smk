@@ -130,7 +130,7 @@ def _force(*paths):
 
     ``--forcerun`` is read before the Snakefile can see it, so a decision taken
     while the DAG is built goes straight into the DAG's forced files, exactly
-    where ``--forcerun <file>`` puts them. tests/test_freshness.py guards this
+    where ``--forcerun <file>`` puts them. tests/freshness/ guards this
     against Snakemake upgrades.
     """
     to_storage = workflow.modifier.path_modifier.apply_default_storage
