@@ -16,6 +16,7 @@ import inspect
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from datetime import datetime
@@ -23,6 +24,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.support.workflow import clean_env
 
 RECIPE = "simulation_to_handoff"
 DAY = "20250512"
@@ -301,9 +304,6 @@ def test_day_starting_at_six_puts_a_three_oclock_run_on_yesterdays_date(workflow
 
 def markers_list(workflow, now: str) -> list[dict]:
     """``markers list --json`` in the copy, with the clock and environment of its runs."""
-    import subprocess
-
-    clean_env = type(workflow).run.__globals__["clean_env"]
     proc = subprocess.run(
         [sys.executable, "-m", "lead_recovery.cli.markers", "list", "--json"],
         cwd=workflow.root,
