@@ -47,6 +47,13 @@ try:
         )
     }
     SKIP_REDSHIFT = bool(config.get("skip_redshift"))
+    # ignore_all_markers set in any config file holds "whatever the command
+    # line says": a --config override cannot switch it back off.
+    if any(
+        (lr_config.load_yaml(f, "config file") or {}).get("ignore_all_markers") is True
+        for f in dict.fromkeys(workflow.configfiles)
+    ):
+        config["ignore_all_markers"] = True
     for _ttl in [config.get("marker_ttl")] + [r.marker_ttl for r in SELECTED.values()]:
         if _ttl:
             freshness.parse_duration(_ttl)
