@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 SNAKEMAKE_ARGS ?=
 
-.PHONY: run test lint fmt bench cron clean venv
+.PHONY: run test lint fmt bench bench-redshift bench-markers cron clean venv
 
 venv: $(STAMP)
 
@@ -40,6 +40,14 @@ cron: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/bench_cached_run.py
+
+# Extract 1M and 5M rows from a throw-away PostgreSQL behind the shim (~7 min).
+bench-redshift: $(STAMP)
+	@bash tests/support/setup_system.sh
+	$(BIN)/python bench/bench_redshift_extract.py $(BENCH_ARGS)
+
+bench-markers: $(STAMP)
+	$(BIN)/python bench/bench_markers_list.py
 
 clean:
 	rm -rf .snakemake results logs
