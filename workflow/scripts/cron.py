@@ -1,8 +1,8 @@
 """The unattended daily run: `make cron`, or from any folder and any environment
 `/path/to/repo/.venv/bin/python /path/to/repo/workflow/scripts/cron.py [options]`.
 
-The logic is in lead_recovery/cron.py; `--help` lists the options, docs/cron.md
-the crontab line, the logs and the exit codes.
+The logic is in lead_recovery/cron.py; `--help` lists the options, and
+README.md ("Unattended daily runs") the crontab line, the logs and the exit codes.
 """
 
 import sys
