@@ -27,11 +27,13 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check lead_recovery workflow/scripts tests bench
+	$(BIN)/ruff format --check lead_recovery workflow/scripts tests bench
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix lead_recovery workflow/scripts tests bench
+	$(BIN)/ruff format lead_recovery workflow/scripts tests bench
 	$(BIN)/snakefmt Snakefile workflow/rules
 
 # The unattended daily run (crontab: `cd /path/to/repo && make cron`); see README.

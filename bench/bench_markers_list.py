@@ -97,9 +97,7 @@ def timed(cmd: list[str], cwd: Path, repeat: int) -> tuple[float, float]:
             sys.exit(f"{cmd} failed: {proc.stderr.decode()[-2000:]}")
         if attempt:
             walls.append(elapsed)
-            cpus.append(
-                after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-            )
+            cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     return statistics.median(walls), statistics.median(cpus)
 
 

@@ -457,8 +457,16 @@ class Runner:
 
 
 def snakemake_argv(config_items: list[str], *extra: str) -> list[str]:
-    return [sys.executable, "-m", "snakemake", "--profile", PROFILE, *extra,
-            "--config", *config_items]
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        PROFILE,
+        *extra,
+        "--config",
+        *config_items,
+    ]
 
 
 # --------------------------------------------------------------------------- the command
@@ -480,21 +488,46 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("recipes", nargs="*", help="only these recipes (default: all)")
-    parser.add_argument("--since", metavar="YYYYMMDD",
-                        help="catch up: run every day from this one to today")
-    parser.add_argument("--date", metavar="YYYYMMDD",
-                        help="the run date (default: today in the configured timezone)")
-    parser.add_argument("--wait", metavar="DURATION",
-                        help="how long to wait for another run (default: config cron.wait)")
-    parser.add_argument("--keep-logs-days", type=_positive_int, metavar="N",
-                        help="delete cron logs older than N days (default: config)")
-    parser.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
-                        help="passed to Snakemake's --config (repeatable)")
-    parser.add_argument("--verbose", "-v", action="store_true",
-                        help="also print everything to the terminal (default when it is one)")
-    parser.add_argument("--report", nargs="?", const="yesterday", metavar="DAY",
-                        help="print the runs and summaries logged on DAY "
-                        "(YYYYMMDD, today or yesterday; default yesterday) and exit")
+    parser.add_argument(
+        "--since", metavar="YYYYMMDD", help="catch up: run every day from this one to today"
+    )
+    parser.add_argument(
+        "--date",
+        metavar="YYYYMMDD",
+        help="the run date (default: today in the configured timezone)",
+    )
+    parser.add_argument(
+        "--wait",
+        metavar="DURATION",
+        help="how long to wait for another run (default: config cron.wait)",
+    )
+    parser.add_argument(
+        "--keep-logs-days",
+        type=_positive_int,
+        metavar="N",
+        help="delete cron logs older than N days (default: config)",
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="passed to Snakemake's --config (repeatable)",
+    )
+    parser.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="also print everything to the terminal (default when it is one)",
+    )
+    parser.add_argument(
+        "--report",
+        nargs="?",
+        const="yesterday",
+        metavar="DAY",
+        help="print the runs and summaries logged on DAY "
+        "(YYYYMMDD, today or yesterday; default yesterday) and exit",
+    )
     return parser
 
 
@@ -654,14 +687,18 @@ def _run(plan: Plan, log: DailyLog, filled: list[str]) -> int:
         try:
             lock.acquire(timeout=max(0.0, deadline - time.monotonic()), poll_interval=0.2)
         except Timeout:
-            return _give_up(log, f"the other cron run ({who}) still runs after "
-                                 f"{_fmt(plan.wait_s)}")
+            return _give_up(log, f"the other cron run ({who}) still runs after {_fmt(plan.wait_s)}")
         log.note("the other cron run finished; going on")
     try:
-        owner_file.write_text(json.dumps({
-            "pid": os.getpid(), "run_id": run_id,
-            "started": datetime.now().astimezone().isoformat(timespec="seconds"),
-        }))
+        owner_file.write_text(
+            json.dumps(
+                {
+                    "pid": os.getpid(),
+                    "run_id": run_id,
+                    "started": datetime.now().astimezone().isoformat(timespec="seconds"),
+                }
+            )
+        )
         code = _run_locked(plan, log, runner, deadline, run_id)
         removed = prune_logs(log.path.parent, plan.today, plan.keep_days)
         if removed:
@@ -698,28 +735,36 @@ def _wait_for_snakemake(plan: Plan, log: DailyLog, deadline: float, runner: Runn
         if procs is None:  # no /proc: cannot tell a live lock from a stale one
             if not locks:
                 return None
-            return ("Snakemake's lock is held in this folder and this system cannot tell "
-                    "whether its owner is alive; run `snakemake --unlock` if none is running")
+            return (
+                "Snakemake's lock is held in this folder and this system cannot tell "
+                "whether its owner is alive; run `snakemake --unlock` if none is running"
+            )
         if not procs and locks and _foreign(locks):
             # Another user's Snakemake: its processes are not ours to see, so
             # its lock cannot be told stale; wait for it like for a live one.
             procs = [(0, f"a Snakemake of another user (lock {locks[0].name})")]
         if not procs:
             if locks:
-                log.note("Snakemake lock left by a killed run (no snakemake process in this "
-                         "folder): removing it with `snakemake --unlock`")
+                log.note(
+                    "Snakemake lock left by a killed run (no snakemake process in this "
+                    "folder): removing it with `snakemake --unlock`"
+                )
                 code, tail = runner.run(snakemake_argv(plan.config_items(), "--unlock"))
                 if code != 0:
                     return f"`snakemake --unlock` failed (exit {code}): {_last_error(tail)}"
             return None
         if not told:
             pids = ", ".join(f"pid {pid}: {cmd}" for pid, cmd in procs[:3])
-            log.note(f"Snakemake is already running in this folder ({pids}); "
-                     f"waiting up to {_fmt(plan.wait_s)}")
+            log.note(
+                f"Snakemake is already running in this folder ({pids}); "
+                f"waiting up to {_fmt(plan.wait_s)}"
+            )
             told = True
         if time.monotonic() >= deadline:
-            return (f"Snakemake still runs in this folder after {_fmt(plan.wait_s)} "
-                    f"(pid {', '.join(str(p) for p, _ in procs)})")
+            return (
+                f"Snakemake still runs in this folder after {_fmt(plan.wait_s)} "
+                f"(pid {', '.join(str(p) for p, _ in procs)})"
+            )
         time.sleep(POLL_S)
 
 
@@ -757,15 +802,21 @@ def _run_locked(plan: Plan, log: DailyLog, runner: Runner, deadline: float, run_
         break
 
     lines = summarize(plan.repo, plan.cfg, plan.names, plan.dates, run_id, started)
-    lines += [Line(name, day, "failed", detail=why)
-              for name, why in plan.broken.items() for day in plan.dates]
+    lines += [
+        Line(name, day, "failed", detail=why)
+        for name, why in plan.broken.items()
+        for day in plan.dates
+    ]
     failed = [ln for ln in lines if ln.status == "failed"]
     counts = collections.Counter(ln.status for ln in lines)
-    tally = ", ".join(f"{counts[s]} {s}" for s in ("queried", "cached", "skipped", "failed")
-                      if counts[s])
+    tally = ", ".join(
+        f"{counts[s]} {s}" for s in ("queried", "cached", "skipped", "failed") if counts[s]
+    )
     first_note = len(log.notes)
-    log.note(f"summary of run {run_id[:8]} ({len(lines)} recipe-day(s): {tally or 'none'}; "
-             f"{time.time() - started:.1f}s):")
+    log.note(
+        f"summary of run {run_id[:8]} ({len(lines)} recipe-day(s): {tally or 'none'}; "
+        f"{time.time() - started:.1f}s):"
+    )
     width = max((len(ln.recipe) for ln in lines), default=6)
     for ln in lines:
         log.note(ln.format(width))

@@ -113,9 +113,7 @@ def _common(parser: argparse.ArgumentParser, *, sub: bool) -> None:
 
 
 def _date_arg(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument(
-        "--date", metavar="YYYYMMDD", help=f"{what} (default: today's run date)"
-    )
+    parser.add_argument("--date", metavar="YYYYMMDD", help=f"{what} (default: today's run date)")
 
 
 def _recipe_args(parser: argparse.ArgumentParser) -> None:
@@ -192,9 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Delete markers whose queried_at (file time if unreadable) is older than "
         "DURATION. Markers of the current run date or later are never pruned.",
     )
-    p.add_argument(
-        "--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h, 90m"
-    )
+    p.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h, 90m")
     p.add_argument("--recipe", metavar="RECIPE", help="only this recipe's markers")
     p.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
     _common(p, sub=True)

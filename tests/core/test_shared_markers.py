@@ -45,8 +45,7 @@ def test_two_checkouts_sharing_markers_query_once(workflow, tmp_path):
 
     assert [run.returncode for run in runs] == [0, 0], outputs
     logs = [
-        (root / "logs/slow_count/20250512/redshift_extract.log")
-        for root in (workflow.root, other)
+        (root / "logs/slow_count/20250512/redshift_extract.log") for root in (workflow.root, other)
     ]
     texts = [log.read_text() for log in logs if log.exists()]
     queried = sum(text.count("querying duckdb warehouse") for text in texts)

@@ -67,8 +67,9 @@ class CronRepo:
         """``env -i`` plus only the clock pin (and what a test adds)."""
         return {"LEAD_RECOVERY_NOW": NOW, **extra}
 
-    def start(self, *args: str, env: dict[str, str] | None = None,
-              new_session: bool = False) -> subprocess.Popen:
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, new_session: bool = False
+    ) -> subprocess.Popen:
         return subprocess.Popen(
             [str(self.python), str(self.script), *args],
             cwd=self.elsewhere,
@@ -83,19 +84,29 @@ class CronRepo:
         out, err = proc.communicate(timeout=timeout)
         return CronResult(proc.returncode, out, err, proc.pid)
 
-    def cron(self, *args: str, env: dict[str, str] | None = None,
-             timeout: float = 240) -> CronResult:
+    def cron(
+        self, *args: str, env: dict[str, str] | None = None, timeout: float = 240
+    ) -> CronResult:
         """``env -i .venv/bin/python workflow/scripts/cron.py ARGS`` from another folder."""
         return self.finish(self.start(*args, env=env), timeout)
 
     def make_cron(self, cron_args: str = "", timeout: float = 240) -> CronResult:
         """The crontab line: ``env -i /usr/bin/make -C <repo> cron``."""
-        cmd = ["/usr/bin/env", "-i", f"LEAD_RECOVERY_NOW={NOW}", "/usr/bin/make", "-s",
-               "-C", str(self.root), "cron"]
+        cmd = [
+            "/usr/bin/env",
+            "-i",
+            f"LEAD_RECOVERY_NOW={NOW}",
+            "/usr/bin/make",
+            "-s",
+            "-C",
+            str(self.root),
+            "cron",
+        ]
         if cron_args:
             cmd.append(f"CRON_ARGS={cron_args}")
-        proc = subprocess.run(cmd, cwd=self.elsewhere, capture_output=True, text=True,
-                              timeout=timeout)
+        proc = subprocess.run(
+            cmd, cwd=self.elsewhere, capture_output=True, text=True, timeout=timeout
+        )
         return CronResult(proc.returncode, proc.stdout, proc.stderr, -1)
 
     # What the runs left.
@@ -108,23 +119,27 @@ class CronRepo:
 
     def summary(self, pid: int | None = None, day: str = TODAY) -> dict[tuple[str, str], dict]:
         """The summary lines of run ``pid`` (default: the last run that wrote one)."""
-        rows = [m.groupdict() for m in map(_SUMMARY_RE.search, self.log_text(day).splitlines())
-                if m]
+        rows = [
+            m.groupdict() for m in map(_SUMMARY_RE.search, self.log_text(day).splitlines()) if m
+        ]
         if pid is None and rows:
             pid = int(rows[-1]["pid"])
         return {(r["recipe"], r["date"]): r for r in rows if int(r["pid"]) == pid}
 
     def queries(self, day: str = TODAY) -> int:
         """How many redshift_extract jobs Snakemake reported in the day's log."""
-        return len(re.findall(r"^(?:local)?rule redshift_extract:$", self.log_text(day),
-                              re.MULTILINE))
-
+        return len(
+            re.findall(r"^(?:local)?rule redshift_extract:$", self.log_text(day), re.MULTILINE)
+        )
 
     def add_sleepy(self, name: str = "sleepy") -> str:
         """A SQL recipe whose analysis takes five seconds: long enough to overlap."""
-        self.copy.add_recipe(name, sql=SLEEPY_SQL, analyzer=SLEEPY_ANALYZER,
-                             meta={"description": "slow analysis",
-                                   "output_columns": ["lead_id", "phone"]})
+        self.copy.add_recipe(
+            name,
+            sql=SLEEPY_SQL,
+            analyzer=SLEEPY_ANALYZER,
+            meta={"description": "slow analysis", "output_columns": ["lead_id", "phone"]},
+        )
         return name
 
     @staticmethod
@@ -147,7 +162,11 @@ def link_venv(root: Path) -> None:
             os.symlink(entry, target / entry.name)
     checksum = subprocess.run(
         "cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1",
-        shell=True, cwd=root, capture_output=True, text=True, check=True,
+        shell=True,
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     (target / f".installed-{checksum}").touch()
 

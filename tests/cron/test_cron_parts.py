@@ -58,13 +58,22 @@ def test_what_counts_as_snakemake_running_here(argv, expected):
 
 
 def test_old_logs_are_pruned_and_nothing_else(tmp_path):
-    for name in ("20250401.log", "20250413.log", "20250414.log", "20250514.log", "notes.txt",
-                 "2025041.log"):
+    for name in (
+        "20250401.log",
+        "20250413.log",
+        "20250414.log",
+        "20250514.log",
+        "notes.txt",
+        "2025041.log",
+    ):
         (tmp_path / name).write_text("x")
     removed = cron.prune_logs(tmp_path, "20250514", keep_days=30)
     assert removed == ["20250401.log", "20250413.log"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "2025041.log", "20250414.log", "20250514.log", "notes.txt"
+        "2025041.log",
+        "20250414.log",
+        "20250514.log",
+        "notes.txt",
     ]
 
 

@@ -36,9 +36,13 @@ def test_make_cron_twice_in_one_day_queries_once(cron_repo):
     """The crontab line, twice: the second run queries nothing; success prints nothing."""
     repo = cron_repo
     repo.copy.add_recipe(
-        "envcheck", csv="lead_id\n1\n", analyzer=ENV_CHECK_ANALYZER,
-        meta={"description": "sees the environment",
-              "output_columns": ["lead_id", "has_password", "has_home", "venv_python"]},
+        "envcheck",
+        csv="lead_id\n1\n",
+        analyzer=ENV_CHECK_ANALYZER,
+        meta={
+            "description": "sees the environment",
+            "output_columns": ["lead_id", "has_password", "has_home", "venv_python"],
+        },
     )
     (repo.root / ".env").write_text("REDSHIFT_PASSWORD=pw-0xDEADBEEF\n")
     log_dir = repo.root / "logs" / "cron"
@@ -112,8 +116,10 @@ def test_overlapping_cron_runs_wait_and_never_query_twice(cron_repo):
     repo = cron_repo
     name = repo.add_sleepy()
     first = repo.start(name)
-    repo.wait_for(lambda: f"cron[{first.pid}] running: snakemake" in repo.log_text(),
-                  what="the first run to start Snakemake")
+    repo.wait_for(
+        lambda: f"cron[{first.pid}] running: snakemake" in repo.log_text(),
+        what="the first run to start Snakemake",
+    )
 
     impatient = repo.cron(name, "--wait", "1s")
     assert impatient.returncode == 75
@@ -137,8 +143,11 @@ def test_cron_waits_for_a_person_running_snakemake(cron_repo):
     name = repo.add_sleepy()
     person = subprocess.Popen(
         [str(repo.python), "-m", "snakemake", "--config", f"recipe={name}"],
-        cwd=repo.root, env={**repo.env(), "PATH": f"{repo.python.parent}:/usr/bin:/bin"},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=repo.root,
+        env={**repo.env(), "PATH": f"{repo.python.parent}:/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     locks = repo.root / ".snakemake" / "locks"
     repo.wait_for(lambda: any(locks.glob("*.lock")), what="the person's Snakemake lock")
@@ -169,8 +178,10 @@ def test_next_run_completes_after_a_run_killed_mid_query(cron_repo):
     folder = repo.copy.add_recipe("slow", sql=SLOW_SQL)
     killed = repo.start("slow", new_session=True)
     extract_log = repo.root / "logs" / "slow" / repo.today / "redshift_extract.log"
-    repo.wait_for(lambda: extract_log.exists() and "querying" in extract_log.read_text(),
-                  what="the query to start")
+    repo.wait_for(
+        lambda: extract_log.exists() and "querying" in extract_log.read_text(),
+        what="the query to start",
+    )
     os.killpg(killed.pid, signal.SIGKILL)
     killed.communicate(timeout=30)
     assert not repo.copy.marker("slow", repo.today).exists(), "no marker without complete data"

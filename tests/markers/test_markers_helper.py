@@ -161,10 +161,16 @@ def test_list_shows_an_unreadable_marker_file(workflow, helper):
 
 def test_list_says_why_a_marker_does_not_count(workflow, helper, cache, set_config):
     """Each reason the workflow can have, in the workflow's own words."""
-    workflow.add_recipe("ttl_recipe", sql="SELECT 1 AS lead_id", meta={
-        "output_columns": ["lead_id"], "marker_ttl": "1h"})
-    workflow.add_recipe("refreshed", sql="SELECT 2 AS lead_id", meta={
-        "output_columns": ["lead_id"], "refresh_after": ["09:00"]})
+    workflow.add_recipe(
+        "ttl_recipe",
+        sql="SELECT 1 AS lead_id",
+        meta={"output_columns": ["lead_id"], "marker_ttl": "1h"},
+    )
+    workflow.add_recipe(
+        "refreshed",
+        sql="SELECT 2 AS lead_id",
+        meta={"output_columns": ["lead_id"], "refresh_after": ["09:00"]},
+    )
     workflow.add_recipe("edited", sql="SELECT 3 AS lead_id")
     workflow.add_recipe("by_hand", csv="lead_id\n1\n")
     for name in ("ttl_recipe", "refreshed", "edited", "by_hand"):
@@ -178,9 +184,11 @@ def test_list_says_why_a_marker_does_not_count(workflow, helper, cache, set_conf
 
     assert result.returncode == 0, result.output
     assert "NO: expired at 2025-05-12T09:00:00+00:00 (marker_ttl 1h)" in result.row(
-        "ttl_recipe", DAY)
+        "ttl_recipe", DAY
+    )
     assert "NO: written before the 2025-05-12T09:00:00+00:00 refresh (refresh_after)" in (
-        result.row("refreshed", DAY))
+        result.row("refreshed", DAY)
+    )
     assert "NO: SQL changed since the marker (sha256 000000000000 ->" in result.row("edited", DAY)
     assert "n/a: recipe has no redshift.sql" in result.row("by_hand", DAY)
     assert "n/a: no recipe folder recipes/removed_recipe/" in result.row("removed_recipe", DAY)

@@ -108,7 +108,7 @@ def test_a_corrupt_marker_is_listed_and_requeried(ran, helper):
 def reason_in_snakemake(result):
     prefix = f"{RECIPE} {DAY}: will query: "
     [line] = [line for line in result.output.splitlines() if line.startswith(prefix)]
-    return line[len(prefix):]
+    return line[len(prefix) :]
 
 
 @pytest.mark.parametrize(
