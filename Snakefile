@@ -13,9 +13,14 @@ include: "workflow/rules/warehouse.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/leads.smk"
 include: "workflow/rules/analyze.smk"
+include: "workflow/rules/broken.smk"
 
 
 rule all:
     default_target: True
     input:
-        all_targets(),
+        TARGETS,
+
+
+onstart:
+    keep_before_extracts_run()

@@ -9,16 +9,21 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from lead_recovery import atomic
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.recipes import Recipe
 from lead_recovery.rundate import to_date
+
+log = logging.getLogger("lead_recovery")
 
 
 def load_leads(path: str | Path, recipe: str) -> pd.DataFrame:
@@ -34,6 +39,32 @@ def load_leads(path: str | Path, recipe: str) -> pd.DataFrame:
         raise LeadRecoveryError(f"recipe '{recipe}': cannot read leads {path}: {first}") from None
 
 
+def _recipe_code_error(recipe: Recipe, err: Exception, what: str = "raised") -> LeadRecoveryError:
+    """``analyzer.py:LINE raised ValueError: boom``: the line in the recipe's own file.
+
+    The whole traceback goes to the job's log (debug level: the log file, not
+    the console), where the recipe's author needs it.
+    """
+    log.debug(
+        "recipe %s: analyzer.py %s:\n%s",
+        recipe.name,
+        what,
+        "".join(traceback.format_exception(err)),
+    )
+    where = os.path.realpath(str(recipe.analyzer))
+    frames = traceback.extract_tb(err.__traceback__)
+    lines = [f.lineno for f in frames if os.path.realpath(f.filename) == where]
+    if isinstance(err, SyntaxError) and os.path.realpath(err.filename or "") == where:
+        lines.append(err.lineno)
+    at = f"analyzer.py:{lines[-1]}" if lines else "analyzer.py"
+    message = str(err).splitlines()[0] if str(err) else ""
+    return LeadRecoveryError(
+        f"recipe '{recipe.name}': {at} {what} {type(err).__name__}"
+        + (f": {message}" if message else "")
+        + " (traceback in the job log)"
+    )
+
+
 def _analyzer(recipe: Recipe):
     path = recipe.analyzer
     if path is None:
@@ -43,9 +74,7 @@ def _analyzer(recipe: Recipe):
     try:
         spec.loader.exec_module(module)
     except Exception as err:  # a recipe's own code: report it, whatever it raised
-        raise LeadRecoveryError(
-            f"recipe '{recipe.name}': analyzer.py failed to load: {type(err).__name__}: {err}"
-        ) from None
+        raise _recipe_code_error(recipe, err, "failed to load") from None
     func = getattr(module, "analyze", None)
     if not callable(func):
         raise LeadRecoveryError(
@@ -70,9 +99,7 @@ def analyze(leads: pd.DataFrame, recipe: Recipe, run_date: str) -> pd.DataFrame:
         try:
             result = func(leads, to_date(run_date))
         except Exception as err:  # a recipe's own code: report it, whatever it raised
-            raise LeadRecoveryError(
-                f"recipe '{recipe.name}': analyzer.py raised {type(err).__name__}: {err}"
-            ) from None
+            raise _recipe_code_error(recipe, err) from None
         if not isinstance(result, pd.DataFrame):
             raise LeadRecoveryError(
                 f"recipe '{recipe.name}': analyze() returned "
@@ -87,29 +114,18 @@ def analyze(leads: pd.DataFrame, recipe: Recipe, run_date: str) -> pd.DataFrame:
     return result.loc[:, recipe.output_columns]
 
 
-def write_atomically(path: str | Path, write) -> None:
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_outputs(
     result: pd.DataFrame,
     summary: dict[str, Any],
     analysis_out: str | Path,
     summary_out: str | Path,
 ) -> None:
-    write_atomically(analysis_out, lambda p: result.to_csv(p, index=False))
+    atomic.replace_with(analysis_out, lambda p: result.to_csv(p, index=False))
     summary = {
         **summary,
         "rows_out": len(result),
         "written_at": datetime.now(UTC).astimezone().isoformat(timespec="seconds"),
     }
-    write_atomically(
+    atomic.replace_with(
         summary_out, lambda p: p.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n")
     )

@@ -16,6 +16,7 @@ from lead_recovery.errors import LeadRecoveryError
 
 CONFIG_FILE = "config/config.yaml"
 SCHEMA_FILE = "workflow/schemas/config.schema.yaml"
+RECIPE_SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/recipe.schema.yaml"
 
 
 def load_yaml(path: str | Path, what: str) -> Any:
@@ -47,20 +48,41 @@ def _coerce_booleans(config: dict[str, Any], schema: dict[str, Any]) -> None:
                 config[key] = False
 
 
+def schema_problem(data: Any, schema: dict[str, Any]) -> str | None:
+    """The first problem of ``data`` against ``schema`` as ``key: what``, or ``None``.
+
+    An unknown key names the nearest valid one, so ``marker_tll`` reads as
+    "unknown key 'marker_tll' (did you mean 'marker_ttl'?)".
+    """
+    import difflib
+
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    error = jsonschema.exceptions.best_match(validator.iter_errors(data))
+    if error is None:
+        return None
+    path = [str(p) for p in error.absolute_path]
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        known = list(error.schema.get("properties") or {})
+        unknown = sorted(k for k in error.instance if k not in known)
+        if unknown:
+            near = difflib.get_close_matches(str(unknown[0]), known, n=1, cutoff=0.0)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            return f"{'.'.join([*path, str(unknown[0])])}: unknown key{hint}"
+    return f"{'.'.join(path) or '(top level)'}: {error.message}"
+
+
 def validate(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
     """Check ``config`` against the workflow schema; the first problem is the message.
 
     Booleans given as text on the command line are normalised in place first.
     """
-    import jsonschema
-
     schema = load_yaml(schema_path, "config schema")
     _coerce_booleans(config, schema)
-    validator = jsonschema.Draft202012Validator(schema)
-    error = jsonschema.exceptions.best_match(validator.iter_errors(config))
-    if error is not None:
-        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        raise LeadRecoveryError(f"config: {where}: {error.message}")
+    problem = schema_problem(config, schema)
+    if problem is not None:
+        raise LeadRecoveryError(f"config: {problem}")
     return config
 
 

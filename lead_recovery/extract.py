@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lead_recovery import jobs, markers, rundate
+from lead_recovery import atomic, cache, freshness, jobs, layout, markers, rundate
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.recipes import Recipe, sql_sha256
 from lead_recovery.rundate import to_date
@@ -28,19 +28,12 @@ def write_parquet(reader: Any, out: str | Path) -> int:
     """Stream record batches into ``out`` as row groups; returns the row count."""
     import pyarrow.parquet as pq
 
-    target = Path(out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     rows = 0
-    try:
-        with pq.ParquetWriter(tmp, reader.schema, compression="zstd") as writer:
-            for batch in reader:
-                if batch.num_rows:
-                    writer.write_batch(batch)
-                    rows += batch.num_rows
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with pq.ParquetWriter(out, reader.schema, compression="zstd") as writer:
+        for batch in reader:
+            if batch.num_rows:
+                writer.write_batch(batch)
+                rows += batch.num_rows
     return rows
 
 
@@ -54,34 +47,52 @@ def extract(
     warehouse: Warehouse,
     leads_out: str | Path,
     marker_out: str | Path,
+    kept_dir: str | Path,
 ) -> dict[str, Any]:
-    """Query, cache, then mark; returns the marker record."""
+    """Query, then keep the new pair, then publish it (extract first, marker last).
+
+    The new pair is kept before it is published, so a kill between the two
+    renames still leaves a complete pair for the next run to put back.
+    """
     sql = recipe.sql()
     started = time.monotonic()
     queried_at = rundate.now()  # honours LEAD_RECOVERY_NOW, like the run date
     log.info(
         "querying %s warehouse for recipe %s, run date %s", warehouse.name, recipe.name, run_date
     )
+    leads_tmp = atomic.temp_beside(leads_out)
+    marker_tmp = None
     try:
-        reader = warehouse.stream(
-            sql, {"run_date": to_date(run_date)}, tag=query_tag(recipe.name, run_date)
-        )
-        rows = write_parquet(reader, leads_out)
-    except LeadRecoveryError as err:
-        raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
-    record = {
-        "recipe": recipe.name,
-        "run_date": run_date,
-        "queried_at": queried_at.isoformat(timespec="seconds"),
-        "decided_at": jobs.decided_at(),
-        "rows": rows,
-        "sql_sha256": sql_sha256(sql),
-        "duration_s": round(time.monotonic() - started, 3),
-        "warehouse": warehouse.name,
-        "user@host": jobs.user_at_host(),
-        "run_id": jobs.run_id(),
-    }
-    markers.write_marker(marker_out, record)
+        try:
+            reader = warehouse.stream(
+                sql, {"run_date": to_date(run_date)}, tag=query_tag(recipe.name, run_date)
+            )
+            rows = write_parquet(reader, leads_tmp)
+        except LeadRecoveryError as err:
+            raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
+        record = {
+            "recipe": recipe.name,
+            "run_date": run_date,
+            "queried_at": queried_at.isoformat(timespec="seconds"),
+            "decided_at": jobs.decided_at(),
+            "rows": rows,
+            "bytes": leads_tmp.stat().st_size,
+            "sql_sha256": sql_sha256(sql),
+            "duration_s": round(time.monotonic() - started, 3),
+            "warehouse": warehouse.name,
+            "user@host": jobs.user_at_host(),
+            "run_id": jobs.run_id(),
+        }
+        record.update(getattr(warehouse, "last_extract", None) or {})
+        marker_tmp = atomic.temp_beside(marker_out)
+        atomic.write_bytes(marker_tmp, markers.render(record), mode=markers.MODE)
+        cache.keep(leads_tmp, marker_tmp, kept_dir)
+        os.replace(leads_tmp, leads_out)
+        os.replace(marker_tmp, marker_out)
+    finally:
+        leads_tmp.unlink(missing_ok=True)
+        if marker_tmp is not None:
+            marker_tmp.unlink(missing_ok=True)
     log.info("recipe %s: %d rows cached in %s; marker %s", recipe.name, rows, leads_out, marker_out)
     return record
 
@@ -94,45 +105,81 @@ def _written_meanwhile(leads_out: Path, marker_out: Path, since: float) -> bool:
         return False
 
 
-def extract_with(name: str, config: Mapping[str, Any], **kwargs: Any) -> dict[str, Any]:
-    """Open the configured warehouse, extract, and always close it.
+def run_job(
+    config: Mapping[str, Any],
+    *,
+    recipe: Recipe,
+    run_date: str,
+    leads_out: str | Path,
+    marker_out: str | Path,
+    forced_on_command_line: bool,
+) -> dict[str, Any]:
+    """The ``redshift_extract`` job: put the kept pair back if it counts, else query.
 
-    Runs under a lock beside the marker, so two runs that share a marker and
-    results folder (two users, or cron and a person, in different checkouts)
-    never query the same recipe and day at once: the second one waits and then
-    finds the first one's complete extract and marker, and keeps them.
+    Snakemake has already deleted this job's outputs, so what remains of the
+    day is the pair kept before the job (cache.py). Whether it still counts is
+    decided by the same :func:`freshness.assess` as the DAG's explanation,
+    with the same clock (the invocation's) and the same command-line forcing,
+    so a job that Snakemake reruns for its own reasons (an interrupted run's
+    incomplete outputs) never queries a day that is paid for. Runs under the
+    day's query lock: two runs sharing the marker and results folders (two
+    users, or cron and a person, in different checkouts) never query the same
+    recipe and day at once; the second finds the first one's pair and keeps it.
     """
-    from filelock import FileLock, Timeout
+    from filelock import Timeout
 
     from lead_recovery.warehouse import open_warehouse
 
-    recipe: Recipe = kwargs["recipe"]
-    leads_out, marker_out = Path(kwargs["leads_out"]), Path(kwargs["marker_out"])
-    locks = marker_out.parent / ".locks"
-    locks.mkdir(parents=True, exist_ok=True)
+    leads_out, marker_out = Path(leads_out), Path(marker_out)
+    kept_dir = layout.kept_dir(config["results_dir"], recipe.name, run_date)
     settings = config.get("redshift") or {}
     wait = int(settings.get("statement_timeout_s") or 3600) + 600
     started = time.time()
+    run = rundate.resolve(config.get("date"), config.get("timezone"), config.get("day_starts_at"))
     try:
-        with FileLock(locks / f"{marker_out.name}.lock", timeout=wait):
+        with cache.day_lock(marker_out, timeout=wait):
             if _written_meanwhile(leads_out, marker_out, started):
                 log.info(
                     "recipe %s %s: another run queried it while this one waited; keeping its "
                     "extract and marker (no query)",
                     recipe.name,
-                    kwargs["run_date"],
+                    run_date,
                 )
-                return markers.read_marker(marker_out).record
+                return {"outcome": "cached", **markers.read_marker(marker_out).record}
+            found, decision = freshness.assess(
+                recipe,
+                run_date,
+                marker_dir=str(marker_out.parent),
+                results_dir=config["results_dir"],
+                policy=freshness.policy_for(recipe, config, os.environ, forced_on_command_line),
+                now=run.decided_at,
+                tz=rundate.zone(config.get("timezone")),
+            )
+            if decision.restore:
+                cache.put_back(cache.kept(kept_dir)[0], leads_out, marker_out)
+                log.info(
+                    "recipe %s %s: put back the extract queried at %s, kept from an "
+                    "interrupted run (no query)",
+                    recipe.name,
+                    run_date,
+                    found.record.get("queried_at") if found else "?",
+                )
+                return {"outcome": "restored", **(found.record if found else {})}
+            if decision.counts:  # another run put the pair back or completed it meanwhile
+                log.info("recipe %s %s: marker counts; no query", recipe.name, run_date)
+                return {"outcome": "cached", **found.record}
+            log.info("recipe %s %s: querying: %s", recipe.name, run_date, decision.reason)
             try:
-                warehouse = open_warehouse(name, config)
+                warehouse = open_warehouse(config["warehouse"], config)
             except LeadRecoveryError as err:
                 raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
             try:
-                return extract(warehouse=warehouse, **kwargs)
+                record = extract(recipe, run_date, warehouse, leads_out, marker_out, kept_dir)
             finally:
                 warehouse.close()
+            return {"outcome": "queried", **record}
     except Timeout:
         raise LeadRecoveryError(
             f"recipe '{recipe.name}': another run has held the query lock for over {wait} s "
-            f"({locks})"
+            f"({cache.lock_path(marker_out)})"
         ) from None

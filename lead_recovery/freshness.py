@@ -52,9 +52,12 @@ class Decision:
     counts: bool
     reason: str
     force: bool  # marker and cache exist, so only forcing makes Snakemake rerun
+    restore: bool = False  # the pair that counts is the one kept from an interrupted run
 
     def describe(self) -> str:
-        return "marker counts" if self.counts else self.reason
+        if self.counts:
+            return "kept extract counts (restored, no query)" if self.restore else "marker counts"
+        return self.reason
 
 
 def _fmt(moment: datetime, tz: tzinfo | None) -> str:
@@ -128,12 +131,17 @@ def decide(
 
 
 IGNORE_ENV = "LEAD_RECOVERY_IGNORE_MARKERS"
+ON_COMMAND_LINE = "the command line (--forcerun/-R/-F)"
 
 
-def forced_by(config: Mapping[str, Any], environ: Mapping[str, str]) -> str | None:
-    """Which setting, if any, makes every selected marker not count."""
+def forced_by(
+    config: Mapping[str, Any], environ: Mapping[str, str], on_command_line: bool = False
+) -> str | None:
+    """Which setting, if any, makes the marker not count."""
     from lead_recovery.config import env_flag
 
+    if on_command_line:
+        return ON_COMMAND_LINE
     if config.get("ignore_redshift_marker"):
         return "ignore_redshift_marker=true"
     if config.get("ignore_all_markers"):
@@ -143,7 +151,12 @@ def forced_by(config: Mapping[str, Any], environ: Mapping[str, str]) -> str | No
     return None
 
 
-def policy_for(recipe: Recipe, config: Mapping[str, Any], environ: Mapping[str, str]) -> Policy:
+def policy_for(
+    recipe: Recipe,
+    config: Mapping[str, Any],
+    environ: Mapping[str, str],
+    on_command_line: bool = False,
+) -> Policy:
     """The recipe's freshness rules: its meta.yml overrides the global config."""
     refresh = recipe.refresh_after
     if refresh is None:
@@ -152,7 +165,7 @@ def policy_for(recipe: Recipe, config: Mapping[str, Any], environ: Mapping[str, 
         ttl=recipe.marker_ttl or config.get("marker_ttl"),
         refresh_after=tuple(refresh),
         day_starts_at=config.get("day_starts_at") or "00:00",
-        forced_by=forced_by(config, environ),
+        forced_by=forced_by(config, environ, on_command_line),
     )
 
 
@@ -166,23 +179,40 @@ def assess(
     now: datetime,
     tz: tzinfo | None,
 ) -> tuple[Marker | None, Decision]:
-    """Read a recipe's marker and cache for a date and decide whether the marker counts."""
+    """Read a recipe's marker and cache for a date and decide whether the marker counts.
+
+    When the day's pair is incomplete but a complete pair was kept by an
+    interrupted re-query (cache.py), that pair is the one judged: if it
+    counts, it is put back instead of querying.
+    """
     import os
 
-    from lead_recovery import layout
+    from lead_recovery import cache, layout
     from lead_recovery.markers import marker_path, read_marker
     from lead_recovery.recipes import sql_sha256
 
     path = marker_path(marker_dir, recipe.name, run_date)
-    found = read_marker(path) if os.path.exists(path) else None
+    leads = layout.leads_path(results_dir, recipe.name, run_date)
+    entries = (
+        []
+        if cache.complete(leads, path)
+        else cache.kept(layout.kept_dir(results_dir, recipe.name, run_date))
+    )
+    if entries:
+        found, cache_present = read_marker(entries[0].marker), True
+    else:
+        found = read_marker(path) if os.path.exists(path) else None
+        cache_present = os.path.exists(leads)
     sha = sql_sha256(recipe.sql()) if recipe.sql_path is not None else None
     decision = decide(
         found,
-        os.path.exists(layout.leads_path(results_dir, recipe.name, run_date)),
+        cache_present,
         run_date=run_date,
         sql_sha256=sha,
         policy=policy,
         now=now,
         tz=tz,
     )
+    if entries and decision.counts:
+        decision = Decision(True, "", force=False, restore=True)
     return found, decision

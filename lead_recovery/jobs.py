@@ -6,15 +6,17 @@ instead of a traceback.
 from __future__ import annotations
 
 import getpass
+import json
 import logging
 import os
+import re
 import socket
 import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
 
-from lead_recovery import rundate
+from lead_recovery import atomic, rundate
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.rundate import RunDate
 
@@ -52,20 +54,80 @@ def user_at_host() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
-def run(snakemake: Any, work: Callable[[Any], None]) -> None:
-    """Run ``work(snakemake)`` with logging to the rule's log and one-line errors."""
-    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
-    if snakemake.log:
-        os.makedirs(os.path.dirname(str(snakemake.log[0])) or ".", exist_ok=True)
-        handlers.append(logging.FileHandler(str(snakemake.log[0]), mode="w"))
+FORCED_ENV = "LEAD_RECOVERY_FORCED_ON_CLI"
+ALL = "*"
+
+
+def export_forced_on_cli(everything: bool, files: set[str]) -> None:
+    """Tell the extract jobs what the command line forced (``-F``, ``-R``, ``--forcerun``).
+
+    A job cannot see Snakemake's command line, and it must know the
+    difference between "forced by the user" (query) and "rerun by Snakemake
+    for its own reasons" (put the kept pair back, see cache.py).
+    """
+    os.environ[FORCED_ENV] = ALL if everything else "\n".join(sorted(files))
+
+
+def forced_on_cli(outputs: list[str]) -> bool:
+    forced = os.environ.get(FORCED_ENV, "")
+    if forced == ALL:
+        return True
+    listed = set(forced.split("\n")) - {""}
+    return any(str(o) in listed for o in outputs)
+
+
+def outcome_path(log_file: str) -> str:
+    """Where a job records what it did (read by the end-of-run account)."""
+    return re.sub(r"\.log$", "", str(log_file)) + ".outcome.json"
+
+
+def write_outcome(log_file: str | None, outcome: dict[str, Any]) -> None:
+    if not log_file:
+        return
+    record = {"run_id": run_id(), **outcome}
+    atomic.write_bytes(outcome_path(log_file), json.dumps(record, default=str).encode())
+
+
+def read_outcome(log_file: str) -> dict[str, Any] | None:
+    """This invocation's outcome of the job logging to ``log_file``, if it ran."""
+    try:
+        with open(outcome_path(log_file), encoding="utf-8") as handle:
+            record = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and record.get("run_id") == run_id() else None
+
+
+def run(snakemake: Any, work: Callable[[Any], dict[str, Any] | None]) -> None:
+    """Run ``work(snakemake)`` with logging to the rule's log and one-line errors.
+
+    The rule's log gets everything (tracebacks of a recipe's own code
+    included); the console gets the one-line story. What the job did is
+    recorded beside its log for the end-of-run account.
+    """
+    log_file = str(snakemake.log[0]) if snakemake.log else None
+    console = logging.StreamHandler(sys.stderr)
+    console.setLevel(logging.INFO)
+    handlers: list[logging.Handler] = [console]
+    if log_file:
+        os.makedirs(os.path.dirname(log_file) or ".", exist_ok=True)
+        handlers.append(logging.FileHandler(log_file, mode="w"))
     logging.basicConfig(
-        level=logging.INFO,
+        level=logging.DEBUG,
         format="%(asctime)s %(levelname)s %(message)s",
         handlers=handlers,
         force=True,
     )
+    write_outcome(log_file, {"status": "running", "rule": snakemake.rule})
     try:
-        work(snakemake)
+        details = work(snakemake) or {}
     except LeadRecoveryError as err:
         log.error("%s", err)
+        write_outcome(log_file, {"status": "failed", "rule": snakemake.rule, "error": str(err)})
         sys.exit(1)
+    except Exception as err:
+        log.exception("unexpected error")
+        line = f"{type(err).__name__}: {err}".splitlines()[0]
+        write_outcome(log_file, {"status": "failed", "rule": snakemake.rule, "error": line})
+        raise
+    write_outcome(log_file, {**details, "status": "ok", "rule": snakemake.rule})

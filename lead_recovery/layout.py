@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lead_recovery import atomic
+
 
 def day_dir(results_dir: str | Path, recipe: str, run_date: str) -> str:
     return f"{results_dir}/{recipe}/{run_date}"
@@ -26,6 +28,11 @@ def analysis_path(results_dir: str | Path, recipe: str, run_date: str) -> str:
 
 def summary_path(results_dir: str | Path, recipe: str, run_date: str) -> str:
     return f"{day_dir(results_dir, recipe, run_date)}/summary.json"
+
+
+def kept_dir(results_dir: str | Path, recipe: str, run_date: str) -> str:
+    """Where a day's complete extract and marker are kept while a re-query runs (cache.py)."""
+    return f"{day_dir(results_dir, recipe, run_date)}/.kept"
 
 
 def latest_path(results_dir: str | Path, recipe: str) -> str:
@@ -63,7 +70,11 @@ def point_latest(latest: str | Path, analysis: str | Path) -> None:
     """Make ``latest`` a relative symlink to ``analysis``, replaced atomically."""
     latest = Path(latest)
     relative = os.path.relpath(Path(analysis), latest.parent)
-    tmp = latest.with_name(f".{latest.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    os.symlink(relative, tmp)
-    os.replace(tmp, latest)
+    tmp = atomic.temp_beside(latest)
+    try:
+        tmp.unlink()
+        os.symlink(relative, tmp)
+        os.replace(tmp, latest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -12,14 +12,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lead_recovery import atomic
+
 PREFIX = "redshift_queried_"
 SUFFIX = ".marker"
+MODE = 0o644
 _NAME_RE = re.compile(r"^redshift_queried_(?P<recipe>.+)_(?P<date>\d{8})\.marker$")
 
 
@@ -38,22 +40,14 @@ def parse_marker_name(name: str) -> tuple[str, str] | None:
     return (match.group("recipe"), match.group("date")) if match else None
 
 
+def render(record: dict[str, Any]) -> bytes:
+    """A marker's bytes: sorted, indented JSON, so equal records are equal files."""
+    return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
 def write_marker(path: str | Path, record: dict[str, Any]) -> None:
     """Write ``record`` as JSON so that readers see the old file or the whole new one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(record, handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic.write_bytes(path, render(record), mode=MODE)
 
 
 @dataclass

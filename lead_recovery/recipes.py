@@ -8,6 +8,7 @@ file names, so they are checked before anything touches the disk.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lead_recovery.config import load_yaml
+from lead_recovery.config import RECIPE_SCHEMA, load_yaml, schema_problem
 from lead_recovery.errors import LeadRecoveryError
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -103,6 +104,11 @@ def sql_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+@functools.cache
+def _recipe_schema() -> dict[str, Any]:
+    return load_yaml(RECIPE_SCHEMA, "recipe schema")
+
+
 def _string_list(value: Any, key: str, where: str) -> list[str]:
     if isinstance(value, str):
         value = [value]
@@ -118,6 +124,9 @@ def _parse_meta(name: str, path: Path) -> dict[str, Any]:
         raise LeadRecoveryError(f"{where}: must be a mapping of settings")
     if "output_columns" not in meta:
         raise LeadRecoveryError(f"{where}: 'output_columns' is missing")
+    problem = schema_problem(meta, _recipe_schema())
+    if problem is not None:
+        raise LeadRecoveryError(f"recipe '{name}' meta.yml: {problem} ({path})")
     parsed: dict[str, Any] = {
         "output_columns": _string_list(meta["output_columns"], "output_columns", where),
         "description": str(meta.get("description") or ""),

@@ -37,8 +37,8 @@ from datetime import date, datetime, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lead_recovery import cache, freshness, layout, markers, recipes, rundate
 from lead_recovery import config as lr_config
-from lead_recovery import freshness, layout, markers, recipes, rundate
 from lead_recovery.errors import LeadRecoveryError
 
 if TYPE_CHECKING:
@@ -676,6 +676,9 @@ def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
         return OK
     for target in targets:
         os.unlink(target)
+        _, day = markers.parse_marker_name(os.path.basename(target)) or (name, "")
+        # what an interrupted re-query kept would otherwise come back instead of a query
+        cache.discard(layout.kept_dir(ctx.results_dir, name, day))
         print(f"deleted {_show(target)}")
     print(f"{label}: {len(targets)} marker(s) deleted; a run of that date queries again")
     return OK

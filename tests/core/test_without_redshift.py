@@ -26,7 +26,7 @@ def test_recipe_leads_keep_phone_numbers_as_text(workflow):
     assert "+525512345678" in workflow.analysis("manual_leads", DAY).read_text()
 
 
-def test_skip_redshift_uses_the_newest_cached_extract_of_any_date(workflow):
+def test_skip_redshift_uses_the_newest_cached_extract_on_or_before_the_run_date(workflow):
     workflow.run(config={"recipe": SQL_RECIPE, "date": "20250510"})
     workflow.run(config={"recipe": SQL_RECIPE, "date": "20250511"})
     markers_before = sorted(p.name for p in (workflow.root / "results/markers").iterdir())
@@ -39,6 +39,58 @@ def test_skip_redshift_uses_the_newest_cached_extract_of_any_date(workflow):
     summary = json.loads(workflow.summary(SQL_RECIPE, DAY).read_text())
     assert summary["source"] == "skipped_redshift"
     assert summary["cache_date"] == "20250511"
+    assert f"{SQL_RECIPE} {DAY}: skip_redshift: using the extract of 20250511" in result.output
+
+
+def test_skip_redshift_never_reads_a_cache_dated_after_the_run_date(workflow):
+    workflow.run(config={"recipe": SQL_RECIPE, "date": "20250510"})
+    workflow.run(config={"recipe": SQL_RECIPE, "date": DAY})
+
+    result = workflow.run(config={"recipe": SQL_RECIPE, "date": "20250511", "skip_redshift": True})
+
+    assert "using the extract of 20250510" in result.output
+    assert "marker counts" not in result.output
+    summary = json.loads(workflow.summary(SQL_RECIPE, "20250511").read_text())
+    assert summary["cache_date"] == "20250510"
+    assert not workflow.marker(SQL_RECIPE, "20250511").exists()
+
+
+def _edit_sql(workflow):
+    sql = workflow.root / "recipes" / SQL_RECIPE / "redshift.sql"
+    sql.write_text(sql.read_text() + "\n-- edited\n")
+
+
+# Every reason that would force a query without skip_redshift.
+FORCING = {
+    "ignore_redshift_marker": ({"ignore_redshift_marker": True}, {}, None),
+    "ignore_all_markers": ({"ignore_all_markers": True}, {}, None),
+    "LEAD_RECOVERY_IGNORE_MARKERS": ({}, {"LEAD_RECOVERY_IGNORE_MARKERS": "1"}, None),
+    "marker_ttl": ({"marker_ttl": "1h"}, {"LEAD_RECOVERY_NOW": "2025-05-12T23:00:00+00:00"}, None),
+    "SQL edit": ({}, {}, _edit_sql),
+    "warehouse=redshift": ({"warehouse": "redshift", "ignore_redshift_marker": True}, {}, None),
+}
+
+
+def test_skip_redshift_never_queries_whatever_forces_a_query(workflow):
+    workflow.run(config={"recipe": SQL_RECIPE, "date": DAY})
+    markers_dir = workflow.root / "results/markers"
+    before = {p.name: p.read_bytes() for p in markers_dir.iterdir() if p.is_file()}
+    leads = workflow.leads(SQL_RECIPE, DAY).read_bytes()
+
+    for reason, (config, env, setup) in FORCING.items():
+        if setup is not None:
+            setup(workflow)
+        for args in (["-n"], ["-F"], []):
+            result = workflow.run(
+                *args,
+                config={"recipe": SQL_RECIPE, "date": DAY, "skip_redshift": True, **config},
+                env=env,
+            )
+            assert result.queries == 0, (reason, args)
+            assert "will query" not in result.output, (reason, args)
+            assert f"skip_redshift: using the extract of {DAY}" in result.output, reason
+    assert {p.name: p.read_bytes() for p in markers_dir.iterdir() if p.is_file()} == before
+    assert workflow.leads(SQL_RECIPE, DAY).read_bytes() == leads
 
 
 def test_skip_redshift_without_a_cache_falls_back_to_leads_csv(workflow):
@@ -62,7 +114,10 @@ def test_skip_redshift_with_neither_cache_nor_csv_names_the_recipe(workflow):
         config={"recipe": SQL_RECIPE, "date": DAY, "skip_redshift": True}, ok=False
     )
 
-    assert f"recipe '{SQL_RECIPE}': skip_redshift=true but there is no cached extract" in (
-        result.output
+    account = result.output.split("what this run did")[-1]
+    assert (
+        f"{SQL_RECIPE} {DAY} failed: recipe '{SQL_RECIPE}': skip_redshift=true but there is "
+        in (account)
     )
+    assert result.queries == 0
     assert not (workflow.root / "results" / SQL_RECIPE).exists()

@@ -100,6 +100,20 @@ class WorkflowCopy:
             assert proc.returncode != 0, f"snakemake unexpectedly succeeded:\n{proc.stdout[-6000:]}"
         return result
 
+    def start(
+        self, *args: str, config: dict[str, object] | None = None, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
+        """Start ``snakemake`` here in its own process group (so a test can kill all of it)."""
+        cmd = [sys.executable, "-m", "snakemake", *args, *config_args(config or {})]
+        return subprocess.Popen(
+            cmd,
+            cwd=self.root,
+            env=clean_env(**(env or {})),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
     # Paths, computed by the same functions the workflow uses.
     def marker(self, recipe: str, day: str) -> Path:
         return self.root / markers.marker_path("results/markers", recipe, day)

@@ -1,14 +1,16 @@
 # Helpers for the rules: configuration, recipe selection, run dates, targets,
 # and the one mechanism that makes Snakemake re-query a marker that no longer
 # counts. Everything here runs at parse time (dry runs too), so it only reads.
+import atexit
 import os
 import re
 import sys
 from pathlib import Path
 
+from filelock import Timeout
 from snakemake.logging import logger
 
-from lead_recovery import freshness, jobs, layout, markers, rundate
+from lead_recovery import account, cache, freshness, jobs, layout, markers, rundate
 from lead_recovery import config as lr_config
 from lead_recovery import recipes as lr_recipes
 from lead_recovery.errors import LeadRecoveryError
@@ -40,13 +42,21 @@ try:
     ALL_RECIPES = lr_recipes.discover(RECIPES_DIR)
     _chosen = [config["recipe"]] if config.get("recipe") not in (None, "") else []
     _chosen += config.get("recipes") or []
-    SELECTED = {
-        r.name: r
-        for r in (
-            lr_recipes.load(RECIPES_DIR, name) for name in (_chosen or ALL_RECIPES)
-        )
-    }
-    SKIP_REDSHIFT = bool(config.get("skip_redshift"))
+    SELECTED = {}
+    # In a run of every recipe, one broken recipe is reported and fails the
+    # run (rule broken_recipe), but never stops the others; a recipe named
+    # on the command line fails fast.
+    BROKEN = {}
+    for _name in _chosen or ALL_RECIPES:
+        try:
+            _recipe = lr_recipes.load(RECIPES_DIR, _name)
+        except LeadRecoveryError as err:
+            if _chosen:
+                raise
+            BROKEN[str(_name)] = str(err)
+            logger.error(f"lead-recovery: skipping recipe '{_name}': {err}")
+        else:
+            SELECTED[_recipe.name] = _recipe
     # ignore_all_markers set in any config file holds "whatever the command
     # line says": a --config override cannot switch it back off.
     if any(
@@ -54,9 +64,8 @@ try:
         for f in dict.fromkeys(workflow.configfiles)
     ):
         config["ignore_all_markers"] = True
-    for _ttl in [config.get("marker_ttl")] + [r.marker_ttl for r in SELECTED.values()]:
-        if _ttl:
-            freshness.parse_duration(_ttl)
+    if config.get("marker_ttl"):
+        freshness.parse_duration(config["marker_ttl"])
 except LeadRecoveryError as err:
     _stop(err)
 
@@ -68,8 +77,15 @@ def _alternatives(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
-SQL_RECIPES = [n for n in ALL_RECIPES if lr_recipes.has_sql(RECIPES_DIR, n)]
-CSV_RECIPES = [n for n in ALL_RECIPES if n not in SQL_RECIPES]
+SKIP_REDSHIFT = bool(config.get("skip_redshift"))
+# With skip_redshift no recipe's extract can run: a cached extract is read
+# as it is, and nothing can force a query.
+SQL_RECIPES = (
+    []
+    if SKIP_REDSHIFT
+    else [n for n in ALL_RECIPES if lr_recipes.has_sql(RECIPES_DIR, n)]
+)
+CSV_RECIPES = [n for n in ALL_RECIPES if not lr_recipes.has_sql(RECIPES_DIR, n)]
 
 
 wildcard_constraints:
@@ -89,11 +105,22 @@ def all_targets():
             if uses_redshift(name):
                 targets.append(markers.marker_path(MARKER_DIR, name, day))
                 targets.append(layout.leads_path(RESULTS, name, day))
+            elif (
+                leads_source(name) == "skipped_redshift"
+                and skipped_redshift_leads(name, day) is None
+            ):
+                continue
             targets.append(layout.analysis_path(RESULTS, name, day))
             targets.append(layout.summary_path(RESULTS, name, day))
-        if latest_date(name) == max(DATES):
+        if latest_date(name) == max(DATES) and name not in BROKEN:
             targets.append(layout.latest_path(RESULTS, name))
+    targets += [broken_flag(name) for name in BROKEN]
     return targets
+
+
+def broken_flag(name):
+    """Never written: requesting it runs rule broken_recipe, which fails with the cause."""
+    return f"{LOGS}/{name}/broken_recipe.flag"
 
 
 def latest_date(name):
@@ -103,6 +130,31 @@ def latest_date(name):
 
 
 _DECIDED = {}
+_FOUND = {}
+_ON_CLI = []
+
+
+def forced_on_cli(name, day):
+    """Whether -F, -R redshift_extract or --forcerun <its marker or extract> forces this day.
+
+    Read from the DAG before the workflow adds its own forced files (_force),
+    and handed to the jobs, which cannot see the command line.
+    """
+    if not _ON_CLI:
+        dag = workflow.dag
+        everything = any(
+            getattr(r, "name", r) == "redshift_extract" for r in dag.forcerules
+        )
+        files = {str(f) for f in dag.forcefiles}
+        _ON_CLI.append((everything, files))
+        jobs.export_forced_on_cli(everything, files)
+    everything, files = _ON_CLI[0]
+    return everything or not files.isdisjoint(
+        {
+            markers.marker_path(MARKER_DIR, name, day),
+            layout.leads_path(RESULTS, name, day),
+        }
+    )
 
 
 def marker_decision(name, day):
@@ -114,13 +166,23 @@ def marker_decision(name, day):
             day,
             marker_dir=MARKER_DIR,
             results_dir=RESULTS,
-            policy=freshness.policy_for(SELECTED[name], config, os.environ),
+            policy=freshness.policy_for(
+                SELECTED[name], config, os.environ, forced_on_cli(name, day)
+            ),
             now=RUN.decided_at,
             tz=TZ,
         )
         _DECIDED[key] = decision
-        if decision.counts:
-            when = found.queried_at.isoformat(timespec="seconds")
+        _FOUND[key] = found
+        when = (
+            found.queried_at.isoformat(timespec="seconds") if decision.counts else None
+        )
+        if decision.restore:
+            logger.info(
+                f"{name} {day}: an interrupted run left the extract queried {when}; "
+                "putting it back (no query)"
+            )
+        elif decision.counts:
             logger.info(f"{name} {day}: marker counts (queried {when}); no query")
         else:
             logger.info(f"{name} {day}: will query: {decision.reason}")
@@ -157,18 +219,32 @@ def leads_source(name):
     return lr_recipes.leads_source(SELECTED[name], SKIP_REDSHIFT)
 
 
-def skipped_redshift_leads(name):
-    """With skip_redshift: the newest cached extract of any date, else leads.csv."""
-    cached = layout.cached_extract_dates(RESULTS, name)
-    if cached:
-        return ancient(layout.leads_path(RESULTS, name, cached[-1]))
+_SKIP_NOTED = set()
+
+
+def skipped_redshift_leads(name, day):
+    """With skip_redshift: the newest cached extract dated on or before ``day``, else
+    leads.csv, else ``None`` (the recipe is reported broken). No marker is read."""
+    cached = [d for d in layout.cached_extract_dates(RESULTS, name) if d <= day]
     recipe = SELECTED[name]
-    if recipe.leads_csv is not None:
-        return str(recipe.leads_csv)
-    _stop(
-        f"recipe '{name}': skip_redshift=true but there is no cached extract "
-        f"under {RESULTS}/{name}/ and no {recipe.dir}/leads.csv"
-    )
+    if cached:
+        source, said = (
+            layout.leads_path(RESULTS, name, cached[-1]),
+            f"the extract of {cached[-1]}",
+        )
+    elif recipe.leads_csv is not None:
+        source, said = str(recipe.leads_csv), str(recipe.leads_csv)
+    else:
+        BROKEN.setdefault(
+            name,
+            f"recipe '{name}': skip_redshift=true but there is no cached extract on or "
+            f"before {day} under {RESULTS}/{name}/ and no {recipe.dir}/leads.csv",
+        )
+        return None
+    if (name, day) not in _SKIP_NOTED:
+        _SKIP_NOTED.add((name, day))
+        logger.info(f"{name} {day}: skip_redshift: using {said}")
+    return source
 
 
 def analyze_inputs(wildcards):
@@ -179,9 +255,108 @@ def analyze_inputs(wildcards):
         inputs["analyzer"] = str(recipe.analyzer)
     source = leads_source(name)
     if source == "skipped_redshift":
-        inputs["leads"] = skipped_redshift_leads(name)
+        inputs["leads"] = ancient(skipped_redshift_leads(name, day))
     else:
         inputs["leads"] = layout.leads_path(RESULTS, name, day)
     if source == "redshift":
         inputs["marker"] = markers.marker_path(MARKER_DIR, name, day)
     return inputs
+
+
+# Computed once at parse time, before the rules: broken_recipe's wildcard
+# constraint needs every broken recipe, including those skip_redshift finds.
+TARGETS = all_targets()
+
+
+# -- after the DAG: keep what a forced query could lose; account for the run ---------
+
+
+def keep_before_extracts_run():
+    """onstart: keep each complete pair of this run before any extract job may replace it.
+
+    Snakemake deletes a job's outputs before it reruns it: for a forced
+    query, and for its own reasons too (an interrupted run's incomplete
+    files, a changed set of inputs). The kept links (lead_recovery/cache.py)
+    are what the job puts back when its day still counts, or what the end of
+    the run puts back when a new query failed or was killed. Hard links: no
+    data is copied, and a run with nothing to do never gets here.
+    """
+    for name, day in _DECIDED:
+        marker = markers.marker_path(MARKER_DIR, name, day)
+        leads = layout.leads_path(RESULTS, name, day)
+        if not cache.complete(leads, marker):
+            continue
+        try:
+            with cache.day_lock(marker, timeout=10):
+                cache.keep(leads, marker, layout.kept_dir(RESULTS, name, day))
+        except Timeout:
+            logger.warning(f"{name} {day}: another run holds the query lock; not kept")
+
+
+def _settle(name, day):
+    """Put a kept pair back if the day's pair is incomplete (a failed or killed query)."""
+    marker = markers.marker_path(MARKER_DIR, name, day)
+    kept = layout.kept_dir(RESULTS, name, day)
+    if not os.path.isdir(kept):
+        return None
+    try:
+        with cache.day_lock(marker, timeout=10):
+            return cache.settle(layout.leads_path(RESULTS, name, day), marker, kept)
+    except Timeout:
+        return None  # a run that is querying it now settles it
+
+
+def account_lines():
+    lines = []
+    for name in sorted([*SELECTED, *BROKEN]):
+        if name in BROKEN:
+            lines.append(account.Line(name, DATES[-1], "failed", BROKEN[name]))
+            continue
+        for day in DATES:
+            if uses_redshift(name):
+                restored = _settle(name, day) == "restored"
+                decision = _DECIDED.get((name, day))
+                line = account.extract_line(
+                    name,
+                    day,
+                    logs_dir=LOGS,
+                    marker_dir=MARKER_DIR,
+                    decided_query=decision is not None and not decision.counts,
+                    restored_at_exit=restored,
+                )
+            elif leads_source(name) == "skipped_redshift":
+                source = skipped_redshift_leads(name, day)
+                said = (
+                    f"extract of {Path(source).parent.name}"
+                    if source.endswith(".parquet")
+                    else source
+                )
+                line = account.Line(name, day, "skipped", f"skip_redshift; {said}")
+            else:
+                line = account.Line(
+                    name, day, "skipped", f"no redshift.sql; {SELECTED[name].leads_csv}"
+                )
+            failed = account.analysis_failure(name, day, LOGS)
+            lines.append(failed if failed and line.state != "failed" else line)
+    return lines
+
+
+def at_exit():
+    """The last thing a real run prints: what it did for each recipe and date."""
+    if workflow.executor_plugin is None or workflow.dryrun:
+        return  # a dry run, --lint, --list...: nothing ran, nothing to settle
+    try:
+        text = account.render(account_lines())
+    except Exception as err:  # the account must never hide Snakemake's own exit
+        text = [f"lead-recovery: no account of this run ({type(err).__name__}: {err})"]
+    print(
+        "\n".join(
+            ["", f"lead-recovery: what this run did (run id {jobs.run_id()}):", *text]
+        ),
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+if workflow.is_main_process:
+    atexit.register(at_exit)

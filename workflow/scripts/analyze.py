@@ -38,6 +38,7 @@ def main(snakemake):
         len(result),
         summary["source"],
     )
+    return {"rows_in": len(leads), "rows_out": len(result), "source": summary["source"]}
 
 
 jobs.run(snakemake, main)  # noqa: F821 - injected by Snakemake

@@ -1,18 +1,18 @@
-"""Rule redshift_extract: query the warehouse, cache the extract, write the marker."""
+"""Rule redshift_extract: put back the day's kept pair if it counts, else query."""
 
 from lead_recovery import jobs, recipes
-from lead_recovery.extract import extract_with
+from lead_recovery.extract import run_job
 
 
 def main(snakemake):
     recipe = recipes.load(snakemake.config["recipes_dir"], snakemake.wildcards.recipe)
-    extract_with(
-        snakemake.config["warehouse"],
+    return run_job(
         snakemake.config,
         recipe=recipe,
         run_date=snakemake.wildcards.date,
         leads_out=snakemake.output.leads,
         marker_out=snakemake.output.marker,
+        forced_on_command_line=jobs.forced_on_cli(list(snakemake.output)),
     )
 
 

@@ -1,0 +1,110 @@
+"""The end-of-run account: what one invocation did for each recipe and date.
+
+Printed last by every run (``snakemake``, ``make run``, ``lead-recovery run``,
+cron), after Snakemake's own output, so the answer to "did we hit Redshift,
+and did anything fail?" is the last thing on the screen and in the cron log::
+
+    manual_leads 20261127 skipped (recipes/manual_leads/leads.csv)
+    simulation_to_handoff 20261127 queried (7452 rows, 0.41 s)
+    total: 2 recipe-days: 1 queried, 0 cached, 1 skipped, 0 failed; 0 queries avoided
+
+It is built from what the jobs recorded beside their logs (jobs.py) and from
+the markers, never from Snakemake's private metadata.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from lead_recovery import jobs, layout, markers
+
+STATES = ("queried", "cached", "skipped", "failed")
+
+
+@dataclass(frozen=True)
+class Line:
+    recipe: str
+    day: str
+    state: str  # one of STATES
+    detail: str
+
+    def __str__(self) -> str:
+        if self.state == "failed":
+            return f"{self.recipe} {self.day} failed: {self.detail}"
+        return f"{self.recipe} {self.day} {self.state} ({self.detail})"
+
+
+def _failure(outcome: dict | None, log_file: str) -> str | None:
+    """The one-line cause if this run's job failed or died, else ``None``."""
+    if outcome is None:
+        return None
+    if outcome.get("status") == "failed":
+        return str(outcome.get("error") or f"see {log_file}")
+    if outcome.get("status") == "running":
+        return f"the job was killed or crashed (see {log_file})"
+    return None
+
+
+def _seconds(value: object) -> str:
+    return f"{float(value):.2f} s" if isinstance(value, int | float) else "? s"
+
+
+def extract_line(
+    recipe: str,
+    day: str,
+    *,
+    logs_dir: str,
+    marker_dir: str,
+    decided_query: bool,
+    restored_at_exit: bool = False,
+) -> Line:
+    """A Redshift recipe's day: queried, cached (incl. put back), or failed."""
+    log_file = layout.log_path(logs_dir, "redshift_extract", recipe, day)
+    outcome = jobs.read_outcome(log_file)
+    failure = _failure(outcome, log_file)
+    if failure is not None:
+        if restored_at_exit:
+            failure += "; the previous extract and marker were kept"
+        return Line(recipe, day, "failed", failure)
+    if outcome is not None and outcome.get("status") == "ok" and outcome.get("queried_at"):
+        if outcome.get("outcome") == "queried":
+            rows = outcome.get("rows")
+            return Line(
+                recipe, day, "queried", f"{rows} rows, {_seconds(outcome.get('duration_s'))}"
+            )
+        how = "put back after an interrupted run" if outcome.get("outcome") == "restored" else ""
+        when = f"queried at {outcome['queried_at']}"
+        return Line(recipe, day, "cached", f"{when}; {how}" if how else when)
+    path = markers.marker_path(marker_dir, recipe, day)
+    found = markers.read_marker(path) if _exists(path) else None
+    if decided_query and outcome is None:
+        return Line(recipe, day, "failed", "not run: the run stopped before this query")
+    if found is None or found.queried_at is None:
+        return Line(recipe, day, "failed", f"no complete extract and marker ({path})")
+    return Line(recipe, day, "cached", f"queried at {found.queried_at.isoformat()}")
+
+
+def analysis_failure(recipe: str, day: str, logs_dir: str) -> Line | None:
+    log_file = layout.log_path(logs_dir, "analyze", recipe, day)
+    failure = _failure(jobs.read_outcome(log_file), log_file)
+    return Line(recipe, day, "failed", failure) if failure else None
+
+
+def _exists(path: str) -> bool:
+    import os
+
+    return os.path.exists(path)
+
+
+def render(lines: Iterable[Line]) -> list[str]:
+    """The account's lines, then the total (queries avoided = days served from a cache)."""
+    lines = list(lines)
+    counts = Counter(line.state for line in lines)
+    total = (
+        f"total: {len(lines)} recipe-day{'s' if len(lines) != 1 else ''}: "
+        + ", ".join(f"{counts[s]} {s}" for s in STATES)
+        + f"; {counts['cached']} quer{'ies' if counts['cached'] != 1 else 'y'} avoided"
+    )
+    return [str(line) for line in lines] + [total]

@@ -1,0 +1,120 @@
+"""A day's cache (``leads.parquet`` + marker) that no failed or killed re-query can lose.
+
+Snakemake deletes a job's outputs before it reruns the job, and again when the
+job fails. A forced re-query of a day that is already cached (a flag, a TTL,
+an SQL edit, ``--forcerun``) would therefore lose the extract that was paid
+for as soon as the new query failed or was killed. So before such a job runs,
+the workflow *keeps* the complete pair: hard links (no copy, same bytes, same
+times) in ``results/<r>/<d>/.kept/``. Whoever comes next *settles* the day:
+
+- the pair is complete (the new query succeeded, or nothing ran): the kept
+  links are dropped;
+- it is not (the query failed, the job or Snakemake was killed): the newest
+  kept pair is put back, byte for byte, then dropped.
+
+A kept entry is ``<id>.parquet`` then ``<id>.marker`` (marker last), so a kill
+while keeping leaves an entry without a marker, which is ignored. Everything
+that changes a day's pair does it under the day's query lock, which is shared
+by every checkout that shares the marker folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from lead_recovery import atomic
+
+LOCKS = ".locks"
+
+
+@dataclass(frozen=True)
+class Kept:
+    leads: Path
+    marker: Path
+
+
+def lock_path(marker: str | Path) -> Path:
+    marker = Path(marker)
+    return marker.parent / LOCKS / f"{marker.name}.lock"
+
+
+@contextlib.contextmanager
+def day_lock(marker: str | Path, timeout: float) -> Iterator[None]:
+    """Hold the day's query lock; raises ``filelock.Timeout`` after ``timeout`` s."""
+    from filelock import FileLock
+
+    path = lock_path(marker)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(path, timeout=timeout):
+        yield
+
+
+def complete(leads: str | Path, marker: str | Path) -> bool:
+    return os.path.isfile(leads) and os.path.isfile(marker)
+
+
+def kept(directory: str | Path) -> list[Kept]:
+    """The complete kept pairs in ``directory``, newest first."""
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    base = Path(directory)
+    ids = sorted(
+        (n[: -len(".marker")] for n in names if n.endswith(".marker")),
+        reverse=True,
+    )
+    return [
+        Kept(base / f"{i}.parquet", base / f"{i}.marker")
+        for i in ids
+        if (base / f"{i}.parquet").is_file()
+    ]
+
+
+def keep(leads: str | Path, marker: str | Path, directory: str | Path) -> Kept | None:
+    """Keep the complete pair ``leads`` + ``marker`` (idempotent); ``None`` if incomplete."""
+    if not complete(leads, marker):
+        return None
+    stamp = os.stat(marker).st_mtime_ns
+    digest = hashlib.sha256(Path(marker).read_bytes()).hexdigest()[:16]
+    name = f"{stamp:020d}-{digest}"
+    entry = Kept(Path(directory) / f"{name}.parquet", Path(directory) / f"{name}.marker")
+    if not entry.marker.is_file():
+        atomic.link_over(leads, entry.leads)
+        atomic.link_over(marker, entry.marker)
+    return entry
+
+
+def put_back(entry: Kept, leads: str | Path, marker: str | Path) -> None:
+    """Make ``entry`` the day's pair again: the extract first, the marker last."""
+    atomic.link_over(entry.leads, leads)
+    atomic.link_over(entry.marker, marker)
+
+
+def settle(leads: str | Path, marker: str | Path, directory: str | Path) -> str | None:
+    """End of a run: put the kept pair back if the day's pair is incomplete, then drop it.
+
+    Returns ``"restored"`` when a kept pair was put back, ``"dropped"`` when the
+    kept links were no longer needed, ``None`` when nothing was kept.
+    """
+    if not os.path.isdir(directory):
+        return None
+    outcome = "dropped"
+    if not complete(leads, marker):
+        entries = kept(directory)
+        if entries:
+            put_back(entries[0], leads, marker)
+            outcome = "restored"
+    shutil.rmtree(directory, ignore_errors=True)
+    return outcome
+
+
+def discard(directory: str | Path) -> None:
+    """Forget what was kept (``markers delete``: a deleted marker means a new query)."""
+    shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,107 @@
+"""One broken recipe fails the run, names itself and its fault, and stops no other recipe."""
+
+from __future__ import annotations
+
+import pytest
+
+from lead_recovery import recipes
+from lead_recovery.errors import LeadRecoveryError
+
+DAY = "20250512"
+GOOD = ("manual_leads", "simulation_to_handoff")
+
+
+def account_of(result) -> str:
+    return result.output.split("what this run did")[-1]
+
+
+BROKEN = {
+    "invalid meta.yml": ({"meta": "output_columns: [lead_id\n"}, "is not valid YAML"),
+    "typo in meta.yml": (
+        {"meta": {"output_columns": ["lead_id"], "marker_tll": "1h"}, "sql": "SELECT 1 AS lead_id"},
+        "marker_tll: unknown key (did you mean 'marker_ttl'?)",
+    ),
+    "missing files": ({}, "has neither redshift.sql nor leads.csv"),
+    "empty SQL": ({"sql": "  \n"}, "has an empty redshift.sql"),
+}
+
+
+@pytest.mark.parametrize("fault", BROKEN)
+def test_a_broken_recipe_is_reported_and_the_others_still_run(workflow, fault):
+    files, message = BROKEN[fault]
+    workflow.add_recipe("draft", **files)
+
+    result = workflow.run(config={"date": DAY}, ok=False)
+
+    account = account_of(result)
+    assert f"draft {DAY} failed: " in account and message in account
+    for name in GOOD:
+        assert workflow.analysis(name, DAY).is_file(), name
+        assert f"{name} {DAY} " in account
+    assert "total: 3 recipe-days" in account
+
+
+def test_naming_a_broken_recipe_fails_fast_with_one_line(workflow):
+    workflow.add_recipe("draft", meta={"output_columns": ["lead_id"], "refresh_afer": ["06:00"]})
+
+    result = workflow.run(config={"recipe": "draft", "date": DAY}, ok=False)
+
+    assert "lead-recovery: error: recipe 'draft' meta.yml: refresh_afer: unknown key " in (
+        result.output
+    )
+    assert "did you mean 'refresh_after'?" in result.output
+    assert "Traceback" not in result.output
+    assert not (workflow.root / "results" / "draft").exists()
+
+
+@pytest.mark.parametrize(
+    ("meta", "message"),
+    [
+        (
+            {"output_columns": ["a"], "dedupe": ["a"]},
+            "dedupe: unknown key (did you mean 'dedupe_on'?)",
+        ),
+        (
+            {"output_columns": ["a"], "marker_ttl": 5},
+            "marker_ttl: 5 is not of type 'string', 'null'",
+        ),
+        ({"output_columns": []}, "output_columns: [] should be non-empty"),
+    ],
+)
+def test_meta_yml_is_checked_against_its_schema(tmp_path, meta, message):
+    import yaml
+
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "meta.yml").write_text(yaml.safe_dump(meta))
+    (folder / "redshift.sql").write_text("SELECT 1")
+    with pytest.raises(LeadRecoveryError) as caught:
+        recipes.load(tmp_path, "r")
+    assert message in str(caught.value)
+    assert str(caught.value).startswith("recipe 'r' meta.yml: ")
+
+
+ANALYZER = """\
+import pandas as pd
+
+
+def helper(leads):
+    raise ValueError("boom")
+
+
+def analyze(leads, run_date):
+    return helper(leads)
+"""
+
+
+def test_an_analyzer_that_raises_names_its_file_and_line(workflow):
+    workflow.add_recipe("raises", csv="lead_id\n1\n", analyzer=ANALYZER)
+
+    result = workflow.run(config={"recipes": ["raises", "manual_leads"], "date": DAY}, ok=False)
+
+    account = account_of(result)
+    assert f"raises {DAY} failed: recipe 'raises': analyzer.py:5 raised ValueError: boom" in account
+    assert f"manual_leads {DAY} skipped" in account
+    log = (workflow.root / "logs/raises" / DAY / "analyze.log").read_text()
+    assert "Traceback (most recent call last)" in log
+    assert 'raise ValueError("boom")' in log
