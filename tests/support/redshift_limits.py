@@ -47,6 +47,7 @@ from pathlib import Path
 
 SINGLE_NODE_FETCH_LIMIT = 1000
 CURSOR_CAP_LABEL = "8000MB"
+ROW_GROUP_ROWS = 131_072  # rows per Parquet row group in the emulated parts
 
 SETUP_SQL = """
 CREATE OR REPLACE FUNCTION public.lr_shim_raise(state text, message text)
@@ -470,16 +471,28 @@ class Unload:
                         quoted_strings_can_be_null=False,
                     ),
                 )
-                for n, batch in enumerate(reader):
-                    part = n % slices
+                pending: dict[int, list] = {}
+
+                def flush(part: int) -> None:
                     if part not in writers:
                         writers[part] = pq.ParquetWriter(
                             Path(tmp) / f"{part:04d}", schema, compression="snappy"
                         )
-                    writers[part].write_batch(
-                        pa.RecordBatch.from_arrays(batch.columns, schema=schema)
-                    )
-                    counts[part] += batch.num_rows
+                    writers[part].write_table(pa.Table.from_batches(pending.pop(part), schema))
+
+                for batch in reader:
+                    batch = pa.RecordBatch.from_arrays(batch.columns, schema=schema)
+                    # every slice holds a share of every block, as rows spread over slices
+                    step = -(-batch.num_rows // slices)
+                    for part in range(slices):
+                        piece = batch.slice(part * step, step)
+                        if piece.num_rows:
+                            pending.setdefault(part, []).append(piece)
+                            counts[part] += piece.num_rows
+                            if sum(b.num_rows for b in pending[part]) >= ROW_GROUP_ROWS:
+                                flush(part)
+                for part in list(pending):
+                    flush(part)
             except pa.ArrowInvalid as err:
                 if "Empty CSV file" not in str(err):
                     proc.kill()
