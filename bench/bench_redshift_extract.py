@@ -11,9 +11,19 @@ subprocess so its peak RSS is its own (``os.wait4`` rusage):
               (the driver's floor: what any driver-based extract must pay)
   c  pandas   cursor.execute(sql) + cursor.fetch_dataframe() (the old system)
   d  psql     psql -c "\\copy (query) to file" through the same shim
+  u  unload   the UNLOAD path's client side: the Parquet parts an UNLOAD left on
+              S3 (a local moto server) -> leads.parquet, as RedshiftWarehouse
+              reads them (manifest, schema probe, parts one at a time,
+              conform to the cursor's types, ParquetWriter)
+
+The parts for u are written once per row count, before timing, by the shim's
+UNLOAD emulation (tests/support/redshift_limits.py: PostgreSQL COPY -> Parquet,
+4 emulated slices). What u does not measure: Redshift's own UNLOAD time (its
+slices write in parallel on the cluster), nor S3 over a real network.
 
 Targets: a within 1.25x of b; a faster than c; a's peak RSS under 400 MB at
-5M rows while c's grows with the row count.
+5M rows while c's grows with the row count; u at least 5x faster than a at
+5M rows, under 400 MB peak RSS.
 
     .venv/bin/python bench/bench_redshift_extract.py              # 1M and 5M rows
     .venv/bin/python bench/bench_redshift_extract.py --quick      # 200k rows, a smoke run
@@ -23,6 +33,7 @@ Targets: a within 1.25x of b; a faster than c; a's peak RSS under 400 MB at
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -137,7 +148,57 @@ def worker_pandas(rows: int, out: Path) -> int:
     return len(frame)
 
 
-WORKERS = {"ours": worker_ours, "bare": worker_bare, "pandas": worker_pandas}
+def unload_target(rows: int) -> str:
+    return f"s3://{UNLOAD_BUCKET}/bench/{rows}/"
+
+
+def worker_unload(rows: int, out: Path) -> int:
+    """Client side of the UNLOAD path: probe the schema, read the staged parts, write."""
+    import pyarrow as pa
+
+    from lead_recovery.extract import write_parquet
+    from lead_recovery.warehouse import unload as ul
+    from lead_recovery.warehouse.redshift import result_schema
+
+    conn = connect(os.environ)
+    cursor = conn.cursor()
+    cursor.paramstyle = "named"
+    cursor.execute(f"SELECT * FROM ({query(rows)}) AS p LIMIT 0", {"run_date": RUN_DATE})
+    schema, _ = result_schema(cursor)
+    conn.rollback()
+    conn.close()
+    settings = ul.UnloadSettings(s3_prefix=f"s3://{UNLOAD_BUCKET}/bench")
+    staging = ul.Staging(settings, unload_target(rows))
+    entries = staging.manifest()
+    info: dict = {}
+    reader = pa.RecordBatchReader.from_batches(
+        schema, ul.read_parts(staging, entries, schema, info)
+    )
+    return write_parquet(reader, out)
+
+
+def stage_unload(rows: int, env: dict[str, str]) -> float:
+    """Run the UNLOAD (emulated) once so the parts wait on S3; returns its seconds."""
+    from lead_recovery.warehouse import unload as ul
+
+    settings = ul.UnloadSettings(s3_prefix=f"s3://{UNLOAD_BUCKET}/bench")
+    inner, _ = ul.unload_query(query(rows), {"run_date": RUN_DATE})
+    statement = ul.unload_statement(inner, unload_target(rows), settings) + " ALLOWOVERWRITE"
+    started = time.perf_counter()
+    conn = connect(env)
+    conn.cursor().execute(statement)
+    conn.rollback()
+    conn.close()
+    return time.perf_counter() - started
+
+
+UNLOAD_BUCKET = "lr-bench"
+WORKERS = {
+    "ours": worker_ours,
+    "bare": worker_bare,
+    "pandas": worker_pandas,
+    "unload": worker_unload,
+}
 
 
 def run_worker(mode: str, rows: int, env: dict[str, str], workdir: Path) -> dict:
@@ -202,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", default="1000000,5000000", help="comma-separated row counts")
     parser.add_argument("--quick", action="store_true", help="200k rows, one repeat")
     parser.add_argument("--repeat", type=int, default=1, help="runs per mode; the best counts")
-    parser.add_argument("--modes", default="ours,bare,pandas,psql")
+    parser.add_argument("--modes", default="ours,unload,bare,pandas,psql")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -214,20 +275,45 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     from tests.support.pgserver import PostgresServer
+    from tests.support.redshift_limits import Limits
     from tests.support.redshift_shim import ShimProcess
+    from tests.support.s3server import S3Server
 
     counts = [200_000] if args.quick else [int(x) for x in args.rows.split(",") if x]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     workdir = Path(tempfile.mkdtemp(prefix="lr-bench-"))
     conf = {"log_statement": "'none'", "log_connections": "off", "shared_buffers": "512MB"}
     table = []
-    with PostgresServer(extra_conf=conf) as server, ShimProcess(server.port) as shim:
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(PostgresServer(extra_conf=conf))
+        shim = stack.enter_context(ShimProcess(server.port))
         env = {k: v for k, v in os.environ.items() if not k.startswith("REDSHIFT_")}
         env.update(server.env(shim.port))
         env["PYTHONPATH"] = str(REPO)
         print(f"PostgreSQL {server.bindir} on :{server.port}, shim on :{shim.port}", flush=True)
         load = load_table(server, max(counts))
         print(f"loaded {max(counts):,} rows in {load:.1f}s", flush=True)
+        if "unload" in modes:
+            s3 = stack.enter_context(S3Server())
+            s3.client().create_bucket(Bucket=UNLOAD_BUCKET)
+            env.update(s3.env)
+            limits = Limits(
+                unload=True,
+                unload_psql=server.psql_bin,
+                unload_conninfo=server.admin_conninfo,
+                unload_slices=4,
+            )
+            unload_shim = stack.enter_context(
+                ShimProcess(server.port, limits=limits, env={**os.environ, **s3.env})
+            )
+            for rows in counts:
+                seconds = stage_unload(rows, {**env, "REDSHIFT_PORT": str(unload_shim.port)})
+                parts = s3.keys(UNLOAD_BUCKET, f"bench/{rows}/")
+                print(
+                    f"  {rows:>9,} rows  staged by the UNLOAD emulation in {seconds:.1f}s "
+                    f"({len(parts) - 1} parts; not measured)",
+                    flush=True,
+                )
         for rows in counts:
             runs: dict[str, list[dict]] = {mode: [] for mode in modes}
             for _ in range(args.repeat):  # interleaved, so a busy moment hits every mode
@@ -255,17 +341,18 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(f"best of {args.repeat}: wall s (client CPU s) and peak RSS MB per mode")
     header = f"{'rows':>10} " + " ".join(f"{m:>22}" for m in modes)
-    print(header + "   a/b wall (cpu)   a/c wall (cpu)")
+    print(header + "   a/b wall (cpu)   a/c wall (cpu)   a/u wall (cpu)")
     for rows, res in table:
         cells = " ".join(
             f"{res[m]['seconds']:7.2f}s ({res[m]['cpu']:6.2f}) {res[m]['peak_rss_mb']:4.0f}MB"
             for m in modes
         )
         ab, ac = ratio(res, "ours", "bare"), ratio(res, "ours", "pandas")
-        print(f"{rows:>10,} {cells}  {ab}  {ac}")
+        au = ratio(res, "ours", "unload")
+        print(f"{rows:>10,} {cells}  {ab}  {ac}  {au}")
     print(
         "a=ours (stream -> Parquet), b=bare DECLARE/FETCH loop, "
-        "c=pandas fetch_dataframe, d=psql \\copy"
+        "c=pandas fetch_dataframe, d=psql \\copy, u=UNLOAD client side (S3 parts -> Parquet)"
     )
     return 0
 

@@ -5,7 +5,8 @@ stream of Arrow record batches that carries its schema even when empty. The
 extract step writes those batches as Parquet row groups as they arrive, so
 memory stays bounded whatever the row count. Two warehouses exist:
 ``duckdb`` (the embedded demo, SQL transpiled with sqlglot) and ``redshift``
-(``redshift_connector``, a server-side cursor).
+(``redshift_connector``, a server-side cursor, or UNLOAD to S3 as Parquet:
+docs/redshift.md).
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ class Warehouse(Protocol):
 
         ``tag`` names the recipe and run date so the warehouse's operators can
         see who queried. Raises :class:`LeadRecoveryError` with the cause.
+
+        The Redshift warehouse also takes ``extract="cursor"|"unload"|"auto"``
+        (None: its configured ``redshift.extract``), e.g. from a recipe's
+        ``meta.yml``, and afterwards exposes ``last_extract`` (a dict: ``path``,
+        ``rows``, ``complete``, and path details) for the marker.
         """
         ...
 

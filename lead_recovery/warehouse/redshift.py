@@ -14,6 +14,15 @@ whatever the row count, and the reader carries its schema even for an empty
 result. The session's ``application_name`` and a leading SQL comment carry
 the query tag, so operators see which recipe and run date queried.
 
+Redshift's cursor limits are handled: a single-node cluster refuses FETCH
+above 1000 rows, so on that error the extract retries in a fresh transaction
+on the same connection with ``FETCH FORWARD 1000`` (and keeps that size for
+the warehouse's later queries); a result over the cursor-data cap (checked
+at the first FETCH) is a one-line error naming the remedy, or, with
+``redshift.extract: auto`` and ``redshift.unload`` configured, is extracted
+with UNLOAD instead (see :mod:`lead_recovery.warehouse.unload`). After a
+stream, :attr:`RedshiftWarehouse.last_extract` says how it was read.
+
 Settings come from ``REDSHIFT_*`` environment variables, or from a ``.env``
 file (config ``redshift.env_file``) for those not in the environment.
 Connecting is retried with exponential backoff when the failure is
@@ -45,6 +54,7 @@ from typing import Any
 import pyarrow as pa
 
 from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.warehouse.unload import EXTRACT_MODES, UnloadSettings
 
 log = logging.getLogger("lead_recovery")
 
@@ -55,7 +65,10 @@ DEFAULTS: dict[str, Any] = {
     "retries": 3,
     "retry_backoff_s": 2.0,
     "env_file": ".env",
+    "extract": "cursor",
+    "unload": {},
 }
+SINGLE_NODE_FETCH_LIMIT = 1000
 DEFAULT_PORT = 5439
 MAX_BACKOFF_S = 60.0
 APPLICATION_NAME_MAX = 63  # PostgreSQL/Redshift truncate longer names
@@ -233,6 +246,16 @@ def _describe_os_error(err: OSError, timeout: float | None) -> str:
     return err.strerror or str(err) or type(err).__name__
 
 
+def _is_single_node_refusal(err: BaseException) -> bool:
+    fields = _server_error(err) or {}
+    return "for a single node configuration" in fields.get("M", "")
+
+
+def _is_cursor_cap(err: BaseException) -> bool:
+    fields = _server_error(err) or {}
+    return "total set of cursor data" in fields.get("M", "")
+
+
 def _is_transient_connect_error(err: BaseException) -> bool:
     fields = _server_error(err)
     if fields is not None:
@@ -355,6 +378,13 @@ def gc_paused() -> Iterator[None]:
                 gc.enable()
 
 
+def _extract_mode(value: Any, where: str) -> str:
+    mode = str(value or "cursor").strip().lower()
+    if mode not in EXTRACT_MODES:
+        raise LeadRecoveryError(f"{where} is {value!r}; use one of: {', '.join(EXTRACT_MODES)}")
+    return mode
+
+
 def _cursor_name() -> str:
     return f"lr_{os.getpid()}_{next(_cursor_ids)}_{_secrets.token_hex(3)}"
 
@@ -385,9 +415,16 @@ class RedshiftWarehouse:
         connect_timeout_s: float | None = DEFAULTS["connect_timeout_s"],
         retries: int = DEFAULTS["retries"],
         retry_backoff_s: float = DEFAULTS["retry_backoff_s"],
+        extract: str = DEFAULTS["extract"],
+        unload: UnloadSettings | None = None,
     ) -> None:
         if int(batch_size) < 1:
             raise LeadRecoveryError(f"redshift.batch_size must be at least 1, not {batch_size}")
+        self.extract = _extract_mode(extract, "redshift.extract")
+        self.unload = unload
+        self.single_node = False  # learnt from the server's refusal of a large FETCH
+        self.last_extract: dict[str, Any] = {}
+        self._staged: set[Any] = set()
         self.settings = settings
         self.batch_size = int(batch_size)
         self.statement_timeout_s = statement_timeout_s or None
@@ -408,6 +445,8 @@ class RedshiftWarehouse:
             connect_timeout_s=options["connect_timeout_s"],
             retries=options["retries"],
             retry_backoff_s=options["retry_backoff_s"],
+            extract=options["extract"] or "cursor",
+            unload=UnloadSettings.from_config(options.get("unload")),
         )
 
     def __repr__(self) -> str:
@@ -556,12 +595,34 @@ class RedshiftWarehouse:
             sock.settimeout(None)
 
     # -- streaming -----------------------------------------------------------------
-    def stream(self, sql: str, params: Mapping[str, Any], *, tag: str) -> pa.RecordBatchReader:
+    @property
+    def fetch_size(self) -> int:
+        """Rows per FETCH: ``batch_size``, at most 1000 once the cluster is known single-node."""
+        if self.single_node:
+            return min(self.batch_size, SINGLE_NODE_FETCH_LIMIT)
+        return self.batch_size
+
+    def stream(
+        self, sql: str, params: Mapping[str, Any], *, tag: str, extract: str | None = None
+    ) -> pa.RecordBatchReader:
+        """Run ``sql`` and stream its result.
+
+        ``extract`` (``cursor``, ``unload`` or ``auto``; None means the
+        configured ``redshift.extract``) chooses the path for this query, e.g.
+        from the recipe's ``meta.yml``. Afterwards :attr:`last_extract` says
+        how the result was read (``path``, ``rows``, ...).
+        """
         from redshift_connector.core import convert_paramstyle
 
+        mode = self.extract if extract is None else _extract_mode(extract, "extract")
         body = _strip_statement(sql)
         if not body:
             raise LeadRecoveryError("the SQL is empty")
+        if mode == "unload" and self.unload is None:
+            raise LeadRecoveryError(
+                "extract: unload needs redshift.unload.s3_prefix (and redshift.unload.iam_role, "
+                "or the cluster's default role) in the config"
+            )
         name = _cursor_name()
         header = f"/* {_clean_tag(tag)} */\nDECLARE {name} CURSOR FOR\n"
         declare = header + body
@@ -573,23 +634,50 @@ class RedshiftWarehouse:
                 f"the SQL uses the parameter :{err.args[0]}, but only "
                 f"{', '.join(':' + k for k in params) or 'none'} can be bound"
             ) from None
+        bound = dict(params) if args else None
 
+        info: dict[str, Any] = {"path": mode, "rows": 0, "complete": False}
+        self.last_extract = info
         conn = self._connect(tag)
         with self._lock:
             self._connections.append(conn)
         cursor = conn.cursor()
         cursor.paramstyle = "named"
-        fetch = f"FETCH FORWARD {self.batch_size} FROM {name}"
+        if mode == "unload":
+            return self._unload_reader(conn, cursor, body, params, bound, tag, info, reason=None)
+
+        fetch_size = self.fetch_size
         try:
-            if self.statement_timeout_s:
-                ms = max(1, int(self.statement_timeout_s * 1000))
-                cursor.execute(f"SET statement_timeout TO {ms}")
-            cursor.execute(declare, dict(params) if args else None)
-            with gc_paused():
-                cursor.execute(fetch)
-                schema, stringify = result_schema(cursor)
-                first = cursor.fetchall()
-                first_batch = rows_to_batch(first, schema, stringify) if first else None
+            while True:
+                fetch = f"FETCH FORWARD {fetch_size} FROM {name}"
+                try:
+                    self._set_timeout(cursor)
+                    cursor.execute(declare, bound)
+                    with gc_paused():
+                        cursor.execute(fetch)
+                        schema, stringify = result_schema(cursor)
+                        first = cursor.fetchall()
+                        first_batch = rows_to_batch(first, schema, stringify) if first else None
+                    break
+                except LeadRecoveryError:
+                    raise
+                except Exception as err:
+                    if fetch_size > SINGLE_NODE_FETCH_LIMIT and _is_single_node_refusal(err):
+                        conn.rollback()  # a fresh transaction on the same connection
+                        self.single_node = True
+                        fetch_size = self.fetch_size
+                        log.info(
+                            "redshift: single-node cluster (it refused FETCH FORWARD %d); "
+                            "fetching %d rows per FETCH",
+                            self.batch_size,
+                            fetch_size,
+                        )
+                        continue
+                    if _is_cursor_cap(err):
+                        return self._over_cursor_cap(
+                            conn, cursor, err, body, params, bound, tag, info
+                        )
+                    raise
         except LeadRecoveryError:
             self._discard(conn)
             raise
@@ -598,11 +686,151 @@ class RedshiftWarehouse:
             raise LeadRecoveryError(
                 self._say(self._query_error(err, converted, header.count("\n"), conn))
             ) from None
-        log.info("redshift: cursor %s open, first batch %d rows", name, len(first))
+        info.update(path="cursor", fetch_size=fetch_size, single_node=self.single_node)
+        log.info(
+            "redshift: cursor %s open, %d rows per FETCH%s, first batch %d rows",
+            name,
+            fetch_size,
+            " (single-node cluster)" if self.single_node else "",
+            len(first),
+        )
         count = len(first)
         del first
-        batches = self._batches(conn, cursor, name, fetch, schema, stringify, first_batch, count)
-        return pa.RecordBatchReader.from_batches(schema, batches)
+        batches = self._batches(
+            conn, cursor, name, fetch, fetch_size, schema, stringify, first_batch, count
+        )
+        return pa.RecordBatchReader.from_batches(schema, _counted(batches, info))
+
+    def _set_timeout(self, cursor: Any) -> None:
+        if self.statement_timeout_s:
+            ms = max(1, int(self.statement_timeout_s * 1000))
+            cursor.execute(f"SET statement_timeout TO {ms}")
+
+    def _over_cursor_cap(
+        self,
+        conn: Any,
+        cursor: Any,
+        err: BaseException,
+        body: str,
+        params: Mapping[str, Any],
+        bound: dict[str, Any] | None,
+        tag: str,
+        info: dict[str, Any],
+    ) -> pa.RecordBatchReader:
+        """The first FETCH hit Redshift's cursor-data cap: UNLOAD if allowed, else say how."""
+        cap = (_server_error(err) or {}).get("M", "cursor data cap").strip().rstrip(".")
+        if info["path"] == "auto" and self.unload is not None:
+            conn.rollback()
+            log.warning(
+                "redshift: the result is over Redshift's cursor-data cap (%s); "
+                "extracting it with UNLOAD instead (extract: auto)",
+                cap,
+            )
+            return self._unload_reader(
+                conn, cursor, body, params, bound, tag, info, reason="cursor cap"
+            )
+        if self.unload is None:
+            remedy = (
+                "set extract: unload (redshift.extract, or extract: in the recipe's meta.yml) "
+                "with redshift.unload.s3_prefix and redshift.unload.iam_role"
+            )
+        else:
+            remedy = "set extract: unload (or auto) in the config or the recipe's meta.yml"
+        raise LeadRecoveryError(
+            self._say(
+                f"the result is too large for a Redshift cursor ({cap}; SQLSTATE "
+                f"{(_server_error(err) or {}).get('C', '?')}): no fetch size reads past that "
+                f"cap; {remedy}"
+            )
+        )
+
+    # -- the UNLOAD path ------------------------------------------------------------
+    def _unload_reader(
+        self,
+        conn: Any,
+        cursor: Any,
+        body: str,
+        params: Mapping[str, Any],
+        bound: dict[str, Any] | None,
+        tag: str,
+        info: dict[str, Any],
+        *,
+        reason: str | None,
+    ) -> pa.RecordBatchReader:
+        """UNLOAD the result to S3 as Parquet, then stream the parts; staging always deleted."""
+        from lead_recovery.warehouse import unload as ul
+
+        settings = self.unload
+        assert settings is not None
+        try:
+            query, wrapped = ul.unload_query(body, params)
+            target = ul.staging_target(settings, tag, params)
+        except LeadRecoveryError:
+            self._discard(conn)
+            raise
+        staging = ul.Staging(settings, target)
+        info.update(path="unload", staging=target, wrapped_limit=wrapped)
+        if reason:
+            info["fallback_from"] = "cursor"
+            info["reason"] = reason
+        probe = f"/* {_clean_tag(tag)} */\nSELECT * FROM (\n{body}\n) AS lr_probe LIMIT 0"
+        statement = f"/* {_clean_tag(tag)} */\n" + ul.unload_statement(query, target, settings)
+        doing = "probe"
+        with self._lock:
+            self._staged.add(staging)
+        try:
+            staging.delete()  # leftovers of an earlier attempt with the same run id
+            self._set_timeout(cursor)
+            # The column names and types: exactly what the cursor path gives (same query).
+            cursor.execute(probe, bound)
+            schema, _ = result_schema(cursor)
+            cursor.fetchall()
+            doing = "unload"
+            if wrapped:
+                log.info("redshift: LIMIT in the outermost SELECT; UNLOAD runs it wrapped")
+            log.info("redshift: UNLOAD to %s", target)
+            cursor.execute(statement)
+            conn.rollback()  # read-only; the files are on S3 whatever the transaction does
+            self._discard(conn)
+            entries = staging.manifest()
+        except LeadRecoveryError:
+            self._discard(conn)
+            self._cleanup(staging)
+            raise
+        except Exception as err:
+            self._discard(conn)
+            self._cleanup(staging)
+            prefix_lines = 2 if doing == "probe" else 1
+            statement_text = probe if doing == "probe" else statement
+            cause = self._query_error(err, statement_text, prefix_lines, conn)
+            if doing == "unload":
+                cause = cause.replace("query failed:", "UNLOAD failed:", 1)
+            raise LeadRecoveryError(self._say(cause)) from None
+        info["parts"] = len(entries)
+        info["unload_rows"] = sum(
+            int((entry.get("meta") or {}).get("record_count", 0)) for entry in entries
+        )
+        log.info(
+            "redshift: UNLOAD wrote %d rows in %d parts; reading them",
+            info["unload_rows"],
+            len(entries),
+        )
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                yield from ul.read_parts(staging, entries, schema, info)
+            finally:
+                self._cleanup(staging)
+
+        return pa.RecordBatchReader.from_batches(schema, _counted(batches(), info))
+
+    def _cleanup(self, staging: Any) -> None:
+        with self._lock:
+            self._staged.discard(staging)
+        try:
+            staging.delete()
+        except LeadRecoveryError as err:
+            log.warning("redshift: %s; delete it by hand", self._say(str(err)))
 
     def _batches(
         self,
@@ -610,6 +838,7 @@ class RedshiftWarehouse:
         cursor: Any,
         name: str,
         fetch: str,
+        fetch_size: int,
         schema: pa.Schema,
         stringify: list[bool],
         first: pa.RecordBatch | None,
@@ -622,7 +851,7 @@ class RedshiftWarehouse:
         GIL) overlaps the next fetch. At most three batches exist at once: one
         being written, one queued, one being fetched.
         """
-        if first_rows < self.batch_size:
+        if first_rows < fetch_size:
             try:
                 if first is not None:
                     yield first
@@ -634,7 +863,18 @@ class RedshiftWarehouse:
         stop = threading.Event()
         fetcher = threading.Thread(
             target=self._fetch_ahead,
-            args=(conn, cursor, name, fetch, schema, stringify, first_rows, handoff, stop),
+            args=(
+                conn,
+                cursor,
+                name,
+                fetch,
+                fetch_size,
+                schema,
+                stringify,
+                first_rows,
+                handoff,
+                stop,
+            ),
             name=f"redshift-{name}",
             daemon=True,
         )
@@ -661,6 +901,7 @@ class RedshiftWarehouse:
         cursor: Any,
         name: str,
         fetch: str,
+        fetch_size: int,
         schema: pa.Schema,
         stringify: list[bool],
         rows_so_far: int,
@@ -679,7 +920,7 @@ class RedshiftWarehouse:
         try:
             with gc_paused():
                 self._fetch_loop(
-                    conn, cursor, fetch, schema, stringify, rows_so_far, hand_over, stop
+                    conn, cursor, fetch, fetch_size, schema, stringify, rows_so_far, hand_over, stop
                 )
             if not stop.is_set():
                 self._finish(conn, cursor, name)
@@ -694,6 +935,7 @@ class RedshiftWarehouse:
         conn: Any,
         cursor: Any,
         fetch: str,
+        fetch_size: int,
         schema: pa.Schema,
         stringify: list[bool],
         rows_so_far: int,
@@ -708,7 +950,7 @@ class RedshiftWarehouse:
             except Exception as err:
                 cause = self._query_error(err, fetch, 0, conn)
                 raise LeadRecoveryError(self._say(f"{cause} (after {rows_so_far} rows)")) from None
-            more = len(rows) == self.batch_size
+            more = len(rows) == fetch_size
             if rows:
                 rows_so_far += len(rows)
                 batch = rows_to_batch(rows, schema, stringify)
@@ -735,3 +977,13 @@ class RedshiftWarehouse:
     def close(self) -> None:
         for conn in list(self._connections):
             self._discard(conn)
+        for staging in list(self._staged):  # a reader that was never read to its end
+            self._cleanup(staging)
+
+
+def _counted(batches: Iterator[pa.RecordBatch], info: dict[str, Any]) -> Iterator[pa.RecordBatch]:
+    """Pass the batches on, counting rows into ``info``; ``complete`` once exhausted."""
+    for batch in batches:
+        info["rows"] += batch.num_rows
+        yield batch
+    info["complete"] = True

@@ -6,6 +6,12 @@ real ``redshift_connector`` can talk to it. What the server received is read
 from its statement log, never from mocks: a DECLARE carries the query tag and
 a unique cursor name, so "how many queries did the server get" is a count of
 distinct cursor names.
+
+Redshift's documented limits (single-node FETCH size, the cursor-data cap,
+UNLOAD to S3) are emulated per test by a shim started with them switched on
+(``limited_shim``; tests/support/redshift_limits.py): emulations of
+documented behaviour, not Redshift. UNLOAD writes to a local moto S3 server
+(``s3_server``), one per session.
 """
 
 from __future__ import annotations
@@ -21,7 +27,11 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from tests.support.pgserver import PostgresServer  # noqa: E402
+from tests.support.redshift_limits import Limits  # noqa: E402
 from tests.support.redshift_shim import ShimProcess  # noqa: E402
+from tests.support.s3server import S3Server  # noqa: E402
+
+UNLOAD_BUCKET = "lr-unload-test"
 
 _CURSOR_RE = re.compile(r"DECLARE (lr_\w+) CURSOR")
 
@@ -77,6 +87,55 @@ def redshift_env(pg_server, shim, monkeypatch, tmp_path) -> dict[str, str]:
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
     return values
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> S3Server:
+    """A local moto S3 server for the session, with the UNLOAD bucket created."""
+    with S3Server() as server:
+        server.client().create_bucket(Bucket=UNLOAD_BUCKET)
+        yield server
+
+
+@pytest.fixture
+def aws_env(s3_server, monkeypatch) -> dict[str, str]:
+    """boto3 in this process pointed at the local S3 server (dummy credentials)."""
+    for key in [k for k in __import__("os").environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)
+    for key, value in s3_server.env.items():
+        monkeypatch.setenv(key, value)
+    return s3_server.env
+
+
+@pytest.fixture
+def limited_shim(pg_server, redshift_env, monkeypatch, tmp_path, request):
+    """``limited_shim(single_node=True, cursor_cap_rows=N, unload=True, ...)``.
+
+    Starts a shim with those Redshift limits emulated, points REDSHIFT_PORT
+    at it, and stops it after the test. ``unload=True`` needs ``aws_env``.
+    """
+    import os
+
+    started = []
+
+    def start(**options) -> ShimProcess:
+        if options.get("unload"):
+            options.setdefault("unload_psql", pg_server.psql_bin)
+            options.setdefault("unload_conninfo", pg_server.admin_conninfo)
+        limits = Limits(**options)
+        proxy = ShimProcess(
+            pg_server.port,
+            log_path=tmp_path / f"shim{len(started)}.log",
+            limits=limits,
+            env=dict(os.environ),
+        )
+        started.append(proxy)
+        monkeypatch.setenv("REDSHIFT_PORT", str(proxy.port))
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()
 
 
 @pytest.fixture

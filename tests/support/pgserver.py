@@ -37,6 +37,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+try:
+    from tests.support.redshift_limits import SETUP_SQL
+except ImportError:  # run as a script from tests/support
+    from redshift_limits import SETUP_SQL
+
 ADMIN = "lr_admin"
 _ENTRY_RE = re.compile(
     r"^(?P<ts>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \S+) \[(?P<pid>\d+)\] "
@@ -209,6 +214,8 @@ class PostgresServer:
             database="postgres",
         )
         self.psql(f"CREATE DATABASE {self.database} OWNER {self.user}", database="postgres")
+        # the function the shim's Redshift-limit emulations raise their errors with
+        self.psql(SETUP_SQL)
         return self
 
     def _write_conf(self) -> None:
@@ -288,6 +295,15 @@ class PostgresServer:
         if check and proc.returncode != 0:
             raise RuntimeError(f"psql failed: {proc.stderr.strip()}")
         return proc.stdout
+
+    @property
+    def psql_bin(self) -> str:
+        return self._bin("psql")
+
+    @property
+    def admin_conninfo(self) -> str:
+        """libpq connection string for the admin role over the private socket (trust)."""
+        return f"host={self.sockdir} port={self.port} user={ADMIN} dbname={self.database}"
 
     def env(self, port: int | None = None, **extra: str) -> dict[str, str]:
         """REDSHIFT_* settings pointing at this server (or at ``port``, e.g. the shim)."""

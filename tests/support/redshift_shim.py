@@ -27,7 +27,14 @@ connection abruptly (both sides get a reset, as when a server dies or the
 network breaks) and prints ``DROPPED <n>``; SIGTERM stops it. In-process use:
 :class:`Shim`; from tests and benchmarks: :class:`ShimProcess`.
 
-Standard library only.
+Redshift's documented limits can be switched on per shim process
+(``--single-node``, ``--cursor-cap-rows N``, ``--unload ...``; see
+redshift_limits.py). They are EMULATIONS of documented behaviour, not
+Redshift. With any of them on, the shim reads the client's messages (never
+the server's rows) and rewrites the few statements concerned; with none on,
+it copies bytes as before.
+
+Standard library only (the UNLOAD emulation imports pyarrow and boto3 when used).
 """
 
 from __future__ import annotations
@@ -118,6 +125,67 @@ def parameter_status(key: bytes, value: bytes) -> bytes:
     return b"S" + struct.pack("!I", len(body) + 4) + body
 
 
+def _pump_rewriting(src: socket.socket, dst: socket.socket, rewrite, log) -> None:
+    """Copy the client's messages, letting ``rewrite`` replace Parse and Query SQL.
+
+    ``rewrite(sql, nparams)`` returns the replacement SQL or None. Only the
+    client-to-server direction is parsed; the server's replies (the rows)
+    are still copied untouched.
+    """
+    buf = bytearray()
+    try:
+        while True:
+            chunk = src.recv(BUFSIZE)
+            if not chunk:
+                break
+            buf += chunk
+            out = bytearray()
+            pos = 0
+            while len(buf) - pos >= 5:
+                kind = buf[pos : pos + 1]
+                (length,) = struct.unpack("!I", buf[pos + 1 : pos + 5])
+                end = pos + 1 + length
+                if len(buf) < end:
+                    break
+                message = bytes(buf[pos:end])
+                if kind in (b"P", b"Q"):
+                    message = _rewritten(kind, message, rewrite, log)
+                out += message
+                pos = end
+            del buf[:pos]
+            if out:
+                dst.sendall(out)
+    except OSError:
+        pass
+    finally:
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_WR)
+
+
+def _rewritten(kind: bytes, message: bytes, rewrite, log) -> bytes:
+    body = message[5:]
+    if kind == b"P":
+        name, _, rest = body.partition(b"\x00")
+        sql_bytes, _, params = rest.partition(b"\x00")
+        nparams = struct.unpack("!H", params[:2])[0] if len(params) >= 2 else 0
+    else:
+        name, params, nparams = b"", b"", 0
+        sql_bytes = body.rstrip(b"\x00")
+    sql = sql_bytes.decode("utf-8", "replace")
+    try:
+        new = rewrite(sql, nparams)
+    except Exception as err:  # an emulation bug must show, not hang the client
+        log(f"rewrite failed: {type(err).__name__}: {err}")
+        new = None
+    if new is None:
+        return message
+    if kind == b"P":
+        new_body = name + b"\x00" + new.encode() + b"\x00" + params
+    else:
+        new_body = new.encode() + b"\x00"
+    return kind + struct.pack("!I", len(new_body) + 4) + new_body
+
+
 def _hard_close(sock: socket.socket) -> None:
     """Close with a reset (SO_LINGER 0), waking any thread blocked on it."""
     with contextlib.suppress(OSError):
@@ -157,7 +225,9 @@ class Shim:
         port: int = 0,
         server_version: str = "8.0.2",
         log=None,
+        limits=None,
     ) -> None:
+        self.limits = limits if limits is not None and limits.active else None
         self.upstream = (upstream_host, upstream_port)
         self.server_version = server_version.encode()
         self._log = log
@@ -239,7 +309,17 @@ class Shim:
             upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self._track(upstream)
             upstream.sendall(startup)
-            forward = threading.Thread(target=_pump, args=(client, upstream), daemon=True)
+            if self.limits is not None:
+                limits = self.limits
+
+                def rewrite(sql: str, nparams: int):
+                    return limits.rewrite(sql, nparams, log=self.log)
+
+                forward = threading.Thread(
+                    target=_pump_rewriting, args=(client, upstream, rewrite, self.log), daemon=True
+                )
+            else:
+                forward = threading.Thread(target=_pump, args=(client, upstream), daemon=True)
             forward.start()
             self._server_handshake(upstream, client)
             _pump(upstream, client)
@@ -294,7 +374,17 @@ class Shim:
 class ShimProcess:
     """The shim in its own Python process, controlled by signals."""
 
-    def __init__(self, upstream_port: int, *, upstream_host: str = "127.0.0.1", log_path=None):
+    def __init__(
+        self,
+        upstream_port: int,
+        *,
+        upstream_host: str = "127.0.0.1",
+        log_path=None,
+        limits=None,
+        env: dict[str, str] | None = None,
+    ):
+        """``limits``: a redshift_limits.Limits (emulations to switch on); ``env``: the
+        process environment (e.g. AWS_ENDPOINT_URL for the UNLOAD emulation)."""
         self.log_path = Path(log_path) if log_path else None
         cmd = [
             sys.executable,
@@ -303,10 +393,16 @@ class ShimProcess:
             upstream_host,
             "--upstream-port",
             str(upstream_port),
+            *(limits.args() if limits is not None else []),
         ]
         stderr = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, text=True
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=env,
         )
         if stderr is not subprocess.DEVNULL:
             stderr.close()
@@ -351,7 +447,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--server-version", default="8.0.2")
+    emulations = parser.add_argument_group("Redshift limits (emulations; see redshift_limits.py)")
+    emulations.add_argument("--single-node", action="store_true")
+    emulations.add_argument("--cursor-cap-rows", type=int)
+    emulations.add_argument("--cursor-cap-bytes", type=int)
+    emulations.add_argument("--cursor-cap-label", default="8000MB")
+    emulations.add_argument("--unload", action="store_true")
+    emulations.add_argument("--unload-psql")
+    emulations.add_argument("--unload-conninfo")
+    emulations.add_argument("--unload-slices", type=int, default=2)
     args = parser.parse_args(argv)
+    limits = None
+    if (
+        args.single_node
+        or args.cursor_cap_rows is not None
+        or args.unload
+        or (args.cursor_cap_bytes is not None)
+    ):
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from redshift_limits import Limits
+
+        limits = Limits(
+            single_node=args.single_node,
+            cursor_cap_rows=args.cursor_cap_rows,
+            cursor_cap_bytes=args.cursor_cap_bytes,
+            cursor_cap_label=args.cursor_cap_label,
+            unload=args.unload,
+            unload_psql=args.unload_psql,
+            unload_conninfo=args.unload_conninfo,
+            unload_slices=args.unload_slices,
+        )
     shim = Shim(
         args.upstream_host,
         args.upstream_port,
@@ -359,6 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         port=args.port,
         server_version=args.server_version,
         log=sys.stderr,
+        limits=limits,
     )
 
     def on_usr1(signum, frame):
