@@ -65,7 +65,10 @@ def extract(
     try:
         try:
             reader = warehouse.stream(
-                sql, {"run_date": to_date(run_date)}, tag=query_tag(recipe.name, run_date)
+                sql,
+                {"run_date": to_date(run_date)},
+                tag=query_tag(recipe.name, run_date),
+                extract=recipe.extract,
             )
             rows = write_parquet(reader, leads_tmp)
         except LeadRecoveryError as err:
@@ -83,7 +86,10 @@ def extract(
             "user@host": jobs.user_at_host(),
             "run_id": jobs.run_id(),
         }
-        record.update(getattr(warehouse, "last_extract", None) or {})
+        how = dict(getattr(warehouse, "last_extract", None) or {})
+        if how:  # cursor or unload, and how (fetch size, staging, parts)
+            record["path"] = how.pop("path", None)
+            record["extract"] = {k: v for k, v in how.items() if k not in ("rows", "complete")}
         marker_tmp = atomic.temp_beside(marker_out)
         atomic.write_bytes(marker_tmp, markers.render(record), mode=markers.MODE)
         cache.keep(leads_tmp, marker_tmp, kept_dir)

@@ -62,6 +62,7 @@ class Recipe:
     dedupe_on: list[str] = field(default_factory=list)
     marker_ttl: str | None = None
     refresh_after: list[str] | None = None
+    extract: str | None = None  # cursor | unload | auto; None: the config's redshift.extract
 
     @property
     def sql_path(self) -> Path | None:
@@ -132,6 +133,8 @@ def _parse_meta(name: str, path: Path) -> dict[str, Any]:
         "description": str(meta.get("description") or ""),
         "dedupe_on": _string_list(meta.get("dedupe_on") or [], "dedupe_on", where),
     }
+    if meta.get("extract") is not None:
+        parsed["extract"] = meta["extract"]
     if not parsed["output_columns"]:
         raise LeadRecoveryError(f"{where}: 'output_columns' is empty")
     ttl = meta.get("marker_ttl")

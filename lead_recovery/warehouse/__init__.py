@@ -27,7 +27,9 @@ class Warehouse(Protocol):
 
     name: str
 
-    def stream(self, sql: str, params: Mapping[str, Any], *, tag: str) -> pa.RecordBatchReader:
+    def stream(
+        self, sql: str, params: Mapping[str, Any], *, tag: str, extract: str | None = None
+    ) -> pa.RecordBatchReader:
         """Run ``sql`` with ``params`` bound and stream the result.
 
         ``tag`` names the recipe and run date so the warehouse's operators can

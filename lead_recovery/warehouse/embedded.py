@@ -78,7 +78,10 @@ class EmbeddedWarehouse:
             settings.get("batch_rows", 65536),
         )
 
-    def stream(self, sql: str, params: Mapping[str, Any], *, tag: str) -> pa.RecordBatchReader:
+    def stream(
+        self, sql: str, params: Mapping[str, Any], *, tag: str, extract: str | None = None
+    ) -> pa.RecordBatchReader:
+        """``extract`` (cursor/unload/auto) is Redshift's choice; one embedded query here."""
         query = to_duckdb(sql)
         used = {k: v for k, v in params.items() if f"${k}" in query}
         try:
