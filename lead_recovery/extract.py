@@ -15,11 +15,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from filelock import Timeout
+
 from lead_recovery import atomic, cache, freshness, jobs, layout, markers, rundate
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.recipes import Recipe, sql_sha256
 from lead_recovery.rundate import to_date
-from lead_recovery.warehouse import Warehouse
+from lead_recovery.warehouse import Warehouse, open_warehouse
 
 log = logging.getLogger("lead_recovery")
 
@@ -132,10 +134,6 @@ def run_job(
     users, or cron and a person, in different checkouts) never query the same
     recipe and day at once; the second finds the first one's pair and keeps it.
     """
-    from filelock import Timeout
-
-    from lead_recovery.warehouse import open_warehouse
-
     leads_out, marker_out = Path(leads_out), Path(marker_out)
     kept_dir = layout.kept_dir(config["results_dir"], recipe.name, run_date)
     settings = config.get("redshift") or {}

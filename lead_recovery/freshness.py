@@ -10,29 +10,19 @@ module is the single place that decides, so the dry run, the rules and the
 
 from __future__ import annotations
 
-import re
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from lead_recovery.errors import LeadRecoveryError
-from lead_recovery.markers import Marker
-from lead_recovery.rundate import local_time, parse_hhmm, to_date
+from lead_recovery import cache, layout
+from lead_recovery.config import env_flag
+from lead_recovery.markers import Marker, marker_path, read_marker
+from lead_recovery.recipes import Recipe, sql_sha256
+from lead_recovery.rundate import local_time, parse_duration, parse_hhmm, to_date
 
-if TYPE_CHECKING:
-    from lead_recovery.recipes import Recipe
-
-_DURATION_RE = re.compile(r"^(\d+)([smhd])$")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-
-
-def parse_duration(value: object, what: str = "marker_ttl") -> timedelta:
-    """``6h`` / ``30m`` / ``45s`` / ``1d`` as a timedelta."""
-    match = _DURATION_RE.match(str(value).strip())
-    if not match or int(match.group(1)) == 0:
-        raise LeadRecoveryError(f"{what} '{value}' is not a duration such as 6h, 30m or 90s")
-    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+__all__ = ["Decision", "Policy", "assess", "decide", "parse_duration", "policy_for"]
 
 
 @dataclass(frozen=True)
@@ -138,8 +128,6 @@ def forced_by(
     config: Mapping[str, Any], environ: Mapping[str, str], on_command_line: bool = False
 ) -> str | None:
     """Which setting, if any, makes the marker not count."""
-    from lead_recovery.config import env_flag
-
     if on_command_line:
         return ON_COMMAND_LINE
     if config.get("ignore_redshift_marker"):
@@ -185,12 +173,6 @@ def assess(
     interrupted re-query (cache.py), that pair is the one judged: if it
     counts, it is put back instead of querying.
     """
-    import os
-
-    from lead_recovery import cache, layout
-    from lead_recovery.markers import marker_path, read_marker
-    from lead_recovery.recipes import sql_sha256
-
     path = marker_path(marker_dir, recipe.name, run_date)
     leads = layout.leads_path(results_dir, recipe.name, run_date)
     entries = (

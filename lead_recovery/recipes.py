@@ -18,6 +18,7 @@ from typing import Any
 
 from lead_recovery.config import RECIPE_SCHEMA, load_yaml, schema_problem
 from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.rundate import parse_duration, parse_hhmm
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 SQL_FILE = "redshift.sql"
@@ -139,14 +140,10 @@ def _parse_meta(name: str, path: Path) -> dict[str, Any]:
         raise LeadRecoveryError(f"{where}: 'output_columns' is empty")
     ttl = meta.get("marker_ttl")
     if ttl is not None:
-        from lead_recovery.freshness import parse_duration
-
         parse_duration(ttl, f"{where}: marker_ttl")
         parsed["marker_ttl"] = str(ttl)
     refresh = meta.get("refresh_after")
     if refresh is not None:
-        from lead_recovery.rundate import parse_hhmm
-
         times = refresh if isinstance(refresh, list) else [refresh]
         for t in times:
             parse_hhmm(t, f"{where}: refresh_after")

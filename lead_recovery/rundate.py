@@ -80,6 +80,20 @@ def parse_hhmm(value: object, what: str) -> time:
     return time(int(match.group(1)), int(match.group(2)))
 
 
+_DURATION_RE = re.compile(r"^(\d+)([smhd])$")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_duration(value: object, what: str = "marker_ttl") -> timedelta:
+    """``6h`` / ``30m`` / ``45s`` / ``1d`` as a timedelta: the one duration grammar
+    (marker_ttl, markers prune --older-than, cron waits). Zero is refused: a
+    zero TTL or wait is always a mistake for "none", which is spelled null."""
+    match = _DURATION_RE.match(str(value).strip())
+    if not match or int(match.group(1)) == 0:
+        raise LeadRecoveryError(f"{what} '{value}' is not a duration such as 6h, 30m or 90s")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
 def to_date(run_date: str) -> date:
     return datetime.strptime(run_date, "%Y%m%d").date()
 
