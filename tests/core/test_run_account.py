@@ -84,13 +84,13 @@ def test_the_account_counts_each_state_and_the_queries_avoided():
 
 
 def _readme_block(language: str, after: str) -> str:
-    text = (REPO / "README.md").read_text()
+    text = (REPO / "config" / "README.md").read_text()
     section = text[text.index(after) :]
     return re.search(rf"```{language}\n(.*?)```", section, re.S).group(1)
 
 
 def test_the_readme_example_recipe_gives_every_lead_a_priority(workflow):
-    """The example in README.md ("Writing a recipe"), run as written on the demo data."""
+    """The example in config/README.md ("Writing a recipe"), run as written on the demo data."""
     meta = _readme_block("yaml", "## Writing a recipe")
     workflow.add_recipe(
         "readme_example",
