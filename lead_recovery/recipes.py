@@ -65,17 +65,17 @@ class Recipe:
     refresh_after: list[str] | None = None
     extract: str | None = None  # cursor | unload | auto; None: the config's redshift.extract
 
-    @property
+    @functools.cached_property
     def sql_path(self) -> Path | None:
         path = self.dir / SQL_FILE
         return path if path.is_file() else None
 
-    @property
+    @functools.cached_property
     def leads_csv(self) -> Path | None:
         path = self.dir / LEADS_FILE
         return path if path.is_file() else None
 
-    @property
+    @functools.cached_property
     def analyzer(self) -> Path | None:
         path = self.dir / ANALYZER_FILE
         return path if path.is_file() else None
@@ -92,6 +92,31 @@ class Recipe:
         if not text.strip():
             raise LeadRecoveryError(f"recipe '{self.name}' has an empty {SQL_FILE} ({self.dir}/)")
         return text
+
+
+def names_pattern(names: list[str]) -> str:
+    """A regex matching exactly ``names`` (nothing if none), as a trie, not a flat alternation.
+
+    Snakemake matches every requested path against each rule's wildcard
+    constraint; a flat ``a|b|c...`` over a thousand recipes is tried name by
+    name, a trie (``r(?:0(?:0[01]...``) in one pass over the name.
+    """
+    trie: dict = {}
+    for name in names:
+        node = trie
+        for char in name:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def emit(node: dict) -> str:
+        branches = [re.escape(c) + emit(sub) for c, sub in sorted(node.items()) if c]
+        if not branches:
+            return ""
+        if "" in node:
+            return f"(?:{'|'.join(branches)})?"
+        return branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+
+    return emit(trie) if names else "(?!)"
 
 
 def leads_source(recipe: Recipe, skip_redshift: bool) -> str:

@@ -2,8 +2,8 @@
 # and the one mechanism that makes Snakemake re-query a marker that no longer
 # counts. Everything here runs at parse time (dry runs too), so it only reads.
 import atexit
+import functools
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -72,9 +72,7 @@ except LeadRecoveryError as err:
 jobs.announce_invocation(RUN)
 
 
-def _alternatives(names):
-    """A wildcard regex matching exactly these recipe names (nothing if none)."""
-    return "|".join(re.escape(n) for n in names) or "(?!)"
+_alternatives = lr_recipes.names_pattern
 
 
 SKIP_REDSHIFT = bool(config.get("skip_redshift"))
@@ -123,6 +121,7 @@ def broken_flag(name):
     return f"{LOGS}/{name}/broken_recipe.flag"
 
 
+@functools.cache
 def latest_date(name):
     """The date latest.csv should point at: ours, unless a newer analysis exists."""
     newer = [d for d in layout.analysed_dates(RESULTS, name) if d > max(DATES)]
