@@ -18,9 +18,7 @@ rule analyze:
 
 rule latest:
     input:
-        analysis=lambda wildcards: layout.analysis_path(
-            RESULTS, wildcards.recipe, latest_date(wildcards.recipe)
-        ),
+        analysis=latest_analysis_input(),
     output:
         latest=layout.latest_path(RESULTS, "{recipe}"),
     log:

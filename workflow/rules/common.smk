@@ -128,6 +128,16 @@ def latest_date(name):
     return newer[-1] if newer else max(DATES)
 
 
+def latest_analysis_input():
+    """latest.csv's input: a plain pattern when every recipe points at this run's
+    last date (the daily case: no input function to call per recipe), else a function."""
+    if all(latest_date(name) == max(DATES) for name in SELECTED):
+        return layout.analysis_path(RESULTS, "{recipe}", max(DATES))
+    return lambda wildcards: layout.analysis_path(
+        RESULTS, wildcards.recipe, latest_date(wildcards.recipe)
+    )
+
+
 _DECIDED = {}
 _FOUND = {}
 _ON_CLI = []
