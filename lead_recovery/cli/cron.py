@@ -50,6 +50,7 @@ from lead_recovery import atomic, cache, freshness, jobs, layout, markers, runda
 from lead_recovery import config as lr_config
 from lead_recovery import recipes as lr_recipes
 from lead_recovery.cli.common import CONTEXT, UsageError, find_repo, invoke, table
+from lead_recovery.errors import LeadRecoveryError
 
 PROG = "lead-recovery cron"
 PROFILE = "profiles/cron"
@@ -344,6 +345,7 @@ class Run:
     def __init__(self, repo: Path, cfg: dict[str, Any], log: DailyLog, **plan: Any) -> None:
         self.repo, self.cfg, self.log = repo, cfg, log
         self.names: list[str] = plan["names"]
+        self.broken: dict[str, str] = plan["broken"]
         self.dates: list[str] = plan["dates"]
         self.config: list[str] = plan["config"]
         self.wait_s: float = plan["wait_s"]
@@ -426,7 +428,9 @@ class Run:
 
     def execute(self) -> tuple[int, list[dict[str, Any]] | None, list[str]]:
         """Run Snakemake once nothing else works here; its exit code, account and output."""
-        while True:
+        for name, why in self.broken.items():
+            self.log.note(f"recipe {name} cannot run: {why}")
+        while self.names:
             blocked = self.wait_for_snakemake()
             if blocked:
                 raise _Busy(blocked)
@@ -444,11 +448,23 @@ class Run:
                 self.log.note("another Snakemake took this folder meanwhile; waiting for it")
                 continue
             return code, account(printed, self.run_id), printed
+        return 0, [], []
 
     def summarize(
         self, code: int, lines: list[dict[str, Any]] | None, printed: list[str], started: float
     ) -> int:
-        lines = [add_figures(line, self.cfg) for line in lines or []]
+        lines = [add_figures(line, self.cfg) for line in lines or []] + [
+            {
+                "recipe": n,
+                "date": d,
+                "status": "failed",
+                "detail": why,
+                "rows": None,
+                "rows_out": None,
+            }
+            for n, why in self.broken.items()
+            for d in self.dates
+        ]
         counts = Counter(line["status"] for line in lines)
         tally = ", ".join(
             f"{counts[s]} {s}" for s in ("queried", "cached", "skipped", "failed") if counts[s]
@@ -562,19 +578,26 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
     since = rundate.parse_date(opts["since"]) if opts["since"] else None
     names = [lr_recipes.validate_name(n) for n in dict.fromkeys(opts["recipes"])]
     known = lr_recipes.discover(cfg["recipes_dir"])
+    broken = {}  # named recipes Snakemake would stop at (it skips those of an all-recipe run)
     for name in names:
-        if name not in known:
-            lr_recipes.load(cfg["recipes_dir"], name)  # raises "unknown recipe ... known: ..."
+        try:
+            lr_recipes.load(cfg["recipes_dir"], name)
+        except LeadRecoveryError as err:
+            if name not in known:
+                raise  # "unknown recipe ... known: ...": bad input
+            broken[name] = str(err)
+    names = [n for n in names if n not in broken]
     wait_s = parse_wait(opts["wait"] if opts["wait"] is not None else settings["wait"])
     config = [f"date={day}", *([f"since={since}"] if since else [])]
-    config += [f"recipes=[{','.join(names)}]"] if names else []
+    config += [f"recipes=[{','.join(names)}]"] if names or broken else []
 
     log = DailyLog(log_dir / f"{today}.log", echo=opts["verbose"] or sys.stdout.isatty())
     run = Run(
         repo,
         cfg,
         log,
-        names=names or known,
+        names=names if names or broken else known,
+        broken=broken,
         dates=rundate.date_range(since, day) if since else [day],
         config=config + list(opts["config"]),
         wait_s=wait_s,
