@@ -642,7 +642,8 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
 
 
 _EPILOG = """\b
-Examples (crontab: `0 6 * * * cd /path/to/repo && make cron`):
+Examples:
+  0 6 * * * cd /path/to/repo && make cron    the crontab line
   lead-recovery cron                         every recipe, today
   lead-recovery cron simulation_to_handoff   only this recipe
   lead-recovery cron --since 20250501        catch up every day since then
