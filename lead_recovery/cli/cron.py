@@ -1,26 +1,18 @@
 """``lead-recovery cron``: the unattended daily run (``make cron``, ``workflow/scripts/cron.py``).
 
-It does only what neither Snakemake nor cron does:
-
-1. It works under cron's empty environment: it moves to the repository, puts
-   the venv's ``bin`` first on ``PATH``, gives ``HOME`` and ``LANG`` safe values
-   when missing, and adds the ``.env`` settings the environment lacks.
-2. It decides the run date once and runs ``snakemake --workflow-profile
-   profiles/cron --config date=...``; everything printed goes to one log per
-   day, ``<cron.log_dir>/YYYYMMDD.log``, and logs older than
-   ``cron.keep_logs_days`` days are deleted.
-3. Overlap: a second invocation waits (at most ``cron.wait``) for the first
-   through a lock file; a Snakemake working in this folder (a person's run) is
-   waited for too; a Snakemake lock with no Snakemake process alive here (a
-   killed run) is removed with ``snakemake --unlock``. Waiting too long ends
-   with exit 75 and one line, never a second query.
-4. It ends with one line per recipe and day (the workflow's own end-of-run
-   account, with the rows from the marker and ``summary.json``); exit 0 only
-   when every one succeeded.
+Only what neither Snakemake nor cron does: make cron's empty environment
+usable (venv ``bin`` first on ``PATH``, ``HOME``, ``LANG``, the ``.env``
+settings the environment lacks); decide the run date once and run
+``snakemake --workflow-profile profiles/cron --config date=...`` with its
+output in one log per day (``cron.log_dir``, ``cron.keep_logs_days``); wait
+(``cron.wait``) for another cron run or a Snakemake working in this folder,
+and ``snakemake --unlock`` a lock no live process holds (a killed run); end
+with the workflow's own account per recipe and day, plus the rows of the
+marker and ``summary.json``. Exit 0 only when every recipe-day succeeded.
 
 ``cron.wait`` / ``--wait`` is a duration of the one grammar
 (:func:`lead_recovery.freshness.parse_duration`: ``90s``, ``30m``, ``2h``,
-``1d``), or ``0``: do not wait. A bare number of seconds is not accepted.
+``1d``) or ``0``: do not wait. A bare number of seconds is not accepted.
 """
 
 from __future__ import annotations
@@ -34,9 +26,11 @@ import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
@@ -339,112 +333,100 @@ def clean_temporaries(cfg: dict[str, Any], names: list[str], dates: list[str]) -
 # --------------------------------------------------------------------------- one run
 
 
+class Busy(Exception):
+    """Another run kept the folder busy for longer than ``wait``: exit 75, nothing run."""
+
+
 class Run:
     """One invocation: the plan decided up front, then wait, run and account."""
 
     def __init__(self, repo: Path, cfg: dict[str, Any], log: DailyLog, **plan: Any) -> None:
-        self.repo, self.cfg, self.log = repo, cfg, log
-        self.names: list[str] = plan["names"]
-        self.broken: dict[str, str] = plan["broken"]
-        self.dates: list[str] = plan["dates"]
-        self.config: list[str] = plan["config"]
-        self.wait_s: float = plan["wait_s"]
-        self.run_id = uuid.uuid4().hex
-        self.deadline = time.monotonic() + self.wait_s
-        self.runner = Runner(log)
+        self.repo, self.cfg, self.log, self.plan = repo, cfg, log, plan
+        self.names, self.broken, self.dates = plan["names"], plan["broken"], plan["dates"]
+        self.run_id, self.runner = uuid.uuid4().hex, Runner(log)
+        self.deadline = time.monotonic() + plan["wait_s"]
+        self.waited = _fmt(plan["wait_s"])
 
-    def give_up(self, why: str) -> int:
-        self.log.note(f"gave up: {why}; nothing was run (exit {EXIT_BUSY})")
-        print(f"{PROG}: {why}; nothing was run. Log: {self.log.path}", file=sys.stderr)
-        return EXIT_BUSY
+    def left(self) -> float:
+        return max(0.0, self.deadline - time.monotonic())
 
-    def locked(self, body) -> int:
+    def locked(self, body: Callable[[], int]) -> int:
         """Run ``body`` holding the cron lock, waiting for another cron run first."""
-        folder = self.log.path.parent
-        owner_file, lock = folder / ".lock.owner", FileLock(str(folder / ".lock"))
+        owner_file, lock = (
+            self.log.path.parent / ".lock.owner",
+            FileLock(self.log.path.parent / ".lock"),
+        )
         try:
             lock.acquire(timeout=0)
         except Timeout:
             owner = _read_json(owner_file)
             who = f"pid {owner.get('pid')}, started {owner.get('started')}" if owner else "unknown"
-            self.log.note(
-                f"another cron run is in progress ({who}); waiting up to {_fmt(self.wait_s)}"
-            )
+            self.log.note(f"another cron run is in progress ({who}); waiting up to {self.waited}")
             try:
                 lock.acquire(timeout=self.left())
             except Timeout:
-                return self.give_up(
-                    f"the other cron run ({who}) still runs after {_fmt(self.wait_s)}"
-                )
+                raise Busy(f"the other cron run ({who}) still runs after {self.waited}") from None
             self.log.note("the other cron run finished; going on")
         try:
-            started = datetime.now().astimezone().isoformat(timespec="seconds")
+            now = datetime.now().astimezone().isoformat(timespec="seconds")
             owner_file.write_text(
-                json.dumps({"pid": os.getpid(), "run_id": self.run_id, "started": started})
+                json.dumps({"pid": os.getpid(), "run_id": self.run_id, "started": now})
             )
             return body()
         finally:
             owner_file.unlink(missing_ok=True)
             lock.release()
 
-    def left(self) -> float:
-        return max(0.0, self.deadline - time.monotonic())
-
-    def wait_for_snakemake(self) -> str | None:
-        """Wait until no Snakemake works in this folder, clearing a killed run's lock.
-
-        Returns ``None`` when Snakemake may start, else why it may not.
-        """
+    def wait_for_snakemake(self) -> None:
+        """Wait until no Snakemake works in this folder; unlock what a killed run left."""
         told = False
         while True:
             procs, locks = snakemake_processes(self.repo), snakemake_locks(self.repo)
             if not procs and not locks:
-                return None
+                return
             if not procs and not _foreign(locks):
                 self.log.note(
                     "Snakemake lock left by a killed run (no snakemake process in this "
                     "folder): removing it with `snakemake --unlock`"
                 )
-                code, printed = self.runner.run("--unlock", config=self.config)
-                return (
-                    None
-                    if code == 0
-                    else f"`snakemake --unlock` failed (exit {code}): {_last_error(printed)}"
-                )
+                code, printed = self.runner.run("--unlock", config=self.plan["config"])
+                if code != 0:
+                    raise Busy(f"`snakemake --unlock` failed (exit {code}): {_last_error(printed)}")
+                return
             if not told:
                 who = (
                     ", ".join(f"pid {p.pid}" for p in procs[:3])
-                    or f"another user's, lock {locks[0].name}"
+                    or f"another user's: {locks[0].name}"
                 )
                 self.log.note(
                     f"Snakemake is already running in this folder ({who}); "
-                    f"waiting up to {_fmt(self.wait_s)}"
+                    f"waiting up to {self.waited}"
                 )
                 told = True
             if not self.left():
-                return f"Snakemake still runs in this folder after {_fmt(self.wait_s)}"
-            # Wait on the processes themselves (another user's lock: poll it).
-            psutil.wait_procs(procs, timeout=min(self.left(), 5.0)) if procs else time.sleep(1.0)
+                raise Busy(f"Snakemake still runs in this folder after {self.waited}")
+            if procs:  # wait on the processes themselves; another user's lock: poll it
+                psutil.wait_procs(procs, timeout=min(self.left(), 5.0))
+            else:
+                time.sleep(min(self.left(), 1.0))
 
     def execute(self) -> tuple[int, list[dict[str, Any]] | None, list[str]]:
-        """Run Snakemake once nothing else works here; its exit code, account and output."""
+        """Run Snakemake once nothing else works here: its exit code, account and output."""
         for name, why in self.broken.items():
             self.log.note(f"recipe {name} cannot run: {why}")
         while self.names:
-            blocked = self.wait_for_snakemake()
-            if blocked:
-                raise _Busy(blocked)
-            removed = clean_temporaries(self.cfg, self.names, self.dates)
-            if removed:
+            self.wait_for_snakemake()
+            if removed := clean_temporaries(self.cfg, self.names, self.dates):
                 self.log.note(f"removed {removed} temporary file(s) left by a killed run")
-            code, printed = self.runner.run(config=self.config)
+            code, printed = self.runner.run(config=self.plan["config"])
             if (
-                code != 0
+                code
                 and not self.runner.signalled
                 and snakemake_processes(self.repo)
                 and snakemake_locks(self.repo)
             ):
-                # A person's Snakemake took the folder between our check and our start.
+                # Snakemake failed while another one holds the folder: it took the lock
+                # between our check and our start. Wait for it, then run again.
                 self.log.note("another Snakemake took this folder meanwhile; waiting for it")
                 continue
             return code, account(printed, self.run_id), printed
@@ -452,8 +434,10 @@ class Run:
 
     def summarize(
         self, code: int, lines: list[dict[str, Any]] | None, printed: list[str], started: float
-    ) -> int:
-        lines = [add_figures(line, self.cfg) for line in lines or []] + [
+    ) -> dict[str, Any]:
+        """Log the summary table and the result line; the result (with its exit code)."""
+        lines = [add_figures(line, self.cfg) for line in lines or []]
+        lines += [
             {
                 "recipe": n,
                 "date": d,
@@ -474,49 +458,26 @@ class Run:
             f"summary of run {self.run_id[:8]} ({len(lines)} recipe-day(s): {tally or 'none'}; "
             f"{time.time() - started:.1f}s):"
         )
-        rows = [
-            (
-                ln["recipe"],
-                ln["date"],
-                ln["status"],
-                _num(ln["rows"]),
-                _num(ln["rows_out"]),
-                ln["detail"],
-            )
-            for ln in lines
-        ]
-        self.log.note(
-            "\n".join(
-                "  " + row
-                for row in table(
-                    rows, ("RECIPE", "DATE", "STATUS", "ROWS", "OUT", "DETAIL")
-                ).splitlines()
-            )
-        )
+        cells = [[ln[k] if ln[k] is not None else "-" for k in _COLUMNS] for ln in lines]
+        self.log.note(textwrap.indent(table(cells, [c.upper() for c in _COLUMNS]), "  "))
         exit_code = EXIT_OK
         if self.runner.signalled:
             self.log.note(f"interrupted by signal {signal.Signals(self.runner.signalled).name}")
             exit_code = 128 + self.runner.signalled
-        elif counts["failed"] or code != 0:
+        elif counts["failed"] or code:
             exit_code = EXIT_FAILED
-            if code != 0 and not counts["failed"]:
+            if code and not counts["failed"]:
                 self.log.note(f"snakemake exited with {code}: {_last_error(printed)}")
         result = {"run_id": self.run_id, "pid": os.getpid(), "exit": exit_code, "lines": lines}
         self.log.note(f"result {json.dumps(result)}")
         self.log.note(f"exit {exit_code}")
-        if exit_code != EXIT_OK and not self.log.echo:
+        if exit_code and not self.log.echo:  # cron mails what a failed run printed
             shown = [n for n in self.log.notes[first:] if "] result " not in n]
             sys.stderr.write("\n".join(shown) + f"\nLog: {self.log.path}\n")
-        self.result = result
-        return exit_code
+        return result
 
 
-class _Busy(Exception):
-    pass
-
-
-def _num(value: object) -> str:
-    return "-" if value is None else str(value)
+_COLUMNS = ("recipe", "date", "status", "rows", "rows_out", "detail")
 
 
 def _fmt(seconds: float) -> str:
@@ -534,11 +495,11 @@ def _read_json(path: Path) -> dict[str, Any]:
 
 
 def _last_error(printed: list[str]) -> str:
-    for marker in ("lead-recovery: error:", "Error", "error"):
-        for line in reversed(printed):
-            if marker in line:
-                return line.split(marker, 1)[1].strip() if marker.endswith(":") else line.strip()
-    return printed[-1].strip() if printed else "no output"
+    for line in reversed(printed):
+        if "lead-recovery: error:" in line:
+            return line.split("lead-recovery: error:", 1)[1].strip()
+    errors = [line.strip() for line in printed if "rror" in line]
+    return (errors or [line.strip() for line in printed] or ["no output"])[-1]
 
 
 def _config_items(items: tuple[str, ...]) -> dict[str, Any]:
@@ -586,27 +547,25 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
             if name not in known:
                 raise  # "unknown recipe ... known: ...": bad input
             broken[name] = str(err)
-    names = [n for n in names if n not in broken]
-    wait_s = parse_wait(opts["wait"] if opts["wait"] is not None else settings["wait"])
+    good = [n for n in names if n not in broken]
     config = [f"date={day}", *([f"since={since}"] if since else [])]
-    config += [f"recipes=[{','.join(names)}]"] if names or broken else []
+    config += [f"recipes=[{','.join(good)}]"] if names else []
+    plan = {
+        "names": good if names else known,
+        "broken": broken,
+        "dates": rundate.date_range(since, day) if since else [day],
+        "config": config + list(opts["config"]),
+        "wait_s": parse_wait(opts["wait"] if opts["wait"] is not None else settings["wait"]),
+    }
+    keep_days = int(opts["keep_logs_days"] or settings["keep_logs_days"])
 
     log = DailyLog(log_dir / f"{today}.log", echo=opts["verbose"] or sys.stdout.isatty())
-    run = Run(
-        repo,
-        cfg,
-        log,
-        names=names if names or broken else known,
-        broken=broken,
-        dates=rundate.date_range(since, day) if since else [day],
-        config=config + list(opts["config"]),
-        wait_s=wait_s,
-    )
+    run = Run(repo, cfg, log, **plan)
     os.environ[jobs.RUN_ID_ENV] = run.run_id  # the workflow's account names this run
-    span = f"{run.dates[0]}..{run.dates[-1]}" if len(run.dates) > 1 else day
+    span = "..".join(dict.fromkeys([run.dates[0], run.dates[-1]]))
     log.note(
-        f"run {run.run_id[:8]} started: {len(run.names)} recipe(s) for {span}, warehouse "
-        f"{cfg['warehouse']}, by {jobs.user_at_host()} in {repo}"
+        f"run {run.run_id[:8]} started: {len(good if names else known) + len(broken)} recipe(s) "
+        f"for {span}, warehouse {cfg['warehouse']}, by {jobs.user_at_host()} in {repo}"
     )
     if filled:
         log.note(f"environment: set {', '.join(filled)} (not given)")
@@ -618,22 +577,19 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
 
     def body() -> int:
         started = time.time()
-        try:
-            code, lines, printed = run.execute()
-        except _Busy as busy:
-            return run.give_up(str(busy))
-        exit_code = run.summarize(code, lines, printed, started)
+        result = run.summarize(*run.execute(), started)
         if opts["json"]:
-            print(json.dumps(run.result, indent=2))
-        removed = prune_logs(
-            log_dir, today, int(opts["keep_logs_days"] or settings["keep_logs_days"])
-        )
-        if removed:
-            log.note(f"deleted {len(removed)} cron log(s) older than the kept days")
-        return exit_code
+            print(json.dumps(result, indent=2))
+        if removed := prune_logs(log_dir, today, keep_days):
+            log.note(f"deleted {len(removed)} cron log(s) older than {keep_days} days")
+        return result["exit"]
 
     try:
         return run.locked(body)
+    except Busy as busy:
+        log.note(f"gave up: {busy}; nothing was run (exit {EXIT_BUSY})")
+        print(f"{PROG}: {busy}; nothing was run. Log: {log.path}", file=sys.stderr)
+        return EXIT_BUSY
     except Interrupted as stop:
         log.note(f"interrupted by {stop}; exit {128 + stop.signum}")
         return 128 + stop.signum
@@ -655,57 +611,53 @@ Examples:
 Exit status: 0 every recipe-day succeeded; 1 one failed; 2 bad input;
 75 another run kept the folder busy for longer than --wait (nothing was run).
 """
+_OPTIONS = [  # (flags, click settings, help)
+    (("--since",), {"metavar": "YYYYMMDD"}, "Catch up: run every day from this one to today."),
+    (("--date",), {"metavar": "YYYYMMDD"}, "The run date (default: today in the configured zone)."),
+    (
+        ("--wait",),
+        {"metavar": "DURATION"},
+        "How long to wait for another run: 30m, 2h or 0 (default: config cron.wait).",
+    ),
+    (
+        ("--keep-logs-days",),
+        {"type": click.IntRange(min=1), "metavar": "N"},
+        "Delete cron logs older than N days (default: config).",
+    ),
+    (
+        ("--config",),
+        {"multiple": True, "metavar": "KEY=VALUE"},
+        "Passed to Snakemake's --config (repeatable).",
+    ),
+    (
+        ("-v", "--verbose"),
+        {"is_flag": True},
+        "Also print everything to the terminal (default when it is one).",
+    ),
+    (
+        ("--report",),
+        {"is_flag": False, "flag_value": "yesterday", "metavar": "DAY"},
+        "Print the runs logged on DAY (YYYYMMDD, today or yesterday; default yesterday) and exit.",
+    ),
+    (("--json",), {"is_flag": True}, "Also print the run's (or --report's) results as JSON."),
+    (("--repo",), {"metavar": "DIR"}, "The workflow folder (default: as for run)."),
+]
 
 
 @click.command("cron", context_settings=CONTEXT, epilog=_EPILOG)
 @click.argument("recipes", nargs=-1)
-@click.option("--since", metavar="YYYYMMDD", help="Catch up: run every day from this one to today.")
-@click.option(
-    "--date", metavar="YYYYMMDD", help="The run date (default: today in the configured zone)."
-)
-@click.option(
-    "--wait",
-    metavar="DURATION",
-    help="How long to wait for another run: 30m, 2h, 0 (default: config cron.wait).",
-)
-@click.option(
-    "--keep-logs-days",
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="Delete cron logs older than N days (default: config).",
-)
-@click.option(
-    "--config",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Passed to Snakemake's --config (repeatable).",
-)
-@click.option(
-    "-v",
-    "--verbose",
-    is_flag=True,
-    help="Also print everything to the terminal (default when it is one).",
-)
-@click.option(
-    "--report",
-    is_flag=False,
-    flag_value="yesterday",
-    metavar="DAY",
-    help="Print the runs logged on DAY (YYYYMMDD, today or yesterday; default yesterday) and exit.",
-)
-@click.option(
-    "--json", "json_", is_flag=True, help="Print the run's (or --report's) results as JSON."
-)
-@click.option("--repo", metavar="DIR", help="The workflow folder (default: as for run).")
 @click.pass_obj
-def command(obj: dict | None, repo: str | None, json_: bool, **opts: Any) -> int:
+def command(obj: dict | None, repo: str | None, **opts: Any) -> int:
     """The unattended daily run: every recipe (or those named) for today, through Snakemake.
 
     One log per day under logs/cron/; success prints nothing (cron mails only
     failures); the summary says per recipe and day: queried, cached, skipped or failed.
     """
-    folder = Path((obj or {}).get("repo") or find_repo(repo))
-    return run_cron(folder, {**opts, "json": json_})
+    return run_cron(Path((obj or {}).get("repo") or find_repo(repo)), opts)
+
+
+for _flags, _settings, _help in _OPTIONS:
+    click.option(*_flags, help=_help, **_settings)(command)
 
 
 def main(argv: list[str] | None = None, repo: Path | None = None) -> int:
