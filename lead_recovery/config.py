@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from dotenv import dotenv_values
 
 from lead_recovery.errors import LeadRecoveryError
 
@@ -38,15 +39,26 @@ _TRUE = {"true", "yes", "on", "1"}
 _FALSE = {"false", "no", "off", "0"}
 
 
+def parse_bool(value: object) -> bool | None:
+    """The one boolean grammar (config text, environment variables, ``.env``).
+
+    ``true/yes/on/1`` and ``false/no/off/0`` in any case; a real boolean as is;
+    anything else (including empty) is ``None``, for the caller to default or reject.
+    """
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if value is not None else ""
+    return True if text in _TRUE else False if text in _FALSE else None
+
+
 def _coerce_booleans(config: dict[str, Any], schema: dict[str, Any]) -> None:
     """``--config flag=true`` arrives as the string "true"; make it a boolean."""
     for key, spec in (schema.get("properties") or {}).items():
         value = config.get(key)
         if spec.get("type") == "boolean" and isinstance(value, str):
-            if value.strip().lower() in _TRUE:
-                config[key] = True
-            elif value.strip().lower() in _FALSE:
-                config[key] = False
+            parsed = parse_bool(value)
+            if parsed is not None:
+                config[key] = parsed
 
 
 _COMPILED: dict[int, tuple[Any, Any]] = {}
@@ -129,4 +141,15 @@ def load(repo: str | Path = ".", overrides: dict[str, Any] | None = None) -> dic
 
 def env_flag(value: str | None) -> bool:
     """Whether an environment variable such as ``LEAD_RECOVERY_IGNORE_MARKERS`` is set on."""
-    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+    return parse_bool(value) is True
+
+
+def env_file_values(path: str | Path) -> dict[str, str]:
+    """The settings of a ``.env`` file (python-dotenv's grammar); ``{}`` if there is none.
+
+    The one ``.env`` reader: the Redshift settings and the cron run both use it,
+    and both let the environment win over the file.
+    """
+    if not Path(path).is_file():
+        return {}
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}

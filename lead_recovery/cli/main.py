@@ -1,161 +1,167 @@
-"""``lead-recovery``: the previous system's command line, running the Snakemake workflow.
+"""``lead-recovery``: the one command line of the workflow.
 
-    lead-recovery run [--recipe R] [--ignore-redshift-marker] [--skip-redshift]
+    lead-recovery run [--recipe R]... [--ignore-redshift-marker] [--skip-redshift]
                       [--date YYYYMMDD] [--since YYYYMMDD] [-n] [--cores N]
                       [--repo DIR] [-- SNAKEMAKE-ARGS...]
-    lead-recovery markers ...        (the ``markers`` helper)
+    lead-recovery markers list|check|create|delete|prune ...
+    lead-recovery cron [RECIPE]... [--since D] [--wait 30m] ...
 
-``python -m lead_recovery.cli.main run --recipe R`` keeps existing crontabs
-and docs working: it becomes ``snakemake --config recipe=R ...`` run in the
-workflow folder, and the exit status is Snakemake's (the process *becomes*
-Snakemake, so signals from cron or a terminal reach it directly).
+``python -m lead_recovery.cli.main run --recipe R`` (the previous system's
+spelling) is the same program: ``run`` becomes ``snakemake --config recipe=R
+...`` in the workflow folder, and the process *becomes* Snakemake, so its
+exit status and the signals from cron or a terminal are Snakemake's.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import shlex
 import sys
 from pathlib import Path
 
-from lead_recovery.cli.markers import UsageError, _Parser, find_repo
-from lead_recovery.errors import LeadRecoveryError
+import click
+
+from lead_recovery import config as lr_config
+from lead_recovery import recipes, rundate
+from lead_recovery.cli import cron, markers
+from lead_recovery.cli.common import CONTEXT, UsageError, find_repo, invoke, repo_option
 
 PROG = "lead-recovery"
-USAGE = 2
 
-_RUN_EPILOG = """\
+_EPILOG = """\b
+Examples:
+  lead-recovery run                                  every recipe, today
+  lead-recovery run --recipe simulation_to_handoff --ignore-redshift-marker
+  lead-recovery run --since 20250501 -n              what a catch-up would run
+  lead-recovery markers list
+  lead-recovery cron                                 the unattended daily run
+
+Each command has its own --help. Run it as .venv/bin/lead-recovery (after
+`make run` once), or activate the venv first: . .venv/bin/activate
+"""
+
+_RUN_EPILOG = """\b
+Examples:
+  lead-recovery run --recipe simulation_to_handoff
+  lead-recovery run --recipe a --recipe b --date 20250512
+  lead-recovery run --skip-redshift -n
+  lead-recovery run -- --forcerun analyze       (anything after -- goes to snakemake)
+
+\b
 Equivalent Snakemake flags (run in the workflow folder):
   --recipe R                  --config recipe=R   (repeat for several: recipes=[A,B])
   --ignore-redshift-marker    --config ignore_redshift_marker=true
   --skip-redshift             --config skip_redshift=true
   --date D / --since D        --config date=D / since=D
   -n / --dry-run, --cores N   -n, --cores N
-Anything after `--` goes to snakemake unchanged. The exit status is Snakemake's.
+The exit status is Snakemake's.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="Run the lead-recovery workflow (Snakemake) the way the previous CLI did.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    run = sub.add_parser(
-        "run",
-        help="run the workflow for one recipe (or all) through Snakemake",
-        description="Run the workflow through Snakemake for one recipe (default: every "
-        "recipe) and today's run date (or --date).",
-        epilog=_RUN_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    run.add_argument(
-        "--recipe",
-        action="append",
-        metavar="RECIPE",
-        help="the recipe to run (repeatable; default: every recipe)",
-    )
-    run.add_argument(
-        "--ignore-redshift-marker",
-        action="store_true",
-        help="query Redshift again even if today's marker exists",
-    )
-    run.add_argument(
-        "--skip-redshift",
-        action="store_true",
-        help="do not query Redshift or check/create markers; use the newest cached "
-        "extract or leads.csv",
-    )
-    run.add_argument("--date", metavar="YYYYMMDD", help="run date (default: today)")
-    run.add_argument(
-        "--since", metavar="YYYYMMDD", help="catch up: every run date from this one to --date"
-    )
-    run.add_argument("-n", "--dry-run", action="store_true", help="only show what would run")
-    run.add_argument("--cores", metavar="N", help="Snakemake --cores (default: the profile's)")
-    run.add_argument(
-        "--repo",
-        metavar="DIR",
-        help="the workflow folder (default: the current directory if it has "
-        "config/config.yaml, else the folder of the installed workflow)",
-    )
-    sub.add_parser(
-        "markers",
-        help="the marker helper: list, check, create, delete, prune (see 'markers --help')",
-        add_help=False,
-    )
-    return parser
+@click.group(PROG, invoke_without_command=True, context_settings=CONTEXT, epilog=_EPILOG)
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Daily lead-recovery recipes as a Snakemake workflow with date-keyed Redshift markers."""
+    if ctx.invoked_subcommand is None:
+        raise UsageError(f"a command is required: run, markers or cron (see '{PROG} --help')")
 
 
-def snakemake_command(args: argparse.Namespace, extra: list[str]) -> tuple[Path, list[str]]:
-    """The workflow folder and the ``snakemake`` command line equivalent to ``args``."""
-    from lead_recovery import config as lr_config
-    from lead_recovery import recipes, rundate
+@cli.command(context_settings=CONTEXT, epilog=_RUN_EPILOG)
+@click.option(
+    "--recipe",
+    "names",
+    multiple=True,
+    metavar="RECIPE",
+    help="The recipe to run (repeatable; default: every recipe).",
+)
+@click.option(
+    "--ignore-redshift-marker",
+    is_flag=True,
+    help="Query Redshift again even if today's marker exists.",
+)
+@click.option(
+    "--skip-redshift",
+    is_flag=True,
+    help="Do not query Redshift or check/create markers; use the newest cached extract "
+    "or leads.csv.",
+)
+@click.option("--date", metavar="YYYYMMDD", help="Run date (default: today).")
+@click.option(
+    "--since", metavar="YYYYMMDD", help="Catch up: every run date from this one to --date."
+)
+@click.option("-n", "--dry-run", is_flag=True, help="Only show what would run.")
+@click.option("--cores", metavar="N", help="Snakemake --cores (default: the profile's).")
+@repo_option
+@click.pass_obj
+def run(obj: dict | None, **options: object) -> int:
+    """Run the workflow through Snakemake for some recipes (default: all) and a run date."""
+    extra = (obj or {}).get("extra", [])
+    repo, cmd = snakemake_command(extra=extra, **options)  # type: ignore[arg-type]
+    print(f"{PROG}: running in {repo}: {shlex.join(['snakemake', *cmd[3:]])}", file=sys.stderr)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os.chdir(repo)
+    os.execv(cmd[0], cmd)  # Snakemake's exit status and signals are ours
+    return 1  # not reached
 
-    repo = find_repo(args.repo)
-    config = lr_config.load(repo)
-    recipes_dir = Path(config["recipes_dir"])
-    if not recipes_dir.is_absolute():
-        recipes_dir = repo / recipes_dir
-    settings: list[str] = []
-    names = args.recipe or []
+
+def snakemake_command(
+    *,
+    names: tuple[str, ...] = (),
+    ignore_redshift_marker: bool = False,
+    skip_redshift: bool = False,
+    date: str | None = None,
+    since: str | None = None,
+    dry_run: bool = False,
+    cores: str | None = None,
+    repo: str | None = None,
+    extra: list[str] | None = None,
+) -> tuple[Path, list[str]]:
+    """The workflow folder and the ``snakemake`` command line these options mean."""
+    folder = find_repo(repo)
+    config = lr_config.load(folder)
+    recipes_dir = folder / config["recipes_dir"]
     for name in names:
         recipes.validate_name(name)
         if not (recipes_dir / name).is_dir():
             recipes.load(recipes_dir, name)  # raises "unknown recipe ... known recipes: ..."
+    settings = []
     if len(names) == 1:
         settings.append(f"recipe={names[0]}")
     elif names:
         settings.append(f"recipes=[{','.join(names)}]")
-    if args.ignore_redshift_marker:
+    if ignore_redshift_marker:
         settings.append("ignore_redshift_marker=true")
-    if args.skip_redshift:
+    if skip_redshift:
         settings.append("skip_redshift=true")
-    if args.date is not None:
-        settings.append(f"date={rundate.parse_date(args.date)}")
-    if args.since is not None:
-        settings.append(f"since={rundate.parse_date(args.since)}")
+    if date is not None:
+        settings.append(f"date={rundate.parse_date(date)}")
+    if since is not None:
+        settings.append(f"since={rundate.parse_date(since)}")
     cmd = [sys.executable, "-m", "snakemake"]
-    if args.dry_run:
+    if dry_run:
         cmd.append("-n")
-    if args.cores is not None:
-        cmd += ["--cores", args.cores]
-    cmd += extra
+    if cores is not None:
+        cmd += ["--cores", cores]
+    cmd += extra or []
     if settings:
         cmd += ["--config", *settings]
-    return repo, cmd
+    return folder, cmd
+
+
+cli.add_command(markers.cli, "markers")
+cli.add_command(cron.command, "cron")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "markers":
-        from lead_recovery.cli import markers
-
-        return markers.main(argv[1:])
+    if argv[:1] == ["markers"]:  # the helper parses its own two forms (incl. --action)
+        return markers.main(argv[1:], prog=f"{PROG} markers")
     extra: list[str] = []
-    if "--" in argv:
+    if argv[:1] == ["run"] and "--" in argv:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1 :]
-    try:
-        args = build_parser().parse_args(argv)
-        if args.command is None:
-            raise UsageError(f"a command is required: run or markers (see '{PROG} --help')")
-        repo, cmd = snakemake_command(args, extra)
-    except SystemExit as exit_:  # --help
-        return exit_.code if isinstance(exit_.code, int) else USAGE
-    except LeadRecoveryError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return USAGE
-    shown = shlex.join(["snakemake", *cmd[3:]])
-    print(f"{PROG}: running in {repo}: {shown}", file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    try:
-        os.chdir(repo)
-        os.execv(cmd[0], cmd)  # Snakemake's exit status and signals are ours
-    except OSError as err:
-        print(f"{PROG}: error: cannot run snakemake: {err}", file=sys.stderr)
-        return 1
-    return 1  # not reached
+    return invoke(cli, argv, PROG, extra=extra)
 
 
 if __name__ == "__main__":

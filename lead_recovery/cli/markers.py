@@ -1,15 +1,16 @@
-"""``markers``: list, check, create, delete and prune the workflow's Redshift markers.
+"""``lead-recovery markers``: list, check, create, delete and prune the Redshift markers.
 
 Commands::
 
-    markers list   [--recipe R] [--date YYYYMMDD] [--json]
-    markers check  RECIPE [--date YYYYMMDD] [--strict]
-    markers create RECIPE [--date YYYYMMDD] [--force]
-    markers delete RECIPE [--date YYYYMMDD | --all-dates]
-    markers prune  --older-than 30d [--recipe R] [--dry-run]
+    lead-recovery markers list   [--recipe R] [--date YYYYMMDD] [--json]
+    lead-recovery markers check  RECIPE [--date YYYYMMDD] [--strict]
+    lead-recovery markers create RECIPE [--date YYYYMMDD] [--force]
+    lead-recovery markers delete RECIPE [--date YYYYMMDD | --all-dates]
+    lead-recovery markers prune  --older-than 30d [--recipe R] [--dry-run]
 
-and the previous system's spelling, ``markers --action list`` and
-``markers --recipe R --action check|create|delete``.
+Aliases: the ``markers`` console script, ``python -m lead_recovery.cli.markers``,
+``workflow/scripts/markers.py``, and the previous system's spelling
+``markers --action list`` / ``markers --recipe R --action check|create|delete``.
 
 Everything it knows comes from the same package functions the workflow uses:
 the configuration (``config/config.yaml``), the run date (today in the
@@ -21,250 +22,44 @@ the next ``snakemake`` run will do.
 Exit status: 0 done (``check``: the marker and its cached extract are there);
 1 not done (``check``: one of them is missing; ``create`` refused); 2 bad
 input, in which case nothing was touched.
-
-At start-up it imports only the standard library and the package's light
-modules: no pandas or duckdb, and pyarrow only in ``create``.
 """
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import sys
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import SimpleNamespace
+from typing import Any
 
-from lead_recovery import cache, freshness, layout, markers, recipes, rundate
+import click
+
+from lead_recovery import cache, freshness, jobs, layout, markers, recipes, rundate
 from lead_recovery import config as lr_config
+from lead_recovery.cli.common import (
+    CONTEXT,
+    NO,
+    OK,
+    Refused,
+    UsageError,
+    find_repo,
+    invoke,
+    print_json,
+    repo_option,
+    show_path,
+    table,
+)
 from lead_recovery.errors import LeadRecoveryError
-
-if TYPE_CHECKING:
-    from lead_recovery.freshness import Policy
-    from lead_recovery.markers import Marker
-    from lead_recovery.recipes import Recipe
+from lead_recovery.freshness import Policy
+from lead_recovery.markers import Marker
+from lead_recovery.recipes import Recipe
 
 PROG = "markers"
 ACTIONS = ("list", "check", "create", "delete", "prune")
-OK, NO, USAGE = 0, 1, 2
-
-
-class UsageError(LeadRecoveryError):
-    """Bad input: one line on stderr, exit 2, nothing touched."""
-
-
-class Refused(LeadRecoveryError):
-    """A command that would do the wrong thing and was not forced: exit 1."""
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line and exit 2 (via :class:`UsageError`)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
-# --------------------------------------------------------------------------- arguments
-
-_DEFAULTS: dict[str, Any] = {
-    "recipe": None,
-    "recipe_opt": None,
-    "date": None,
-    "all_dates": False,
-    "force": False,
-    "strict": False,
-    "json": False,
-    "older_than": None,
-    "dry_run": False,
-    "repo": None,
-    "marker_dir": None,
-}
-
-_EPILOG = """\
-The previous system's form also works:
-  markers --action list
-  markers --recipe RECIPE --action check|create|delete [--date YYYYMMDD]
-
-Dates default to today's run date: today in the configured timezone, with
-day_starts_at and LEAD_RECOVERY_NOW honoured, as in the workflow.
-Exit status: 0 done, 1 not done (check: marker or cache missing; create
-refused), 2 bad input (nothing touched).
-"""
-
-
-def _common(parser: argparse.ArgumentParser, *, sub: bool) -> None:
-    """--repo and --marker-dir, accepted before or after the command."""
-    default = argparse.SUPPRESS if sub else None
-    parser.add_argument(
-        "--repo",
-        metavar="DIR",
-        default=default,
-        help="the workflow folder (default: the current directory if it has "
-        "config/config.yaml, else the folder of the installed workflow)",
-    )
-    parser.add_argument(
-        "--marker-dir",
-        metavar="DIR",
-        default=default,
-        help="look here instead of marker_dir from config/config.yaml",
-    )
-
-
-def _date_arg(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--date", metavar="YYYYMMDD", help=f"{what} (default: today's run date)")
-
-
-def _recipe_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("recipe", nargs="?", metavar="RECIPE", help="recipe name")
-    parser.add_argument("--recipe", dest="recipe_opt", metavar="RECIPE", help=argparse.SUPPRESS)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog=PROG,
-        description="List, check, create, delete and prune the workflow's Redshift markers.",
-        epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _common(parser, sub=False)
-    sub = parser.add_subparsers(dest="action", metavar="COMMAND", parser_class=_Parser)
-
-    p = sub.add_parser(
-        "list",
-        help="every marker: run date, queried_at, rows, age, cache, whether it counts and why not",
-        description="Every marker with its recipe, run date, queried_at, rows, age, whether its "
-        "cached extract is present, and whether it COUNTS for a run of its date now "
-        "(and if not, why).",
-    )
-    p.add_argument("--recipe", metavar="RECIPE", help="only this recipe's markers")
-    p.add_argument("--date", metavar="YYYYMMDD", help="only markers of this run date")
-    p.add_argument("--json", action="store_true", help="one JSON array instead of a table")
-    _common(p, sub=True)
-
-    p = sub.add_parser(
-        "check",
-        help="exit 0 if the day's marker and cached extract exist, 1 if not (says which)",
-        description="Exit 0 if the day's marker exists and its cached extract is present, "
-        "1 if not, saying which; also says whether the next run would query.",
-    )
-    _recipe_args(p)
-    _date_arg(p, "run date to check")
-    p.add_argument(
-        "--strict",
-        action="store_true",
-        help="exit 0 only if the marker also counts (the next run would not query)",
-    )
-    _common(p, sub=True)
-
-    p = sub.add_parser(
-        "create",
-        help="mark a day whose cached extract exists, so the next run does not query",
-        description="Write the day's marker, only when the day's cached extract exists "
-        "(unless --force). An existing valid marker is left as is (unless --force).",
-    )
-    _recipe_args(p)
-    _date_arg(p, "run date to mark")
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="create even without a readable cached extract; replace an existing marker",
-    )
-    _common(p, sub=True)
-
-    p = sub.add_parser(
-        "delete",
-        help="delete a day's marker (or all of a recipe's), so the next run queries again",
-        description="Delete the day's marker (or every marker of the recipe); the cached "
-        "extracts stay. The next run of that date queries again.",
-    )
-    _recipe_args(p)
-    _date_arg(p, "run date whose marker to delete")
-    p.add_argument("--all-dates", action="store_true", help="every marker of the recipe")
-    _common(p, sub=True)
-
-    p = sub.add_parser(
-        "prune",
-        help="delete markers older than a duration (e.g. 30d)",
-        description="Delete markers whose queried_at (file time if unreadable) is older than "
-        "DURATION. Markers of the current run date or later are never pruned.",
-    )
-    p.add_argument("--older-than", required=True, metavar="DURATION", help="e.g. 30d, 12h, 90m")
-    p.add_argument("--recipe", metavar="RECIPE", help="only this recipe's markers")
-    p.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
-    _common(p, sub=True)
-    return parser
-
-
-def build_legacy_parser() -> argparse.ArgumentParser:
-    """The previous script's ``--action`` form, with the new options too."""
-    parser = _Parser(
-        prog=PROG,
-        description="The previous system's form: markers [--recipe R] --action ACTION.",
-    )
-    parser.add_argument("--action", required=True, choices=ACTIONS)
-    parser.add_argument("--recipe", metavar="RECIPE")
-    parser.add_argument("--date", metavar="YYYYMMDD")
-    parser.add_argument("--all-dates", action="store_true")
-    parser.add_argument("--force", action="store_true")
-    parser.add_argument("--strict", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--older-than", metavar="DURATION")
-    parser.add_argument("--dry-run", action="store_true")
-    _common(parser, sub=False)
-    return parser
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    legacy = any(a == "--action" or a.startswith("--action=") for a in argv)
-    args = (build_legacy_parser() if legacy else build_parser()).parse_args(argv)
-    for key, value in _DEFAULTS.items():
-        if not hasattr(args, key):
-            setattr(args, key, value)
-    if args.action is None:
-        raise UsageError(f"a command is required: {', '.join(ACTIONS)} (see '{PROG} --help')")
-    if args.recipe_opt is not None:
-        if args.recipe is not None and args.recipe != args.recipe_opt:
-            raise UsageError(f"two recipes given: '{args.recipe}' and '{args.recipe_opt}'")
-        args.recipe = args.recipe_opt
-    if args.action in ("check", "create", "delete") and args.recipe is None:
-        raise UsageError(f"{args.action} needs a recipe (see '{PROG} --help')")
-    if args.action == "prune" and not args.older_than:
-        raise UsageError(f"prune needs --older-than DURATION, e.g. 30d (see '{PROG} --help')")
-    if args.all_dates and args.date is not None:
-        raise UsageError("--date and --all-dates cannot be combined")
-    if args.all_dates and args.action != "delete":
-        raise UsageError("--all-dates only applies to delete")
-    return args
-
-
-# --------------------------------------------------------------------------- context
-
-
-def find_repo(given: str | None) -> Path:
-    """``--repo``, else the current directory if it is a workflow, else the installed one."""
-    if given:
-        repo = Path(given)
-        if not (repo / lr_config.CONFIG_FILE).is_file():
-            raise UsageError(f"--repo {given}: no {lr_config.CONFIG_FILE} there")
-        return repo.resolve()
-    cwd = Path.cwd()
-    if (cwd / lr_config.CONFIG_FILE).is_file():
-        return cwd
-    import lead_recovery
-
-    return Path(lead_recovery.__file__).resolve().parents[1]
-
-
-def _show(path: str | Path) -> str:
-    """A path as the user would type it: relative to the current directory if inside it."""
-    text = str(path)
-    try:
-        rel = os.path.relpath(text)
-    except ValueError:
-        return text
-    return text if rel.startswith("..") else rel
+_show = show_path
 
 
 @dataclass
@@ -296,7 +91,7 @@ class Context:
     _listings: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, args: argparse.Namespace) -> Context:
+    def load(cls, args: SimpleNamespace) -> Context:
         repo = find_repo(args.repo)
         config = lr_config.load(repo)
 
@@ -494,7 +289,7 @@ def describe(ctx: Context, marker: Marker) -> dict[str, Any]:
     }
 
 
-def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
+def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
     name = ctx.recipe_name(args.recipe) if args.recipe is not None else None
     day = ctx.day(args.date) if args.date is not None else None
     found = markers.list_markers(ctx.marker_dir, name)
@@ -502,9 +297,7 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         found = [m for m in found if m.run_date == day]
     rows = [describe(ctx, m) for m in found]
     if args.json:
-        import json
-
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        print_json(rows)
         return OK
     out = [
         f"# markers in {_show(ctx.marker_dir)}; run date now {ctx.today} "
@@ -515,31 +308,27 @@ def cmd_list(ctx: Context, args: argparse.Namespace) -> int:
         sys.stdout.write("\n".join(out) + "\n")
         return OK
     header = ("RECIPE", "RUN_DATE", "FORMAT", "QUERIED_AT", "ROWS", "AGE", "CACHE", "STATUS")
-    table = [header]
-    for r in rows:
-        table.append(
-            (
-                r["recipe"],
-                r["run_date"] + ("*" if r["current_run_date"] else ""),
-                r["format"],
-                r["queried_at"] or "-",
-                "-" if r["rows"] is None else str(r["rows"]),
-                _age(r["age_s"]),
-                "present" if r["cache_present"] else "missing",
-                _status(r["counts"], r["reason"] or ""),
-            )
+    cells = [
+        (
+            r["recipe"],
+            r["run_date"] + ("*" if r["current_run_date"] else ""),
+            r["format"],
+            r["queried_at"] or "-",
+            "-" if r["rows"] is None else str(r["rows"]),
+            _age(r["age_s"]),
+            "present" if r["cache_present"] else "missing",
+            _status(r["counts"], r["reason"] or ""),
         )
-    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
-    for row in table:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        out.append("  ".join([*cells, row[-1]]))
+        for r in rows
+    ]
+    out.append(table(cells, header))
     counting = sum(1 for r in rows if r["counts"])
     out.append(f"{len(rows)} marker(s), {counting} counting")
     sys.stdout.write("\n".join(out) + "\n")
     return OK
 
 
-def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
+def cmd_check(ctx: Context, args: SimpleNamespace) -> int:
     name = ctx.recipe_name(args.recipe)
     day = ctx.day(args.date)
     path = markers.marker_path(ctx.marker_dir, name, day)
@@ -589,14 +378,14 @@ def cmd_check(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def _parquet_rows(path: str) -> int:
+    # Only `create` reads Parquet; importing pyarrow (~0.2 s) at the top would
+    # make every other command (and `markers list` on 10,000 markers) slower.
     import pyarrow.parquet as pq
 
     return pq.read_metadata(path).num_rows
 
 
-def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
-    from lead_recovery import jobs
-
+def cmd_create(ctx: Context, args: SimpleNamespace) -> int:
     name = args.recipe
     try:
         recipes.validate_name(name)
@@ -661,7 +450,7 @@ def cmd_create(ctx: Context, args: argparse.Namespace) -> int:
     return OK
 
 
-def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
+def cmd_delete(ctx: Context, args: SimpleNamespace) -> int:
     name = ctx.recipe_name(args.recipe)
     if args.all_dates:
         targets = [str(m.path) for m in markers.list_markers(ctx.marker_dir, name)]
@@ -684,7 +473,7 @@ def cmd_delete(ctx: Context, args: argparse.Namespace) -> int:
     return OK
 
 
-def cmd_prune(ctx: Context, args: argparse.Namespace) -> int:
+def cmd_prune(ctx: Context, args: SimpleNamespace) -> int:
     try:
         limit = freshness.parse_duration(args.older_than, "--older-than")
     except LeadRecoveryError as err:
@@ -717,34 +506,180 @@ COMMANDS = {
     "prune": cmd_prune,
 }
 
+_DEFAULTS: dict[str, Any] = {
+    "recipe": None,
+    "date": None,
+    "all_dates": False,
+    "force": False,
+    "strict": False,
+    "json": False,
+    "older_than": None,
+    "dry_run": False,
+    "repo": None,
+    "marker_dir": None,
+}
 
-def main(argv: list[str] | None = None) -> int:
+
+def execute(action: str, **given: Any) -> int:
+    """Check the combination of options, then run ``action`` on the workflow's markers."""
+    args = SimpleNamespace(**{**_DEFAULTS, **{k: v for k, v in given.items() if v is not None}})
+    if action in ("check", "create", "delete") and args.recipe is None:
+        raise UsageError(f"{action} needs a recipe (see '{PROG} --help')")
+    if action == "prune" and not args.older_than:
+        raise UsageError(f"prune needs --older-than DURATION, e.g. 30d (see '{PROG} --help')")
+    if args.all_dates and args.date is not None:
+        raise UsageError("--date and --all-dates cannot be combined")
+    if args.all_dates and action != "delete":
+        raise UsageError("--all-dates only applies to delete")
+    return COMMANDS[action](Context.load(args), args)
+
+
+# --------------------------------------------------------------------------- command line
+
+_EPILOG = """\b
+Examples:
+  lead-recovery markers list
+  lead-recovery markers list --recipe simulation_to_handoff --json
+  lead-recovery markers check simulation_to_handoff --strict
+  lead-recovery markers create simulation_to_handoff --date 20250512
+  lead-recovery markers delete simulation_to_handoff --all-dates
+  lead-recovery markers prune --older-than 30d --dry-run
+
+\b
+The previous system's form also works:
+  markers --action list
+  markers --recipe RECIPE --action check|create|delete [--date YYYYMMDD]
+
+\b
+Dates default to today's run date: today in the configured timezone, with
+day_starts_at and LEAD_RECOVERY_NOW honoured, as in the workflow.
+Exit status: 0 done, 1 not done (check: marker or cache missing; create
+refused), 2 bad input (nothing touched).
+"""
+
+
+def _where(func):
+    """--repo and --marker-dir, accepted before or after the command."""
+    func = click.option(
+        "--marker-dir", metavar="DIR", help="Look here instead of marker_dir of the config."
+    )(func)
+    return repo_option(func)
+
+
+def _recipe(func):
+    func = click.option("--recipe", "recipe_opt", metavar="RECIPE", hidden=True)(func)
+    return click.argument("recipe", required=False, metavar="[RECIPE]")(func)
+
+
+def _date(what: str):
+    return click.option("--date", metavar="YYYYMMDD", help=f"{what} (default: today's run date).")
+
+
+def _run(action: str, recipe_opt: str | None = None, **given: Any) -> int:
+    """A subcommand: merge --repo/--marker-dir given before it, and --recipe with RECIPE."""
+    parent = click.get_current_context().parent
+    outer = parent.params if parent is not None else {}
+    for key in ("repo", "marker_dir"):
+        if given.get(key) is None:
+            given[key] = outer.get(key)
+    if recipe_opt is not None:
+        if given.get("recipe") not in (None, recipe_opt):
+            raise UsageError(f"two recipes given: '{given['recipe']}' and '{recipe_opt}'")
+        given["recipe"] = recipe_opt
+    return execute(action, **given)
+
+
+@click.group("markers", invoke_without_command=True, context_settings=CONTEXT, epilog=_EPILOG)
+@_where
+@click.pass_context
+def cli(ctx: click.Context, repo: str | None, marker_dir: str | None) -> None:
+    """List, check, create, delete and prune the workflow's Redshift markers."""
+    if ctx.invoked_subcommand is None:
+        raise UsageError(f"a command is required: {', '.join(ACTIONS)} (see '{PROG} --help')")
+
+
+@cli.command("list", context_settings=CONTEXT)
+@click.option("--recipe", metavar="RECIPE", help="Only this recipe's markers.")
+@click.option("--date", metavar="YYYYMMDD", help="Only markers of this run date.")
+@click.option("--json", "json", is_flag=True, help="One JSON array instead of a table.")
+@_where
+def list_(**given: Any) -> int:
+    """Every marker: run date, queried_at, rows, age, cache, whether it COUNTS and why not."""
+    return _run("list", **given)
+
+
+@cli.command(context_settings=CONTEXT)
+@_recipe
+@_date("Run date to check")
+@click.option(
+    "--strict", is_flag=True, help="Exit 0 only if the marker also counts (no query next run)."
+)
+@_where
+def check(**given: Any) -> int:
+    """Exit 0 if the day's marker and cached extract exist, 1 if not (says which)."""
+    return _run("check", **given)
+
+
+@cli.command(context_settings=CONTEXT)
+@_recipe
+@_date("Run date to mark")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Create even without a readable cached extract; replace an existing marker.",
+)
+@_where
+def create(**given: Any) -> int:
+    """Mark a day whose cached extract exists, so the next run does not query."""
+    return _run("create", **given)
+
+
+@cli.command(context_settings=CONTEXT)
+@_recipe
+@_date("Run date whose marker to delete")
+@click.option("--all-dates", is_flag=True, help="Every marker of the recipe.")
+@_where
+def delete(**given: Any) -> int:
+    """Delete a day's marker (or all of a recipe's); the next run of that date queries."""
+    return _run("delete", **given)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.option("--older-than", metavar="DURATION", help="e.g. 30d, 12h, 90m (required).")
+@click.option("--recipe", metavar="RECIPE", help="Only this recipe's markers.")
+@click.option("--dry-run", is_flag=True, help="Only say what would be deleted.")
+@_where
+def prune(**given: Any) -> int:
+    """Delete markers older than DURATION (never those of the current run date or later)."""
+    return _run("prune", **given)
+
+
+@click.command("markers", context_settings=CONTEXT)
+@click.option("--action", required=True, type=click.Choice(ACTIONS))
+@click.option("--recipe", metavar="RECIPE")
+@click.option("--date", metavar="YYYYMMDD")
+@click.option("--all-dates", is_flag=True)
+@click.option("--force", is_flag=True)
+@click.option("--strict", is_flag=True)
+@click.option("--json", "json", is_flag=True)
+@click.option("--older-than", metavar="DURATION")
+@click.option("--dry-run", is_flag=True)
+@_where
+def legacy(action: str, **given: Any) -> int:
+    """The previous system's form: markers [--recipe R] --action ACTION."""
+    return execute(action, **given)
+
+
+def main(argv: list[str] | None = None, prog: str = PROG) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    command = legacy if any(a == "--action" or a.startswith("--action=") for a in argv) else cli
     # A short-lived process that builds ~5 objects per marker and frees none
     # until exit: the cyclic collector would only rescan them (a quarter of
     # `markers list` over 10,000 markers). Reference counting still frees.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        args = parse_args(argv)
-        ctx = Context.load(args)
-        return COMMANDS[args.action](ctx, args)
-    except SystemExit as exit_:  # --help
-        return exit_.code if isinstance(exit_.code, int) else USAGE
-    except Refused as err:
-        print(f"{PROG}: refused: {err}", file=sys.stderr)
-        return NO
-    except LeadRecoveryError as err:  # bad input, bad config, bad date: nothing touched
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return USAGE
-    except BrokenPipeError:  # `markers list | head`
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return NO
-    except OSError as err:
-        where = f" ({err.filename})" if err.filename else ""
-        print(f"{PROG}: error: {err.strerror or err}{where}", file=sys.stderr)
-        return NO
+        return invoke(command, argv, prog)
     finally:
         if collecting:
             gc.enable()

@@ -85,8 +85,10 @@ class EmbeddedWarehouse:
         query = to_duckdb(sql)
         used = {k: v for k, v in params.items() if f"${k}" in query}
         try:
-            result = self._con.execute(f"/* {tag} */ {query}", used)
-            return result.to_arrow_reader(self.batch_rows)
+            # The relation API streams Arrow batches directly; a DB-API result
+            # (``execute``) would copy every row first, and DuckDB warns about it.
+            relation = self._con.sql(f"/* {tag} */ {query}", params=used)
+            return relation.to_arrow_reader(self.batch_rows)
         except duckdb.Error as err:
             raise LeadRecoveryError(f"query failed: {str(err).splitlines()[0]}") from None
 

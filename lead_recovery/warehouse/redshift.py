@@ -27,7 +27,10 @@ Settings come from ``REDSHIFT_*`` environment variables, or from a ``.env``
 file (config ``redshift.env_file``) for those not in the environment.
 Connecting is retried with exponential backoff when the failure is
 transient (refused, reset, timed out, server starting up); a rejected login,
-a TLS refusal or an SQL error is reported at once. Every failure is a
+a TLS refusal or an SQL error is reported at once. This is the one retry
+layer for connections (config ``redshift.retries``, default 3, so at most 4
+attempts): no Snakemake profile sets ``retries``, so a failed job is not
+rerun on top of it. Every failure is a
 :class:`LeadRecoveryError` with a one-line message that never contains the
 password or another secret.
 """
@@ -53,6 +56,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from lead_recovery.config import env_file_values, parse_bool
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.warehouse.unload import EXTRACT_MODES, UnloadSettings
 
@@ -75,8 +79,6 @@ APPLICATION_NAME_MAX = 63  # PostgreSQL/Redshift truncate longer names
 
 PASSWORD_VARS = ("REDSHIFT_HOST", "REDSHIFT_DATABASE", "REDSHIFT_USER", "REDSHIFT_PASSWORD")
 IAM_VARS = ("REDSHIFT_HOST", "REDSHIFT_DATABASE", "REDSHIFT_CLUSTER_IDENTIFIER", "REDSHIFT_DB_USER")
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
 
 # SQLSTATEs: a rejected login is never retried; a server that cannot take the
 # connection right now (starting up, shutting down, too many connections) is.
@@ -131,13 +133,11 @@ class ConnectionSettings:
 
 
 def _flag(values: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = (values.get(name) or "").strip().lower()
-    if not raw:
+    if not (values.get(name) or "").strip():
         return default
-    if raw in _TRUE:
-        return True
-    if raw in _FALSE:
-        return False
+    parsed = parse_bool(values[name])
+    if parsed is not None:
+        return parsed
     raise LeadRecoveryError(f"{name}={values[name]!r} is not a boolean; use true or false")
 
 
@@ -155,9 +155,7 @@ def read_settings(
     if env_file:
         path = Path(env_file)
         if path.is_file():
-            from dotenv import dotenv_values
-
-            file_values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+            file_values = env_file_values(path)
             file_note = f" or in {env_file}"
         else:
             file_note = f" or in {env_file} (not found)"

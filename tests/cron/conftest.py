@@ -2,12 +2,18 @@
 from another folder, on a temporary copy of the repository whose ``.venv``
 points at this checkout's venv.
 
-What a run did is read from what it left: the day's cron log (its summary
-lines and the jobs Snakemake reported), markers and summaries.
+What a run did is read from what it left: the day's cron log (its result
+line and the jobs Snakemake reported), markers and summaries.
+
+Time and zone are explicit: the clock is pinned (``LEAD_RECOVERY_NOW``), the
+copy's config says ``timezone: UTC``, and every run gets a ``TZ`` whose date
+differs at that instant (America/Los_Angeles), so a run that used the
+machine's zone would date the day wrongly.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -21,14 +27,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
-NOW = "2025-05-14T06:00:00+00:00"  # cron's "today" in these tests
+NOW = "2025-05-14T06:00:00+00:00"  # cron's "today" in these tests: 20250514 in UTC...
 TODAY = "20250514"
+HOSTILE_TZ = "America/Los_Angeles"  # ...and still 20250513 here
 SQL_RECIPE = "simulation_to_handoff"
 CSV_RECIPE = "manual_leads"
-_SUMMARY_RE = re.compile(
-    r" cron\[(?P<pid>\d+)\]   (?P<recipe>\S+)\s+(?P<date>\d{8})\s+(?P<status>\w+)\s+"
-    r"rows=(?P<rows>\S+)\s+out=(?P<out>\S+)\s+seconds=(?P<seconds>\S+)\s*(?P<detail>.*)$"
-)
+_RESULT_RE = re.compile(r" cron\[(?P<pid>\d+)\] result (?P<json>\{.*\})$")
 
 # A recipe whose analysis takes a few seconds: long enough to overlap with it.
 SLEEPY_SQL = "SELECT lead_id, phone FROM leads WHERE phone LIKE '+52%' ORDER BY lead_id LIMIT 20\n"
@@ -62,10 +66,13 @@ class CronRepo:
         self.elsewhere = elsewhere  # the folder cron "runs from"
         self.python = self.root / ".venv" / "bin" / "python"
         self.script = self.root / "workflow" / "scripts" / "cron.py"
+        config = self.root / "config" / "config.yaml"
+        config.write_text(config.read_text().replace("timezone: null", "timezone: UTC", 1))
+        assert "timezone: UTC" in config.read_text()
 
     def env(self, **extra: str) -> dict[str, str]:
-        """``env -i`` plus only the clock pin (and what a test adds)."""
-        return {"LEAD_RECOVERY_NOW": NOW, **extra}
+        """``env -i`` plus only the clock pin and a hostile ``TZ`` (and what a test adds)."""
+        return {"LEAD_RECOVERY_NOW": NOW, "TZ": HOSTILE_TZ, **extra}
 
     def start(
         self, *args: str, env: dict[str, str] | None = None, new_session: bool = False
@@ -96,6 +103,7 @@ class CronRepo:
             "/usr/bin/env",
             "-i",
             f"LEAD_RECOVERY_NOW={NOW}",
+            f"TZ={HOSTILE_TZ}",
             "/usr/bin/make",
             "-s",
             "-C",
@@ -118,13 +126,12 @@ class CronRepo:
         return path.read_text() if path.exists() else ""
 
     def summary(self, pid: int | None = None, day: str = TODAY) -> dict[tuple[str, str], dict]:
-        """The summary lines of run ``pid`` (default: the last run that wrote one)."""
-        rows = [
-            m.groupdict() for m in map(_SUMMARY_RE.search, self.log_text(day).splitlines()) if m
-        ]
-        if pid is None and rows:
-            pid = int(rows[-1]["pid"])
-        return {(r["recipe"], r["date"]): r for r in rows if int(r["pid"]) == pid}
+        """The result lines of run ``pid`` (default: the last run that wrote one)."""
+        runs = [m for m in map(_RESULT_RE.search, self.log_text(day).splitlines()) if m]
+        if pid is None and runs:
+            pid = int(runs[-1]["pid"])
+        found = [json.loads(m["json"]) for m in runs if int(m["pid"]) == pid]
+        return {(ln["recipe"], ln["date"]): ln for run in found for ln in run["lines"]}
 
     def queries(self, day: str = TODAY) -> int:
         """How many redshift_extract jobs Snakemake reported in the day's log."""

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
-import sys
 from datetime import timedelta
 
 import pyarrow.parquet as pq
@@ -61,7 +61,7 @@ def test_make_cron_twice_in_one_day_queries_once(cron_repo):
     assert repo.queries() == 1
     marker = repo.copy.marker(repo.sql_recipe, repo.today)
     record = json.loads(marker.read_text())
-    assert summary[(repo.sql_recipe, repo.today)]["rows"] == str(record["rows"])
+    assert summary[(repo.sql_recipe, repo.today)]["rows"] == record["rows"]
     assert record["rows"] == pq.read_metadata(repo.copy.leads(repo.sql_recipe, repo.today)).num_rows
     seen = repo.copy.analysis("envcheck", repo.today).read_text().splitlines()[1]
     assert seen == "1,yes,yes,yes"  # credentials from .env, HOME, the repo's venv
@@ -84,7 +84,14 @@ def test_make_cron_twice_in_one_day_queries_once(cron_repo):
     shown = repo.cron("--report", "today")
     assert shown.returncode == 0
     assert shown.stdout.count("summary of run") == 2
-    assert f"{repo.sql_recipe}  {repo.today}  cached" in shown.stdout
+    assert re.search(
+        rf"{repo.sql_recipe}\s+{repo.today}\s+cached\s+{record['rows']}\s", shown.stdout
+    )
+    runs = json.loads(repo.cron("--report", "today", "--json").stdout)
+    assert [r["exit"] for r in runs] == [0, 0]
+    assert [ln["status"] for ln in runs[1]["lines"] if ln["recipe"] == repo.sql_recipe] == [
+        "cached"
+    ]
 
 
 def test_one_failing_recipe_does_not_stop_the_others(cron_repo):
@@ -98,7 +105,7 @@ def test_one_failing_recipe_does_not_stop_the_others(cron_repo):
     summary = repo.summary(result.pid)
     broken = summary[("broken", repo.today)]
     assert broken["status"] == "failed"
-    assert "redshift_extract" in broken["detail"] and "no_such_column" in broken["detail"]
+    assert "no_such_column" in broken["detail"]
     bad_meta = summary[("bad_meta", repo.today)]
     assert bad_meta["status"] == "failed" and "'output_columns' is missing" in bad_meta["detail"]
     assert summary[(repo.sql_recipe, repo.today)]["status"] == "queried"
@@ -252,4 +259,10 @@ def test_bad_arguments_are_one_line_and_exit_2(cron_repo):
     ]
     unknown = cron_repo.cron("no_such_recipe")
     assert unknown.returncode == 2 and "unknown recipe 'no_such_recipe'" in unknown.stderr
-    assert sys.executable  # the venv ran it
+    assert len(unknown.stderr.strip().splitlines()) == 1
+    bare_seconds = cron_repo.cron("--wait", "90")
+    assert bare_seconds.returncode == 2
+    assert bare_seconds.stderr.strip().splitlines() == [
+        "lead-recovery cron: error: wait '90' is not a duration such as 6h, 30m or 90s"
+    ]
+    assert not cron_repo.log().exists(), "bad input runs nothing and logs nothing"

@@ -94,6 +94,39 @@ def test_help_lists_the_flags(lead_recovery):
     assert "ignore_redshift_marker=true" in result.stdout  # the Snakemake equivalent
 
 
+def test_one_command_lists_its_subcommands_with_examples(lead_recovery):
+    result = lead_recovery("--help", via="console")
+
+    assert result.returncode == 0, result.output
+    for command in ("run", "markers", "cron"):
+        assert re.search(rf"^  {command}\s", result.stdout, re.MULTILINE), command
+    assert "Examples:" in result.stdout
+    for sub in ("run", "markers", "cron"):
+        shown = lead_recovery(sub, "--help", via="console")
+        assert shown.returncode == 0 and "Examples:" in shown.stdout, sub
+
+
+def test_without_the_dependencies_it_says_how_to_run_it(workflow, user_env):
+    """A Python without the venv's packages (here: -S, no site-packages) gets one line."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    for cmd in (
+        [sys.executable, "-S", "-m", "lead_recovery.cli.main", "run", "--recipe", RECIPE],
+        [sys.executable, "-S", str(repo / "workflow/scripts/markers.py"), "--action", "list"],
+        [sys.executable, "-S", str(repo / "workflow/scripts/cron.py")],
+    ):
+        proc = subprocess.run(
+            cmd, cwd=repo, env=user_env(), capture_output=True, text=True, timeout=60
+        )
+        assert proc.returncode != 0
+        [line] = proc.stderr.splitlines()
+        assert "not installed" in line and "make run" in line and ".venv/bin/lead-recovery" in line
+        assert proc.stdout == ""
+
+
 def test_markers_subcommand(workflow, lead_recovery):
     result = lead_recovery("markers", "--action", "list")
 
@@ -106,8 +139,9 @@ def test_markers_subcommand(workflow, lead_recovery):
         (["run", "--recipe", "no_such_recipe"], "unknown recipe 'no_such_recipe'"),
         (["run", "--recipe", "../etc"], "must not contain '/', '\\' or '..'"),
         (["run", "--date", "2025-05-12"], "date '2025-05-12' is not in YYYYMMDD form"),
-        (["run", "--bogus"], "unrecognized arguments: --bogus"),
-        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["run", "--bogus"], "No such option '--bogus'"),
+        (["run", "stray"], "Got unexpected extra argument (stray)"),
+        (["frobnicate"], "No such command 'frobnicate'"),
         ([], "a command is required"),
     ],
 )

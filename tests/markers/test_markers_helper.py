@@ -419,20 +419,22 @@ def test_prune_older_than(workflow, helper):
     old = json_marker(workflow, day=OLD, queried_at="2025-04-01T08:00:00+00:00")
     recent = json_marker(workflow, day="20250510", queried_at="2025-05-10T08:00:00+00:00")
     today = json_marker(workflow, queried_at="2025-01-01T08:00:00+00:00")  # never pruned
+    # A later run date (a run with --date ahead, or another zone's today): never pruned either.
+    ahead = json_marker(workflow, day="20250513", queried_at="2025-01-01T08:00:00+00:00")
     broken = workflow.marker(RECIPE, "20250101")
     broken.write_text("garbage")
     os.utime(broken, (1735718400, 1735718400))  # 2025-01-01: its file time is its age
 
     dry = helper("prune", "--older-than", "30d", "--dry-run")
-    assert dry.returncode == 0 and "would delete 2 of 4" in dry.stdout
+    assert dry.returncode == 0 and "would delete 2 of 5" in dry.stdout
     assert old.exists() and broken.exists()
 
     result = helper("prune", "--older-than", "30d")
 
     assert result.returncode == 0, result.output
-    assert "deleted 2 of 4" in result.stdout
+    assert "deleted 2 of 5" in result.stdout
     assert not old.exists() and not broken.exists()
-    assert recent.exists() and today.exists()
+    assert recent.exists() and today.exists() and ahead.exists()
 
 
 # --------------------------------------------------------------------------- the seed's form
@@ -531,8 +533,8 @@ def test_today_follows_the_configured_zone_and_day_start(workflow, helper, cache
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["--action", "frobnicate"], "argument --action: invalid choice: 'frobnicate'"),
-        (["frobnicate"], "invalid choice: 'frobnicate'"),
+        (["--action", "frobnicate"], "Invalid value for '--action': 'frobnicate'"),
+        (["frobnicate"], "No such command 'frobnicate'"),
         ([], "a command is required"),
         (["--action", "check"], "check needs a recipe"),
         (["delete"], "delete needs a recipe"),
@@ -550,7 +552,8 @@ def test_today_follows_the_configured_zone_and_day_start(workflow, helper, cache
         (["delete", RECIPE, "--date", DAY, "--all-dates"], "cannot be combined"),
         (["prune"], "--older-than"),
         (["prune", "--older-than", "30 days"], "is not a duration"),
-        (["list", "--bogus"], "unrecognized arguments: --bogus"),
+        (["list", "--bogus"], "No such option '--bogus'"),
+        (["check", RECIPE, "extra"], "Got unexpected extra argument (extra)"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_touches_nothing(workflow, helper, cache, args, expected):
@@ -587,3 +590,22 @@ def test_help_describes_both_forms(helper):
     assert result.returncode == 0
     for word in ("list", "check", "create", "delete", "prune", "--action", "--marker-dir"):
         assert word in result.stdout
+    assert "Examples:" in result.stdout
+    assert "lead-recovery markers prune --older-than 30d --dry-run" in result.stdout
+
+
+@pytest.mark.parametrize("via", ["lead-recovery", "console", "script", "module"])
+def test_every_way_in_lists_the_same_markers(workflow, helper, lead_recovery, cache, via):
+    """`lead-recovery markers`, and its aliases: `markers`, the script, the module."""
+    cache(RECIPE)
+    json_marker(workflow)
+
+    if via == "lead-recovery":
+        result = lead_recovery("markers", "list", "--json", via="console")
+    else:
+        result = helper("list", "--json", via=via)
+
+    assert result.returncode == 0, result.output
+    assert [(e["recipe"], e["run_date"], e["counts"]) for e in result.json()] == [
+        (RECIPE, DAY, True)
+    ]
