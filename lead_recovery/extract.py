@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 from filelock import Timeout
 
 from lead_recovery import atomic, cache, freshness, jobs, layout, markers, rundate
@@ -75,6 +76,11 @@ def extract(
             rows = write_parquet(reader, leads_tmp)
         except LeadRecoveryError as err:
             raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
+        except (OSError, pa.ArrowException) as err:  # a result that fails mid-stream, a full disk
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise LeadRecoveryError(
+                f"recipe '{recipe.name}': the extract failed while streaming: {first}"
+            ) from None
         record = {
             "recipe": recipe.name,
             "run_date": run_date,
