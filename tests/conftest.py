@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -36,3 +37,35 @@ def workflow(tmp_path: Path, demo_warehouse_file: Path) -> WorkflowCopy:
 def bare_workflow(tmp_path: Path) -> WorkflowCopy:
     """A copy of the workflow without a pre-built demo warehouse (as in a fresh clone)."""
     return copy_workflow(tmp_path / "repo")
+
+
+@pytest.fixture(scope="session")
+def _ran_templates(tmp_path_factory: pytest.TempPathFactory, demo_warehouse_file: Path):
+    """Workflows that ran once with given settings, one per settings and test worker."""
+    made: dict[str, WorkflowCopy] = {}
+
+    def get(config: dict, env: dict) -> WorkflowCopy:
+        key = json.dumps([config, env], sort_keys=True)
+        if key not in made:
+            template = copy_workflow(tmp_path_factory.mktemp("ran") / "repo")
+            (template.root / DEMO_DB).parent.mkdir(parents=True)
+            shutil.copy2(demo_warehouse_file, template.root / DEMO_DB)
+            template.run(config=config, env=env)
+            made[key] = template
+        return made[key]
+
+    return get
+
+
+@pytest.fixture
+def ran_before(_ran_templates):
+    """``ran_before(workflow, config, env)``: ``workflow`` as if it had run once with those
+    settings (results, logs, markers and Snakemake's metadata, times kept), copied from a
+    run made once per test worker instead of running again for every test."""
+
+    def fill(workflow: WorkflowCopy, config: dict, env: dict | None = None) -> WorkflowCopy:
+        template = _ran_templates(config, env or {})
+        shutil.copytree(template.root, workflow.root, symlinks=True, dirs_exist_ok=True)
+        return workflow
+
+    return fill

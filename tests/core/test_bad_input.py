@@ -1,16 +1,31 @@
 """Bad input: one clear line, a non-zero exit, and nothing lost or half-written."""
 
+import shutil
+
 import pytest
+
+from tests.support.workflow import DEMO_DB, WorkflowCopy, copy_workflow
 
 DAY = "20250512"
 RECIPE = "simulation_to_handoff"
 
 
+@pytest.fixture(scope="module")
+def history_template(tmp_path_factory, demo_warehouse_file):
+    """A workflow that ran an earlier day for every recipe: run once, copied per test."""
+    template = copy_workflow(tmp_path_factory.mktemp("history") / "repo")
+    (template.root / DEMO_DB).parent.mkdir(parents=True)
+    shutil.copy2(demo_warehouse_file, template.root / DEMO_DB)
+    template.run(config={"date": "20250511"})
+    return template
+
+
 @pytest.fixture
-def with_history(workflow):
-    """A workflow copy holding an earlier day's complete results."""
-    workflow.run(config={"date": "20250511"})
-    return workflow
+def with_history(history_template, tmp_path):
+    """A copy of ``history_template``, files, times and Snakemake's metadata alike."""
+    root = tmp_path / "repo"
+    shutil.copytree(history_template.root, root, symlinks=True)
+    return WorkflowCopy(root)
 
 
 def assert_one_line_error(result, expected):

@@ -77,18 +77,30 @@ def test_skip_redshift_never_queries_whatever_forces_a_query(workflow):
     before = {p.name: p.read_bytes() for p in markers_dir.iterdir() if p.is_file()}
     leads = workflow.leads(SQL_RECIPE, DAY).read_bytes()
 
+    everything: dict = {}
     for reason, (config, env, setup) in FORCING.items():
         if setup is not None:
             setup(workflow)
-        for args in (["-n"], ["-F"], []):
-            result = workflow.run(
-                *args,
-                config={"recipe": SQL_RECIPE, "date": DAY, "skip_redshift": True, **config},
-                env=env,
-            )
-            assert result.queries == 0, (reason, args)
-            assert "will query" not in result.output, (reason, args)
-            assert f"skip_redshift: using the extract of {DAY}" in result.output, reason
+        everything.update({"config": {**everything.get("config", {}), **config}})
+        everything.update({"env": {**everything.get("env", {}), **env}})
+        result = workflow.run(
+            config={"recipe": SQL_RECIPE, "date": DAY, "skip_redshift": True, **config}, env=env
+        )
+        assert result.queries == 0, reason
+        assert "will query" not in result.output, reason
+        assert f"skip_redshift: using the extract of {DAY}" in result.output, reason
+    for args in (["-n"], ["-F"]):  # every reason at once, and Snakemake forcing every job
+        result = workflow.run(
+            *args,
+            config={
+                "recipe": SQL_RECIPE,
+                "date": DAY,
+                "skip_redshift": True,
+                **everything["config"],
+            },
+            env=everything["env"],
+        )
+        assert result.queries == 0 and "will query" not in result.output, args
     assert {p.name: p.read_bytes() for p in markers_dir.iterdir() if p.is_file()} == before
     assert workflow.leads(SQL_RECIPE, DAY).read_bytes() == leads
 
