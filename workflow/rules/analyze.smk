@@ -17,13 +17,13 @@ rule analyze:
 
 
 rule latest:
+    # One symlink: done inside Snakemake's own process, not in a new Python.
     input:
         analysis=latest_analysis_input(),
     output:
         latest=layout.latest_path(RESULTS, "{recipe}"),
     log:
         f"{LOGS}/{{recipe}}/latest.log",
-    conda:
-        "../envs/lead_recovery.yaml"
-    script:
-        "../scripts/latest.py"
+    localrule: True
+    run:
+        layout.point_latest(output.latest, input.analysis)
