@@ -21,7 +21,6 @@ by every checkout that shares the marker folder.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -81,9 +80,8 @@ def keep(leads: str | Path, marker: str | Path, directory: str | Path) -> Kept |
     """Keep the complete pair ``leads`` + ``marker`` (idempotent); ``None`` if incomplete."""
     if not complete(leads, marker):
         return None
-    stamp = os.stat(marker).st_mtime_ns
-    digest = hashlib.sha256(Path(marker).read_bytes()).hexdigest()[:16]
-    name = f"{stamp:020d}-{digest}"
+    info = os.stat(marker)  # never read: a marker on shared ground may be a pipe
+    name = f"{info.st_mtime_ns:020d}-{info.st_ino}-{info.st_size}"
     entry = Kept(Path(directory) / f"{name}.parquet", Path(directory) / f"{name}.marker")
     if not entry.marker.is_file():
         atomic.link_over(leads, entry.leads)

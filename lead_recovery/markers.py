@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -85,26 +86,56 @@ def _parse_time(text: str) -> datetime | None:
         return None
 
 
+MAX_BYTES = 64 * 1024  # a marker is a few hundred bytes; anything larger is not one
+# The fields a marker's readers use, and the types they must have.
+_FIELDS = {"rows": int, "bytes": int, "sql_sha256": str, "run_id": str, "queried_at": str}
+
+
+class _NotAMarker(Exception):
+    pass
+
+
 def _read_bytes(path: str | Path) -> bytes:
-    """A small file's bytes in four system calls (``open().read()`` makes nine);
-    ``markers list`` reads thousands of markers."""
-    fd = os.open(path, os.O_RDONLY)
+    """A small regular file's bytes, in a few system calls (``markers list`` reads
+    thousands), never blocking on a named pipe or reading a device or a huge file:
+    a marker folder may be shared ground."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        chunks = []
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise _NotAMarker("not a regular file")
+        if info.st_size > MAX_BYTES:
+            raise _NotAMarker(f"{info.st_size} bytes, more than a marker holds")
+        chunks, total = [], 0
         while chunk := os.read(fd, 65536):
+            total += len(chunk)
+            if total > MAX_BYTES:
+                raise _NotAMarker(f"more than {MAX_BYTES} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
     finally:
         os.close(fd)
 
 
+def _bad_field(record: dict[str, Any]) -> str | None:
+    for key, kind in _FIELDS.items():
+        value = record.get(key)
+        if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+            return f"'{key}' is not a {kind.__name__}"
+    return None
+
+
 def read_marker(path: str | Path) -> Marker:
-    """Read a marker; an unreadable one comes back as ``format="corrupt"``, never raises."""
+    """Read a marker; an unreadable or hostile one comes back as ``format="corrupt"``
+    with its reason, quickly and in bounded memory; this never raises."""
     path = Path(path)
     recipe, run_date = parse_marker_name(path.name) or ("?", "?")
     marker = Marker(path=path, recipe=recipe, run_date=run_date, format="corrupt")
     try:
         text = _read_bytes(path).decode("utf-8")
+    except _NotAMarker as err:
+        marker.problem = str(err)
+        return marker
     except (OSError, UnicodeDecodeError) as err:
         marker.problem = f"unreadable: {err.__class__.__name__}"
         return marker
@@ -112,11 +143,18 @@ def read_marker(path: str | Path) -> Marker:
     if stripped.startswith("{"):
         try:
             record = json.loads(stripped)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # bad JSON, deep nesting, huge integers
             marker.problem = "not valid JSON"
             return marker
+        if not isinstance(record, dict):
+            marker.problem = "not a JSON object"
+            return marker
+        problem = _bad_field(record)
+        if problem is not None:
+            marker.problem = problem
+            return marker
         queried = _parse_time(str(record.get("queried_at", "")))
-        if not isinstance(record, dict) or queried is None:
+        if queried is None:
             marker.problem = "JSON without a valid queried_at"
             return marker
         if queried.tzinfo is None:

@@ -105,3 +105,23 @@ def test_an_analyzer_that_raises_names_its_file_and_line(workflow):
     log = (workflow.root / "logs/raises" / DAY / "analyze.log").read_text()
     assert "Traceback (most recent call last)" in log
     assert 'raise ValueError("boom")' in log
+
+
+def test_a_hostile_marker_neither_hangs_nor_stops_the_run(workflow):
+    """A named pipe where a marker belongs: read as corrupt, the day queried again."""
+    import os
+
+    marker = workflow.marker("simulation_to_handoff", DAY)
+    marker.parent.mkdir(parents=True)
+    os.mkfifo(marker)
+
+    result = workflow.run("-n", config={"date": DAY}, timeout=120)
+    assert f"simulation_to_handoff {DAY}: will query: " in result.output
+    workflow.run(config={"date": DAY}, timeout=120)
+    assert markers_of(workflow) == ["json"]
+
+
+def markers_of(workflow) -> list[str]:
+    from lead_recovery import markers
+
+    return [m.format for m in markers.list_markers(workflow.root / "results/markers")]
