@@ -69,3 +69,25 @@ def ran_before(_ran_templates):
         return workflow
 
     return fill
+
+
+# The longest scenarios start first, so that on two cores the suite does not end
+# with one worker running a long test alone (xdist hands tests out in this order).
+SLOW_FIRST = (
+    "test_killed_requery.py",
+    "test_failed_requery_keeps_the_day.py",
+    "test_lead_recovery_run.py::test_the_seeds_commands_as_written",
+    "test_freshness_workflow.py",
+    "test_without_redshift.py::test_skip_redshift_never_queries",
+    "test_freshness_at_server.py",
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item) -> int:
+        for i, needle in enumerate(SLOW_FIRST):
+            if needle in item.nodeid:
+                return i
+        return len(SLOW_FIRST)
+
+    items.sort(key=rank)  # stable: the rest keep their order
