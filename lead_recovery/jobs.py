@@ -84,7 +84,7 @@ def outcome_path(log_file: str) -> str:
 def write_outcome(log_file: str | None, outcome: dict[str, Any]) -> None:
     if not log_file:
         return
-    record = {"run_id": run_id(), **outcome}
+    record = {**outcome, "run_id": run_id()}  # this invocation's, not a marker's
     atomic.write_bytes(outcome_path(log_file), json.dumps(record, default=str).encode())
 
 

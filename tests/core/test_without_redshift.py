@@ -20,10 +20,16 @@ def test_recipe_without_sql_skips_the_query_and_creates_no_marker(workflow):
     assert summary["rows_in"] == 4 and summary["rows_out"] == 3  # dedupe_on: lead_id
 
 
-def test_recipe_leads_keep_phone_numbers_as_text(workflow):
-    workflow.run(config={"recipe": "manual_leads", "date": DAY})
+def test_recipe_leads_keep_ids_and_phone_numbers_as_text(workflow):
+    workflow.add_recipe(
+        "zero_padded",
+        csv="lead_id,phone\n007,+34600000001\n0042,0034600000002\n",
+        meta={"output_columns": ["lead_id", "phone"]},
+    )
+    workflow.run(config={"recipe": "zero_padded", "date": DAY})
 
-    assert "+525512345678" in workflow.analysis("manual_leads", DAY).read_text()
+    rows = workflow.analysis("zero_padded", DAY).read_text().splitlines()
+    assert rows == ["lead_id,phone", "007,+34600000001", "0042,0034600000002"]
 
 
 def test_skip_redshift_uses_the_newest_cached_extract_on_or_before_the_run_date(workflow):

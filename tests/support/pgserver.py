@@ -332,13 +332,25 @@ class PostgresServer:
         """A position in the server log; pass it to entries()/statements()."""
         return self.log_path.stat().st_size if self.log_path.exists() else 0
 
-    def entries(self, since: int = 0, settle: float = 0.2) -> list[LogEntry]:
-        """Log entries written after ``since`` (waits ``settle`` s for the log to catch up)."""
-        if settle:
-            time.sleep(settle)
-        with open(self.log_path, "rb") as handle:
-            handle.seek(since)
-            text = handle.read().decode("utf-8", "replace")
+    def entries(self, since: int = 0) -> list[LogEntry]:
+        """Log entries written after ``since``, up to now.
+
+        Waits for the log to hold everything the server did before this call,
+        not for a guessed time: it runs a unique statement and reads until that
+        statement is in the log (the server logs statements in order).
+        """
+        barrier = f"lr_log_barrier_{secrets.token_hex(8)}"
+        self.psql(f"SELECT '{barrier}'")
+        deadline = time.monotonic() + 30
+        while True:
+            with open(self.log_path, "rb") as handle:
+                handle.seek(since)
+                text = handle.read().decode("utf-8", "replace")
+            if barrier in text or time.monotonic() > deadline:
+                break
+            time.sleep(0.005)
+        if barrier in text:  # up to the line that logs the barrier
+            text = text[: text.rfind("\n", 0, text.find(barrier)) + 1]
         found: list[LogEntry] = []
         for line in text.splitlines():
             match = _ENTRY_RE.match(line)
