@@ -1,8 +1,8 @@
 """``lead-recovery cron``: the unattended daily run (``make cron``, ``workflow/scripts/cron.py``).
 
-Only what Snakemake and cron do not do: make cron's empty environment usable,
-keep one log per day, wait for another run, unlock after a killed one, and end
-with a summary. Options, logs and exit codes: docs/operations.md.
+Only what Snakemake and cron do not do: make cron's empty environment usable, keep one
+log per day, wait for another run, unlock after a killed one, and end with a summary
+built on the workflow's own account. Options, logs, exit codes: docs/operations.md.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,12 +36,11 @@ from lead_recovery.account import STATES
 from lead_recovery.cli.common import CONTEXT, UsageError, find_repo, invoke, table
 from lead_recovery.errors import LeadRecoveryError
 
-PROG, PROFILE = "lead-recovery cron", "profiles/cron"
+PROG, PROFILE, TAG = "lead-recovery cron", "profiles/cron", "cron["
 EXIT_OK, EXIT_FAILED, EXIT_BUSY = 0, 1, 75  # 75 = EX_TEMPFAIL: busy for longer than `wait`
 DEFAULTS = {"log_dir": "logs/cron", "keep_logs_days": 30, "wait": "30m"}
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 STALE_TEMP_S = 6 * 3600  # a temporary file untouched this long is no one's work in progress
-TAG = "cron["
 COLUMNS = ("recipe", "date", "status", "rows", "rows_out", "detail")
 _ACCOUNT_RE = re.compile(r"^(\S+) (\d{8}) (?:(queried|cached|skipped) \((.*)\)|failed: (.*))$")
 
@@ -54,8 +53,8 @@ def parse_wait(value: object) -> float:
 
 
 def prepare_environment(repo: Path, environ: dict[str, str]) -> list[str]:
-    """Fill in what cron's environment lacks (returns the names); nothing set is changed,
-    except that the venv's ``bin`` goes first on ``PATH`` (Snakemake's jobs run its python)."""
+    """Fill in what cron's environment lacks; the names. Nothing set is changed, but the
+    venv's ``bin`` goes first on ``PATH`` (Snakemake's jobs run its ``python``)."""
     filled = [name for name in ("PATH", "HOME") if not environ.get(name)]
     if not (environ.get("LANG") or environ.get("LC_ALL")):
         environ["LANG"] = "C.UTF-8"
@@ -82,7 +81,7 @@ def _home(repo: Path) -> str:
 
 
 def load_env_file(path: Path, environ: dict[str, str]) -> list[str]:
-    """Add the ``.env`` settings ``environ`` lacks (it always wins); returns their names."""
+    """Add the ``.env`` settings ``environ`` lacks (it always wins); their names."""
     added = {k: v for k, v in lr_config.env_file_values(path).items() if k not in environ}
     environ.update(added)
     return list(added)
@@ -110,11 +109,8 @@ class DailyLog:
 def prune_logs(log_dir: Path, today: str, keep_days: int) -> list[str]:
     """Delete ``YYYYMMDD.log`` files dated more than ``keep_days`` days before today."""
     oldest = (rundate.to_date(today) - timedelta(days=keep_days)).strftime("%Y%m%d")
-    doomed = [
-        p
-        for p in sorted(log_dir.glob("*.log"))
-        if re.fullmatch(r"\d{8}\.log", p.name) and p.name[:8] < oldest and p.is_file()
-    ]
+    doomed = [p for p in sorted(log_dir.glob("*.log")) if re.fullmatch(r"\d{8}\.log", p.name)]
+    doomed = [p for p in doomed if p.name[:8] < oldest and p.is_file()]
     for path in doomed:
         path.unlink(missing_ok=True)
     return [p.name for p in doomed]
@@ -140,14 +136,9 @@ def is_snakemake(argv: list[str]) -> bool:
 
 def snakemake_processes(repo: Path) -> list[psutil.Process]:
     """The Snakemake processes (and their jobs) working in ``repo`` that we can see."""
-    here = str(repo.resolve())
-    return [
-        proc
-        for proc in psutil.process_iter(["cwd", "cmdline"])
-        if proc.pid != os.getpid()
-        and proc.info["cwd"] == here
-        and is_snakemake(proc.info["cmdline"] or [])
-    ]
+    here, procs = str(repo.resolve()), psutil.process_iter(["cwd", "cmdline"])
+    mine = [p for p in procs if p.pid != os.getpid() and p.info["cwd"] == here]
+    return [p for p in mine if is_snakemake(p.info["cmdline"] or [])]
 
 
 def snakemake_locks(repo: Path) -> list[Path]:
@@ -165,7 +156,7 @@ def _foreign(locks: list[Path]) -> bool:
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child after fork
     """Linux: Snakemake gets SIGTERM (finish running jobs, start no new ones) if we die."""
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):  # elsewhere: no prctl, nothing to do
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
@@ -201,8 +192,8 @@ def add_figures(line: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
 
 def clean_temporaries(cfg: dict[str, Any], names: list[str], dates: list[str]) -> int:
     """Remove what killed writers left (:data:`atomic.TEMP_GLOB`), never work in progress:
-    a day's extract temporaries when we can take its query lock (held by every writer,
-    in every checkout sharing the markers); others when untouched for :data:`STALE_TEMP_S`."""
+    a day's extract temporaries when we can take its query lock (every writer holds it, in
+    every checkout sharing the markers), others when untouched for :data:`STALE_TEMP_S`."""
     removed, now = 0, time.time()
     for name in names:
         for day in dates:
@@ -226,11 +217,9 @@ def clean_temporaries(cfg: dict[str, Any], names: list[str], dates: list[str]) -
 
 
 def _last_error(printed: list[str]) -> str:
-    for line in reversed(printed):
-        if "lead-recovery: error:" in line:
-            return line.split("lead-recovery: error:", 1)[1].strip()
-    errors = [line.strip() for line in printed if "rror" in line]
-    return (errors or [line.strip() for line in printed] or ["no output"])[-1]
+    ours = [ln.split("lead-recovery: error:", 1)[1] for ln in printed if "y: error:" in ln]
+    errors = [line for line in printed if "rror" in line]
+    return (ours or errors or printed or ["no output"])[-1].strip()
 
 
 class Busy(Exception):
@@ -245,12 +234,9 @@ class Cron:
     """One invocation: wait until the folder is free, run Snakemake, sum up."""
 
     def __init__(self, repo: Path, cfg: dict[str, Any], log: DailyLog, **plan: Any) -> None:
-        self.repo, self.cfg, self.log = repo, cfg, log
-        self.names: list[str] = plan["names"]
-        self.broken: dict[str, str] = plan["broken"]
-        self.dates: list[str] = plan["dates"]
+        self.repo, self.cfg, self.log, self.wait = repo, cfg, log, plan["wait"]
+        self.names, self.broken, self.dates = plan["names"], plan["broken"], plan["dates"]
         self.config: list[str] = plan["config"]
-        self.wait: str = plan["wait"]
         self.deadline = time.monotonic() + parse_wait(self.wait)
         self.run_id, self.child, self.signalled = uuid.uuid4().hex, None, None
 
@@ -266,46 +252,38 @@ class Cron:
                 self.child.send_signal(signal.SIGTERM)  # finish running jobs, then stop
 
     def snakemake(self, *args: str) -> tuple[int, list[str]]:
-        """Its exit code and what it printed, into the day's log: a file, not a pipe, so
-        that Snakemake and its jobs keep logging if this process is killed."""
+        """Its exit code and output, written to the day's log: a file, not a pipe, so that
+        Snakemake and its jobs keep logging if this process is killed."""
         argv = ["snakemake", "--workflow-profile", PROFILE, *args, "--config", *self.config]
         self.log.note("running: " + " ".join(argv))
-        start = self.log.path.stat().st_size
+        start, code = self.log.path.stat().st_size, None
         with open(self.log.path, "ab") as out:
+            std = {"stdout": out, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL}
             self.child = subprocess.Popen(
-                [sys.executable, "-m", *argv],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
+                [sys.executable, "-m", *argv], **std, preexec_fn=_die_with_parent
             )
         with open(self.log.path, "rb") as reader:
             reader.seek(start)
-            while True:
-                code = self.child.poll()
-                if self.log.echo:
-                    sys.stdout.write(reader.read().decode(errors="replace"))
-                    sys.stdout.flush()
-                if code is not None:
-                    break
+            while code is None:
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.child.wait(0.2)
+                    code = self.child.wait(0.2 if self.log.echo else None)
+                if self.log.echo:
+                    print(reader.read().decode(errors="replace"), end="", flush=True)
             reader.seek(start)
             printed = reader.read().decode(errors="replace").splitlines()
         self.child = None
         return code, printed
 
     @contextlib.contextmanager
-    def cron_lock(self) -> Any:
+    def cron_lock(self) -> Iterator[None]:
         """Hold ``<log_dir>/.lock``, waiting up to ``wait`` for another cron run."""
         lock, owner = FileLock(self.log.path.parent / ".lock"), self.log.path.parent / ".lock.owner"
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            try:
-                who = owner.read_text(encoding="utf-8").strip()
-            except OSError:
-                who = "unknown"
+            who = "unknown"
+            with contextlib.suppress(OSError):
+                who = owner.read_text(encoding="utf-8")
             self.log.note(f"another cron run is in progress ({who}); waiting up to {self.wait}")
             try:
                 lock.acquire(timeout=self.left())
@@ -322,11 +300,9 @@ class Cron:
 
     def wait_for_snakemake(self) -> None:
         """Wait until no Snakemake works in this folder; unlock what a killed run left."""
-        told = False
-        while True:
-            procs, locks = snakemake_processes(self.repo), snakemake_locks(self.repo)
-            if not procs and not locks:
-                return
+        told: list[str] = []
+        while (procs := snakemake_processes(self.repo)) or snakemake_locks(self.repo):
+            locks = snakemake_locks(self.repo)
             if not procs and not _foreign(locks):
                 self.log.note(
                     "Snakemake lock left by a killed run (no snakemake process in this "
@@ -337,14 +313,10 @@ class Cron:
                     raise Busy(f"`snakemake --unlock` failed (exit {code}): {_last_error(printed)}")
                 return
             if not told:
-                who = (
-                    ", ".join(f"pid {p.pid}" for p in procs[:3])
-                    or f"another user's: {locks[0].name}"
-                )
-                self.log.note(
-                    f"Snakemake is already running in this folder ({who}); waiting up to {self.wait}"
-                )
-                told = True
+                pids = ", ".join(f"pid {p.pid}" for p in procs[:3])
+                who = pids or f"another user's: {locks[0].name}"
+                busy = f"Snakemake is already running in this folder ({who})"
+                told = self.log.note(f"{busy}; waiting up to {self.wait}")
             if not self.left():
                 raise Busy(f"Snakemake still runs in this folder after {self.wait}")
             if procs:  # wait on the processes themselves; another user's lock: poll it
@@ -362,24 +334,17 @@ class Cron:
             if removed := clean_temporaries(self.cfg, self.names, self.dates):
                 self.log.note(f"removed {removed} temporary file(s) left by a killed run")
             code, printed = self.snakemake()
-            if not (
-                code
-                and not self.signalled
-                and snakemake_processes(self.repo)
-                and snakemake_locks(self.repo)
-            ):
+            raced = code and not self.signalled and snakemake_processes(self.repo)
+            if not (raced and snakemake_locks(self.repo)):
                 lines = account(printed, self.run_id) or []
                 break
-            # Another Snakemake took the folder between our check and our start.
+            # Another Snakemake took the folder between our look and our start: wait, again.
             self.log.note("another Snakemake took this folder meanwhile; waiting for it")
         return self.summarize(code, lines, printed, started)
 
-    def summarize(
-        self, code: int, lines: list[dict[str, Any]], printed: list[str], started: float
-    ) -> dict[str, Any]:
+    def summarize(self, code: int, lines: list, printed: list[str], started: float) -> dict:
         """Log the summary table and the result line; the result (with its exit code)."""
-        lines = [add_figures(line, self.cfg) for line in lines]
-        lines += [
+        lines = [add_figures(line, self.cfg) for line in lines] + [
             dict(recipe=n, date=d, status="failed", detail=why, rows=None, rows_out=None)
             for n, why in self.broken.items()
             for d in self.dates
@@ -390,16 +355,14 @@ class Cron:
         said = [
             f"summary of run {self.run_id[:8]} ({len(lines)} recipe-day(s): {tally}; "
             f"{time.time() - started:.1f}s):",
-            textwrap.indent(table(cells, [c.upper() for c in COLUMNS]), "  "),
+            *("  " + row for row in table(cells, [c.upper() for c in COLUMNS]).splitlines()),
         ]
-        exit_code = EXIT_OK
+        exit_code = EXIT_FAILED if counts["failed"] or code else EXIT_OK
         if self.signalled:
             said.append(f"interrupted by signal {signal.Signals(self.signalled).name}")
             exit_code = 128 + self.signalled
-        elif counts["failed"] or code:
-            exit_code = EXIT_FAILED
-            if code and not counts["failed"]:
-                said.append(f"snakemake exited with {code}: {_last_error(printed)}")
+        elif code and not counts["failed"]:
+            said.append(f"snakemake exited with {code}: {_last_error(printed)}")
         shown = self.log.note("\n".join(said))
         result = {"run_id": self.run_id, "pid": os.getpid(), "exit": exit_code, "lines": lines}
         self.log.note(f"result {json.dumps(result)}")
@@ -410,6 +373,7 @@ class Cron:
 
 
 def _config_items(items: tuple[str, ...]) -> dict[str, Any]:
+    """``--config KEY=VALUE`` as overrides of the configuration cron reads itself."""
     overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -417,28 +381,25 @@ def _config_items(items: tuple[str, ...]) -> dict[str, Any]:
             raise UsageError(f"--config '{item}' is not KEY=VALUE")
         if key in ("date", "since", "recipe", "recipes"):
             raise UsageError(f"give {key} as an option of cron, not as --config")
-        try:
-            overrides[key] = yaml.safe_load(value) if value else None
-        except yaml.YAMLError:
-            overrides[key] = value
+        with contextlib.suppress(yaml.YAMLError):
+            value = yaml.safe_load(value) if value else None
+        overrides[key] = value
     return overrides
 
 
 def run_cron(repo: Path, opts: dict[str, Any]) -> int:
     """The whole invocation; its exit code."""
-    repo = repo.resolve()
-    os.chdir(repo)
+    os.chdir(repo := repo.resolve())
     filled = prepare_environment(repo, os.environ)  # type: ignore[arg-type]
     cfg = lr_config.load(repo, _config_items(opts["config"]))
-    settings = {**DEFAULTS, **(cfg.get("cron") or {})}
-    today = rundate.now(rundate.zone(cfg.get("timezone"))).strftime("%Y%m%d")
-    log_dir = repo / settings["log_dir"]
+    settings, zone = {**DEFAULTS, **(cfg.get("cron") or {})}, cfg.get("timezone")
+    today, log_dir = rundate.now(rundate.zone(zone)).strftime("%Y%m%d"), repo / settings["log_dir"]
     if (day := opts["report"]) is not None:
         if day in ("today", "yesterday"):
             day = (rundate.to_date(today) - timedelta(days=day == "yesterday")).strftime("%Y%m%d")
         print(report(log_dir / f"{rundate.parse_date(day)}.log", opts["json"]))
         return EXIT_OK
-    day = rundate.resolve(opts["date"], cfg.get("timezone"), cfg.get("day_starts_at", "00:00")).date
+    day = rundate.resolve(opts["date"], zone, cfg.get("day_starts_at", "00:00")).date
     since = rundate.parse_date(opts["since"]) if opts["since"] else None
     names = [lr_recipes.validate_name(n) for n in dict.fromkeys(opts["recipes"])]
     known = lr_recipes.discover(cfg["recipes_dir"])
@@ -459,8 +420,8 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
 
     log = DailyLog(log_dir / f"{today}.log", echo=opts["verbose"] or sys.stdout.isatty())
     dates = rundate.date_range(since, day) if since else [day]
-    plan = {"names": good if names else known, "broken": broken, "dates": dates}
-    run = Cron(repo, cfg, log, **plan, config=[*config, *opts["config"]], wait=wait)
+    plan = {"names": good if names else known, "broken": broken, "dates": dates, "wait": wait}
+    run = Cron(repo, cfg, log, **plan, config=[*config, *opts["config"]])
     os.environ[jobs.RUN_ID_ENV] = run.run_id  # the workflow's account names this run
     log.note(
         f"run {run.run_id[:8]} started: {len(run.names) + len(broken)} recipe(s) for "
@@ -506,23 +467,24 @@ Examples:
 \b
 Exit status: 0 every recipe-day succeeded; 1 one failed; 2 bad input;
 75 another run kept the folder busy for longer than --wait (nothing was run).
+More: docs/operations.md.
 """
 
 
 @click.command("cron", context_settings=CONTEXT, epilog=_EPILOG)
 @click.argument("recipes", nargs=-1)
 @click.option("--since", metavar="YYYYMMDD", help="Catch up: run every day from this one to today.")
-@click.option("--date", metavar="YYYYMMDD", help="The run date (default: today in the zone).")
-@click.option("--wait", metavar="DURATION", help="Wait for another run: 30m, 2h or 0 (config).")
-@click.option("--keep-logs-days", type=click.IntRange(min=1), metavar="N", help="Log age (config).")
+@click.option("--date", metavar="YYYYMMDD", help="The run date (default: today in `timezone`).")
+@click.option("--wait", metavar="DURATION", help="How long to wait for another run: 30m, 2h, 0.")
+@click.option("--keep-logs-days", type=click.IntRange(min=1), metavar="N", help="Keep logs N days.")
 @click.option("--config", multiple=True, metavar="KEY=VALUE", help="Passed to Snakemake.")
-@click.option("-v", "--verbose", is_flag=True, help="Also print to the terminal (if it is one).")
+@click.option("-v", "--verbose", is_flag=True, help="Also print everything to the terminal.")
 @click.option(
     "--report",
     is_flag=False,
     flag_value="yesterday",
     metavar="DAY",
-    help="Print the runs logged on DAY (YYYYMMDD, today, yesterday: default) and exit.",
+    help="Print the runs logged on DAY (YYYYMMDD, today or yesterday: default) and exit.",
 )
 @click.option("--json", is_flag=True, help="Also print the run's (or --report's) results as JSON.")
 @click.option("--repo", metavar="DIR", help="The workflow folder (default: as for run).")
@@ -530,8 +492,8 @@ Exit status: 0 every recipe-day succeeded; 1 one failed; 2 bad input;
 def command(obj: dict | None, repo: str | None, **opts: Any) -> int:
     """The unattended daily run: every recipe (or those named) for today, through Snakemake.
 
-    One log per day under logs/cron/; success prints nothing (cron mails only
-    failures); the summary says per recipe and day: queried, cached, skipped or failed.
+    One log per day under logs/cron/; success prints nothing (cron mails only failures).
+    --wait and --keep-logs-days default to config/config.yaml's `cron:` settings.
     """
     return run_cron(Path((obj or {}).get("repo") or find_repo(repo)), opts)
 
