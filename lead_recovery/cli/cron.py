@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import json
 import os
 import pwd
@@ -166,14 +167,12 @@ def account(printed: list[str], run_id: str) -> list[dict[str, Any]] | None:
     starts = [i for i, line in enumerate(printed) if line.endswith(header)]
     if not starts:
         return None
-    found = []
-    for line in printed[starts[-1] + 1 :]:
-        if line.startswith("total:"):
-            break
-        if m := _ACCOUNT_RE.match(line):
-            status, detail = (m[3], m[4]) if m[3] else ("failed", m[5])
-            found.append({"recipe": m[1], "date": m[2], "status": status, "detail": detail})
-    return found
+    block = itertools.takewhile(lambda line: not line.startswith("total:"), printed[starts[-1] :])
+    found = [m for m in map(_ACCOUNT_RE.match, block) if m]
+    return [
+        dict(recipe=m[1], date=m[2], status=m[3] or "failed", detail=m[4] if m[3] else m[5])
+        for m in found
+    ]
 
 
 def add_figures(line: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
@@ -300,7 +299,7 @@ class Cron:
 
     def wait_for_snakemake(self) -> None:
         """Wait until no Snakemake works in this folder; unlock what a killed run left."""
-        told: list[str] = []
+        told = False
         while (procs := snakemake_processes(self.repo)) or snakemake_locks(self.repo):
             locks = snakemake_locks(self.repo)
             if not procs and not _foreign(locks):
@@ -316,7 +315,8 @@ class Cron:
                 pids = ", ".join(f"pid {p.pid}" for p in procs[:3])
                 who = pids or f"another user's: {locks[0].name}"
                 busy = f"Snakemake is already running in this folder ({who})"
-                told = self.log.note(f"{busy}; waiting up to {self.wait}")
+                self.log.note(f"{busy}; waiting up to {self.wait}")
+                told = True
             if not self.left():
                 raise Busy(f"Snakemake still runs in this folder after {self.wait}")
             if procs:  # wait on the processes themselves; another user's lock: poll it
@@ -476,9 +476,24 @@ More: docs/operations.md.
 @click.option("--since", metavar="YYYYMMDD", help="Catch up: run every day from this one to today.")
 @click.option("--date", metavar="YYYYMMDD", help="The run date (default: today in `timezone`).")
 @click.option("--wait", metavar="DURATION", help="How long to wait for another run: 30m, 2h, 0.")
-@click.option("--keep-logs-days", type=click.IntRange(min=1), metavar="N", help="Keep logs N days.")
-@click.option("--config", multiple=True, metavar="KEY=VALUE", help="Passed to Snakemake.")
-@click.option("-v", "--verbose", is_flag=True, help="Also print everything to the terminal.")
+@click.option(
+    "--keep-logs-days",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Delete cron logs older than N days.",
+)
+@click.option(
+    "--config",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Passed to Snakemake's --config (repeatable).",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also print everything to the terminal (default when it is one).",
+)
 @click.option(
     "--report",
     is_flag=False,
