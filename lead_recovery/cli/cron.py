@@ -1,24 +1,15 @@
 """``lead-recovery cron``: the unattended daily run (``make cron``, ``workflow/scripts/cron.py``).
 
-Only what neither Snakemake nor cron does: make cron's empty environment
-usable (venv ``bin`` first on ``PATH``, ``HOME``, ``LANG``, the ``.env``
-settings the environment lacks); decide the run date once and run
-``snakemake --workflow-profile profiles/cron --config date=...`` with its
-output in one log per day (``cron.log_dir``, ``cron.keep_logs_days``); wait
-(``cron.wait``) for another cron run or a Snakemake working in this folder,
-and ``snakemake --unlock`` a lock no live process holds (a killed run); end
-with the workflow's own account per recipe and day, plus the rows of the
-marker and ``summary.json``. Exit 0 only when every recipe-day succeeded.
-
-``cron.wait`` / ``--wait`` is a duration of the one grammar
-(:func:`lead_recovery.freshness.parse_duration`: ``90s``, ``30m``, ``2h``,
-``1d``) or ``0``: do not wait. A bare number of seconds is not accepted.
+Only what Snakemake and cron do not do: make cron's empty environment usable, keep one
+log per day, wait for another run, unlock after a killed one, and end with a summary
+built on the workflow's own account. Options, logs, exit codes: docs/operations.md.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import itertools
 import json
 import os
 import pwd
@@ -26,67 +17,55 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import click
 import psutil
 import yaml
 from filelock import FileLock, Timeout
 
-from lead_recovery import atomic, cache, freshness, jobs, layout, markers, rundate
+from lead_recovery import atomic, cache, jobs, layout, markers, rundate
 from lead_recovery import config as lr_config
 from lead_recovery import recipes as lr_recipes
+from lead_recovery.account import STATES
 from lead_recovery.cli.common import CONTEXT, UsageError, find_repo, invoke, table
 from lead_recovery.errors import LeadRecoveryError
 
-PROG = "lead-recovery cron"
-PROFILE = "profiles/cron"
+PROG, PROFILE, TAG = "lead-recovery cron", "profiles/cron", "cron["
 EXIT_OK, EXIT_FAILED, EXIT_BUSY = 0, 1, 75  # 75 = EX_TEMPFAIL: busy for longer than `wait`
 DEFAULTS = {"log_dir": "logs/cron", "keep_logs_days": 30, "wait": "30m"}
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 STALE_TEMP_S = 6 * 3600  # a temporary file untouched this long is no one's work in progress
-TAG = "cron["
-_LOG_NAME_RE = re.compile(r"^(\d{8})\.log$")
-_ACCOUNT_RE = re.compile(
-    r"^(?P<recipe>\S+) (?P<date>\d{8}) "
-    r"(?:(?P<status>queried|cached|skipped) \((?P<detail>.*)\)|failed: (?P<cause>.*))$"
-)
+COLUMNS = ("recipe", "date", "status", "rows", "rows_out", "detail")
+_ACCOUNT_RE = re.compile(r"^(\S+) (\d{8}) (?:(queried|cached|skipped) \((.*)\)|failed: (.*))$")
 
 
 def parse_wait(value: object) -> float:
     """``0`` (do not wait) or a duration such as ``30m``, as seconds."""
     if str(value).strip() == "0":
         return 0.0
-    return freshness.parse_duration(value, "wait").total_seconds()
-
-
-# --------------------------------------------------------------------------- environment
+    return rundate.parse_duration(value, "wait").total_seconds()
 
 
 def prepare_environment(repo: Path, environ: dict[str, str]) -> list[str]:
-    """Make ``environ`` fit for an unattended run; returns what was filled in.
-
-    Nothing already set is changed, except that the venv's ``bin`` (this
-    Python's folder) goes first on ``PATH``: Snakemake's jobs find ``python`` there.
-    """
+    """Fill in what cron's environment lacks; the names. Nothing set is changed, but the
+    venv's ``bin`` goes first on ``PATH`` (Snakemake's jobs run its ``python``)."""
     filled = [name for name in ("PATH", "HOME") if not environ.get(name)]
-    path = environ.get("PATH") or DEFAULT_PATH
-    venv_bin = os.path.dirname(os.path.abspath(sys.executable))
-    if venv_bin not in path.split(os.pathsep):
-        path = f"{venv_bin}{os.pathsep}{path}"
-    environ["PATH"] = path
-    if not environ.get("HOME"):
-        environ["HOME"] = _home(repo)
     if not (environ.get("LANG") or environ.get("LC_ALL")):
         environ["LANG"] = "C.UTF-8"
         filled.append("LANG")
+    venv_bin = os.path.dirname(os.path.abspath(sys.executable))
+    path = environ.get("PATH") or DEFAULT_PATH
+    if venv_bin not in path.split(os.pathsep):
+        path = f"{venv_bin}{os.pathsep}{path}"
+    environ["PATH"] = path
+    environ["HOME"] = environ.get("HOME") or _home(repo)
     environ.setdefault("PYTHONIOENCODING", "utf-8")
     return filled
 
@@ -95,7 +74,7 @@ def _home(repo: Path) -> str:
     """The user's home from the password database, else a folder in the repository."""
     with contextlib.suppress(KeyError, OSError):
         home = pwd.getpwuid(os.getuid()).pw_dir
-        if home and os.path.isdir(home) and os.access(home, os.W_OK):
+        if os.path.isdir(home) and os.access(home, os.W_OK):
             return home
     fallback = repo / ".snakemake" / "cron-home"
     fallback.mkdir(parents=True, exist_ok=True)
@@ -103,13 +82,10 @@ def _home(repo: Path) -> str:
 
 
 def load_env_file(path: Path, environ: dict[str, str]) -> list[str]:
-    """Add the ``.env`` settings ``environ`` lacks (it always wins); returns their names."""
-    added = [k for k in lr_config.env_file_values(path) if k not in environ]
-    environ.update({k: v for k, v in lr_config.env_file_values(path).items() if k in added})
-    return added
-
-
-# --------------------------------------------------------------------------- the day's log
+    """Add the ``.env`` settings ``environ`` lacks (it always wins); their names."""
+    added = {k: v for k, v in lr_config.env_file_values(path).items() if k not in environ}
+    environ.update(added)
+    return list(added)
 
 
 class DailyLog:
@@ -117,28 +93,24 @@ class DailyLog:
 
     def __init__(self, path: Path, echo: bool) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.path, self.echo, self.notes = path, echo, []
-        self._file: TextIO = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
+        self.path, self.echo = path, echo
+        self.file = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
 
-    def note(self, message: str) -> None:
-        """Lines of the wrapper's own, timestamped and tagged ``cron[pid]``."""
+    def note(self, message: str) -> list[str]:
+        """The wrapper's own lines, timestamped and tagged ``cron[pid]``; returns them."""
         stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-        for text in message.splitlines() or [""]:
-            line = f"{stamp} {TAG}{os.getpid()}] {text}"
-            self.notes.append(line)
-            self._file.write(line + "\n")
-            self._file.flush()
-            if self.echo:
-                print(line, flush=True)
-
-    def close(self) -> None:
-        self._file.close()
+        lines = [f"{stamp} {TAG}{os.getpid()}] {text}" for text in message.splitlines() or [""]]
+        self.file.write("".join(line + "\n" for line in lines))
+        self.file.flush()
+        if self.echo:
+            print(*lines, sep="\n", flush=True)
+        return lines
 
 
 def prune_logs(log_dir: Path, today: str, keep_days: int) -> list[str]:
     """Delete ``YYYYMMDD.log`` files dated more than ``keep_days`` days before today."""
     oldest = (rundate.to_date(today) - timedelta(days=keep_days)).strftime("%Y%m%d")
-    doomed = [p for p in sorted(log_dir.glob("*.log")) if _LOG_NAME_RE.match(p.name)]
+    doomed = [p for p in sorted(log_dir.glob("*.log")) if re.fullmatch(r"\d{8}\.log", p.name)]
     doomed = [p for p in doomed if p.name[:8] < oldest and p.is_file()]
     for path in doomed:
         path.unlink(missing_ok=True)
@@ -149,36 +121,25 @@ def report(log_path: Path, as_json: bool) -> str:
     """The wrapper's lines of a day's log, or (``as_json``) its runs' results."""
     lines = log_path.read_text(errors="replace").splitlines() if log_path.is_file() else []
     ours = [line for line in lines if f" {TAG}" in line]
-    results = [json.loads(line.split("] result ", 1)[1]) for line in ours if "] result " in line]
     if as_json:
-        return json.dumps(results, indent=2)
+        results = [line.split("] result ", 1)[1] for line in ours if "] result " in line]
+        return json.dumps([json.loads(r) for r in results], indent=2)
     return "\n".join(line for line in ours if "] result " not in line) or "no cron run that day"
-
-
-# --------------------------------------------------------------------------- who else runs here
 
 
 def is_snakemake(argv: list[str]) -> bool:
     """A Snakemake main process, or a job it started (``.snakemake/scripts/...``)."""
     for i, arg in enumerate(argv[:3]):
-        if os.path.basename(arg) == "snakemake" or (
-            arg == "-m" and argv[i + 1 : i + 2] == ["snakemake"]
-        ):
+        if os.path.basename(arg) == "snakemake" or argv[i : i + 2] == ["-m", "snakemake"]:
             return True
     return any("/.snakemake/scripts/" in a or a.startswith(".snakemake/scripts/") for a in argv)
 
 
 def snakemake_processes(repo: Path) -> list[psutil.Process]:
     """The Snakemake processes (and their jobs) working in ``repo`` that we can see."""
-    found, here = [], str(repo.resolve())
-    for proc in psutil.process_iter(["cwd", "cmdline"]):
-        if (
-            proc.pid != os.getpid()
-            and proc.info["cwd"] == here
-            and is_snakemake(proc.info["cmdline"] or [])
-        ):
-            found.append(proc)
-    return found
+    here, procs = str(repo.resolve()), psutil.process_iter(["cwd", "cmdline"])
+    mine = [p for p in procs if p.pid != os.getpid() and p.info["cwd"] == here]
+    return [p for p in mine if is_snakemake(p.info["cmdline"] or [])]
 
 
 def snakemake_locks(repo: Path) -> list[Path]:
@@ -194,70 +155,10 @@ def _foreign(locks: list[Path]) -> bool:
     return os.getuid() != 0 and bool(owners - {os.getuid()})
 
 
-# --------------------------------------------------------------------------- running Snakemake
-
-
-class Interrupted(Exception):
-    """A signal arrived while no Snakemake was running (e.g. while waiting)."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child after fork
     """Linux: Snakemake gets SIGTERM (finish running jobs, start no new ones) if we die."""
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception):  # elsewhere: no prctl, nothing to do
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
-class Runner:
-    """Runs Snakemake with its output going straight into the day's log."""
-
-    def __init__(self, log: DailyLog) -> None:
-        self.log, self.child, self.signalled = log, None, None
-
-    def handle(self, signum: int, _frame: object) -> None:
-        self.signalled = signum
-        if self.child is None or self.child.poll() is not None:
-            raise Interrupted(signum)
-        if signum != signal.SIGINT:  # a terminal's Ctrl-C reaches Snakemake directly
-            with contextlib.suppress(OSError):
-                self.child.send_signal(signal.SIGTERM)  # finish running jobs, then stop
-
-    def run(self, *args: str, config: list[str]) -> tuple[int, list[str]]:
-        """``snakemake ARGS --config CONFIG``: its exit code and the lines it printed.
-
-        Written to the log file, not through a pipe, so Snakemake and its jobs
-        keep logging even if this process is killed.
-        """
-        argv = [sys.executable, "-m", "snakemake", "--workflow-profile", PROFILE, *args]
-        self.log.note("running: " + " ".join(["snakemake", *argv[3:], "--config", *config]))
-        offset = self.log.path.stat().st_size
-        with open(self.log.path, "ab") as out:
-            self.child = subprocess.Popen(
-                [*argv, "--config", *config],
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None,  # noqa: PLW1509
-            )
-        with open(self.log.path, "rb") as reader:
-            reader.seek(offset)
-            while True:
-                code = self.child.poll()
-                chunk = reader.read()
-                if chunk and self.log.echo:
-                    sys.stdout.write(chunk.decode(errors="replace"))
-                    sys.stdout.flush()
-                if code is not None:
-                    break
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    self.child.wait(0.2)
-            reader.seek(offset)
-            printed = reader.read().decode(errors="replace").splitlines()
-        self.child = None
-        return code, printed
 
 
 def account(printed: list[str], run_id: str) -> list[dict[str, Any]] | None:
@@ -266,19 +167,10 @@ def account(printed: list[str], run_id: str) -> list[dict[str, Any]] | None:
     starts = [i for i, line in enumerate(printed) if line.endswith(header)]
     if not starts:
         return None
-    found = []
-    for line in printed[starts[-1] + 1 :]:
-        if line.startswith("total:"):
-            break
-        if match := _ACCOUNT_RE.match(line):
-            found.append(match.groupdict())
+    block = itertools.takewhile(lambda line: not line.startswith("total:"), printed[starts[-1] :])
+    found = [m for m in map(_ACCOUNT_RE.match, block) if m]
     return [
-        {
-            "recipe": m["recipe"],
-            "date": m["date"],
-            "status": m["status"] or "failed",
-            "detail": m["detail"] if m["status"] else m["cause"],
-        }
+        dict(recipe=m[1], date=m[2], status=m[3] or "failed", detail=m[4] if m[3] else m[5])
         for m in found
     ]
 
@@ -287,27 +179,20 @@ def add_figures(line: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
     """Rows read (marker, else summary.json) and rows out (summary.json) of a recipe-day."""
     summary: dict[str, Any] = {}
     with contextlib.suppress(OSError, ValueError):
-        summary = json.loads(
-            Path(layout.summary_path(cfg["results_dir"], line["recipe"], line["date"])).read_text()
-        )
+        path = layout.summary_path(cfg["results_dir"], line["recipe"], line["date"])
+        summary = json.loads(Path(path).read_text())
     marker = markers.marker_path(cfg["marker_dir"], line["recipe"], line["date"])
     rows = markers.read_marker(marker).rows if os.path.isfile(marker) else None
-    ok = line["status"] != "failed"
-    return {
-        **line,
-        "rows": rows if rows is not None or not ok else summary.get("rows_in"),
-        "rows_out": summary.get("rows_out") if ok else None,
-    }
+    if line["status"] == "failed":
+        return {**line, "rows": rows, "rows_out": None}
+    rows = summary.get("rows_in") if rows is None else rows
+    return {**line, "rows": rows, "rows_out": summary.get("rows_out")}
 
 
 def clean_temporaries(cfg: dict[str, Any], names: list[str], dates: list[str]) -> int:
-    """Remove what killed writers left (:data:`atomic.TEMP_GLOB`), never work in progress.
-
-    A day's extract temporaries (``leads.parquet`` and marker) go when we can
-    take the day's query lock, which every writer holds and which is shared by
-    every checkout sharing the marker folder; any other temporary file only
-    when untouched for :data:`STALE_TEMP_S`.
-    """
+    """Remove what killed writers left (:data:`atomic.TEMP_GLOB`), never work in progress:
+    a day's extract temporaries when we can take its query lock (every writer holds it, in
+    every checkout sharing the markers), others when untouched for :data:`STALE_TEMP_S`."""
     removed, now = 0, time.time()
     for name in names:
         for day in dates:
@@ -330,179 +215,165 @@ def clean_temporaries(cfg: dict[str, Any], names: list[str], dates: list[str]) -
     return removed
 
 
-# --------------------------------------------------------------------------- one run
+def _last_error(printed: list[str]) -> str:
+    ours = [ln.split("lead-recovery: error:", 1)[1] for ln in printed if "y: error:" in ln]
+    errors = [line for line in printed if "rror" in line]
+    return (ours or errors or printed or ["no output"])[-1].strip()
 
 
 class Busy(Exception):
     """Another run kept the folder busy for longer than ``wait``: exit 75, nothing run."""
 
 
-class Run:
-    """One invocation: the plan decided up front, then wait, run and account."""
+class Interrupted(Exception):
+    """A signal arrived while no Snakemake was running (e.g. while waiting)."""
+
+
+class Cron:
+    """One invocation: wait until the folder is free, run Snakemake, sum up."""
 
     def __init__(self, repo: Path, cfg: dict[str, Any], log: DailyLog, **plan: Any) -> None:
-        self.repo, self.cfg, self.log, self.plan = repo, cfg, log, plan
+        self.repo, self.cfg, self.log, self.wait = repo, cfg, log, plan["wait"]
         self.names, self.broken, self.dates = plan["names"], plan["broken"], plan["dates"]
-        self.run_id, self.runner = uuid.uuid4().hex, Runner(log)
-        self.deadline = time.monotonic() + plan["wait_s"]
-        self.waited = _fmt(plan["wait_s"])
+        self.config: list[str] = plan["config"]
+        self.deadline = time.monotonic() + parse_wait(self.wait)
+        self.run_id, self.child, self.signalled = uuid.uuid4().hex, None, None
 
     def left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
 
-    def locked(self, body: Callable[[], int]) -> int:
-        """Run ``body`` holding the cron lock, waiting for another cron run first."""
-        owner_file, lock = (
-            self.log.path.parent / ".lock.owner",
-            FileLock(self.log.path.parent / ".lock"),
-        )
+    def handle(self, signum: int, _frame: object) -> None:
+        self.signalled = signum
+        if self.child is None or self.child.poll() is not None:
+            raise Interrupted(signum)
+        if signum != signal.SIGINT:  # a terminal's Ctrl-C reaches Snakemake directly
+            with contextlib.suppress(OSError):
+                self.child.send_signal(signal.SIGTERM)  # finish running jobs, then stop
+
+    def snakemake(self, *args: str) -> tuple[int, list[str]]:
+        """Its exit code and output, written to the day's log: a file, not a pipe, so that
+        Snakemake and its jobs keep logging if this process is killed."""
+        argv = ["snakemake", "--workflow-profile", PROFILE, *args, "--config", *self.config]
+        self.log.note("running: " + " ".join(argv))
+        start, code = self.log.path.stat().st_size, None
+        with open(self.log.path, "ab") as out:
+            std = {"stdout": out, "stderr": subprocess.STDOUT, "stdin": subprocess.DEVNULL}
+            self.child = subprocess.Popen(
+                [sys.executable, "-m", *argv], **std, preexec_fn=_die_with_parent
+            )
+        with open(self.log.path, "rb") as reader:
+            reader.seek(start)
+            while code is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    code = self.child.wait(0.2 if self.log.echo else None)
+                if self.log.echo:
+                    print(reader.read().decode(errors="replace"), end="", flush=True)
+            reader.seek(start)
+            printed = reader.read().decode(errors="replace").splitlines()
+        self.child = None
+        return code, printed
+
+    @contextlib.contextmanager
+    def cron_lock(self) -> Iterator[None]:
+        """Hold ``<log_dir>/.lock``, waiting up to ``wait`` for another cron run."""
+        lock, owner = FileLock(self.log.path.parent / ".lock"), self.log.path.parent / ".lock.owner"
         try:
             lock.acquire(timeout=0)
         except Timeout:
-            owner = _read_json(owner_file)
-            who = f"pid {owner.get('pid')}, started {owner.get('started')}" if owner else "unknown"
-            self.log.note(f"another cron run is in progress ({who}); waiting up to {self.waited}")
+            who = "unknown"
+            with contextlib.suppress(OSError):
+                who = owner.read_text(encoding="utf-8")
+            self.log.note(f"another cron run is in progress ({who}); waiting up to {self.wait}")
             try:
                 lock.acquire(timeout=self.left())
             except Timeout:
-                raise Busy(f"the other cron run ({who}) still runs after {self.waited}") from None
+                raise Busy(f"the other cron run ({who}) still runs after {self.wait}") from None
             self.log.note("the other cron run finished; going on")
         try:
-            now = datetime.now().astimezone().isoformat(timespec="seconds")
-            owner_file.write_text(
-                json.dumps({"pid": os.getpid(), "run_id": self.run_id, "started": now})
-            )
-            return body()
+            started = datetime.now().astimezone().isoformat(timespec="seconds")
+            owner.write_text(f"pid {os.getpid()}, started {started}", encoding="utf-8")
+            yield
         finally:
-            owner_file.unlink(missing_ok=True)
+            owner.unlink(missing_ok=True)
             lock.release()
 
     def wait_for_snakemake(self) -> None:
         """Wait until no Snakemake works in this folder; unlock what a killed run left."""
         told = False
-        while True:
-            procs, locks = snakemake_processes(self.repo), snakemake_locks(self.repo)
-            if not procs and not locks:
-                return
+        while (procs := snakemake_processes(self.repo)) or snakemake_locks(self.repo):
+            locks = snakemake_locks(self.repo)
             if not procs and not _foreign(locks):
                 self.log.note(
                     "Snakemake lock left by a killed run (no snakemake process in this "
                     "folder): removing it with `snakemake --unlock`"
                 )
-                code, printed = self.runner.run("--unlock", config=self.plan["config"])
+                code, printed = self.snakemake("--unlock")
                 if code != 0:
                     raise Busy(f"`snakemake --unlock` failed (exit {code}): {_last_error(printed)}")
                 return
             if not told:
-                who = (
-                    ", ".join(f"pid {p.pid}" for p in procs[:3])
-                    or f"another user's: {locks[0].name}"
-                )
-                self.log.note(
-                    f"Snakemake is already running in this folder ({who}); "
-                    f"waiting up to {self.waited}"
-                )
+                pids = ", ".join(f"pid {p.pid}" for p in procs[:3])
+                who = pids or f"another user's: {locks[0].name}"
+                busy = f"Snakemake is already running in this folder ({who})"
+                self.log.note(f"{busy}; waiting up to {self.wait}")
                 told = True
             if not self.left():
-                raise Busy(f"Snakemake still runs in this folder after {self.waited}")
+                raise Busy(f"Snakemake still runs in this folder after {self.wait}")
             if procs:  # wait on the processes themselves; another user's lock: poll it
                 psutil.wait_procs(procs, timeout=min(self.left(), 5.0))
             else:
                 time.sleep(min(self.left(), 1.0))
 
-    def execute(self) -> tuple[int, list[dict[str, Any]] | None, list[str]]:
-        """Run Snakemake once nothing else works here: its exit code, account and output."""
+    def run(self) -> dict[str, Any]:
+        """Run Snakemake once nothing else works here; log the summary; the result."""
+        started, code, printed, lines = time.time(), 0, [], []
         for name, why in self.broken.items():
             self.log.note(f"recipe {name} cannot run: {why}")
         while self.names:
             self.wait_for_snakemake()
             if removed := clean_temporaries(self.cfg, self.names, self.dates):
                 self.log.note(f"removed {removed} temporary file(s) left by a killed run")
-            code, printed = self.runner.run(config=self.plan["config"])
-            if (
-                code
-                and not self.runner.signalled
-                and snakemake_processes(self.repo)
-                and snakemake_locks(self.repo)
-            ):
-                # Snakemake failed while another one holds the folder: it took the lock
-                # between our check and our start. Wait for it, then run again.
-                self.log.note("another Snakemake took this folder meanwhile; waiting for it")
-                continue
-            return code, account(printed, self.run_id), printed
-        return 0, [], []
+            code, printed = self.snakemake()
+            raced = code and not self.signalled and snakemake_processes(self.repo)
+            if not (raced and snakemake_locks(self.repo)):
+                lines = account(printed, self.run_id) or []
+                break
+            # Another Snakemake took the folder between our look and our start: wait, again.
+            self.log.note("another Snakemake took this folder meanwhile; waiting for it")
+        return self.summarize(code, lines, printed, started)
 
-    def summarize(
-        self, code: int, lines: list[dict[str, Any]] | None, printed: list[str], started: float
-    ) -> dict[str, Any]:
+    def summarize(self, code: int, lines: list, printed: list[str], started: float) -> dict:
         """Log the summary table and the result line; the result (with its exit code)."""
-        lines = [add_figures(line, self.cfg) for line in lines or []]
-        lines += [
-            {
-                "recipe": n,
-                "date": d,
-                "status": "failed",
-                "detail": why,
-                "rows": None,
-                "rows_out": None,
-            }
+        lines = [add_figures(line, self.cfg) for line in lines] + [
+            dict(recipe=n, date=d, status="failed", detail=why, rows=None, rows_out=None)
             for n, why in self.broken.items()
             for d in self.dates
         ]
         counts = Counter(line["status"] for line in lines)
-        tally = ", ".join(
-            f"{counts[s]} {s}" for s in ("queried", "cached", "skipped", "failed") if counts[s]
-        )
-        first = len(self.log.notes)
-        self.log.note(
-            f"summary of run {self.run_id[:8]} ({len(lines)} recipe-day(s): {tally or 'none'}; "
-            f"{time.time() - started:.1f}s):"
-        )
-        cells = [[ln[k] if ln[k] is not None else "-" for k in _COLUMNS] for ln in lines]
-        self.log.note(textwrap.indent(table(cells, [c.upper() for c in _COLUMNS]), "  "))
-        exit_code = EXIT_OK
-        if self.runner.signalled:
-            self.log.note(f"interrupted by signal {signal.Signals(self.runner.signalled).name}")
-            exit_code = 128 + self.runner.signalled
-        elif counts["failed"] or code:
-            exit_code = EXIT_FAILED
-            if code and not counts["failed"]:
-                self.log.note(f"snakemake exited with {code}: {_last_error(printed)}")
+        tally = ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s]) or "none"
+        cells = [["-" if ln[k] is None else ln[k] for k in COLUMNS] for ln in lines]
+        said = [
+            f"summary of run {self.run_id[:8]} ({len(lines)} recipe-day(s): {tally}; "
+            f"{time.time() - started:.1f}s):",
+            *("  " + row for row in table(cells, [c.upper() for c in COLUMNS]).splitlines()),
+        ]
+        exit_code = EXIT_FAILED if counts["failed"] or code else EXIT_OK
+        if self.signalled:
+            said.append(f"interrupted by signal {signal.Signals(self.signalled).name}")
+            exit_code = 128 + self.signalled
+        elif code and not counts["failed"]:
+            said.append(f"snakemake exited with {code}: {_last_error(printed)}")
+        shown = self.log.note("\n".join(said))
         result = {"run_id": self.run_id, "pid": os.getpid(), "exit": exit_code, "lines": lines}
         self.log.note(f"result {json.dumps(result)}")
-        self.log.note(f"exit {exit_code}")
+        shown += self.log.note(f"exit {exit_code}")
         if exit_code and not self.log.echo:  # cron mails what a failed run printed
-            shown = [n for n in self.log.notes[first:] if "] result " not in n]
             sys.stderr.write("\n".join(shown) + f"\nLog: {self.log.path}\n")
         return result
 
 
-_COLUMNS = ("recipe", "date", "status", "rows", "rows_out", "detail")
-
-
-def _fmt(seconds: float) -> str:
-    for unit, size in (("h", 3600), ("m", 60)):
-        if seconds and seconds % size == 0:
-            return f"{int(seconds // size)}{unit}"
-    return f"{int(seconds)}s"
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    with contextlib.suppress(OSError, ValueError):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    return {}
-
-
-def _last_error(printed: list[str]) -> str:
-    for line in reversed(printed):
-        if "lead-recovery: error:" in line:
-            return line.split("lead-recovery: error:", 1)[1].strip()
-    errors = [line.strip() for line in printed if "rror" in line]
-    return (errors or [line.strip() for line in printed] or ["no output"])[-1]
-
-
 def _config_items(items: tuple[str, ...]) -> dict[str, Any]:
+    """``--config KEY=VALUE`` as overrides of the configuration cron reads itself."""
     overrides = {}
     for item in items:
         key, sep, value = item.partition("=")
@@ -510,32 +381,25 @@ def _config_items(items: tuple[str, ...]) -> dict[str, Any]:
             raise UsageError(f"--config '{item}' is not KEY=VALUE")
         if key in ("date", "since", "recipe", "recipes"):
             raise UsageError(f"give {key} as an option of cron, not as --config")
-        try:
-            overrides[key] = yaml.safe_load(value) if value else None
-        except yaml.YAMLError:
-            overrides[key] = value
+        with contextlib.suppress(yaml.YAMLError):
+            value = yaml.safe_load(value) if value else None
+        overrides[key] = value
     return overrides
-
-
-def _report_day(value: str, today: str) -> str:
-    if value in ("today", "yesterday"):
-        return (rundate.to_date(today) - timedelta(days=value == "yesterday")).strftime("%Y%m%d")
-    return rundate.parse_date(value)
 
 
 def run_cron(repo: Path, opts: dict[str, Any]) -> int:
     """The whole invocation; its exit code."""
-    repo = repo.resolve()
-    os.chdir(repo)
+    os.chdir(repo := repo.resolve())
     filled = prepare_environment(repo, os.environ)  # type: ignore[arg-type]
     cfg = lr_config.load(repo, _config_items(opts["config"]))
-    settings = {**DEFAULTS, **(cfg.get("cron") or {})}
-    today = rundate.now(rundate.zone(cfg.get("timezone"))).strftime("%Y%m%d")
-    log_dir = repo / settings["log_dir"]
-    if opts["report"] is not None:
-        print(report(log_dir / f"{_report_day(opts['report'], today)}.log", opts["json"]))
+    settings, zone = {**DEFAULTS, **(cfg.get("cron") or {})}, cfg.get("timezone")
+    today, log_dir = rundate.now(rundate.zone(zone)).strftime("%Y%m%d"), repo / settings["log_dir"]
+    if (day := opts["report"]) is not None:
+        if day in ("today", "yesterday"):
+            day = (rundate.to_date(today) - timedelta(days=day == "yesterday")).strftime("%Y%m%d")
+        print(report(log_dir / f"{rundate.parse_date(day)}.log", opts["json"]))
         return EXIT_OK
-    day = rundate.resolve(opts["date"], cfg.get("timezone"), cfg.get("day_starts_at", "00:00")).date
+    day = rundate.resolve(opts["date"], zone, cfg.get("day_starts_at", "00:00")).date
     since = rundate.parse_date(opts["since"]) if opts["since"] else None
     names = [lr_recipes.validate_name(n) for n in dict.fromkeys(opts["recipes"])]
     known = lr_recipes.discover(cfg["recipes_dir"])
@@ -550,22 +414,19 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
     good = [n for n in names if n not in broken]
     config = [f"date={day}", *([f"since={since}"] if since else [])]
     config += [f"recipes=[{','.join(good)}]"] if names else []
-    plan = {
-        "names": good if names else known,
-        "broken": broken,
-        "dates": rundate.date_range(since, day) if since else [day],
-        "config": config + list(opts["config"]),
-        "wait_s": parse_wait(opts["wait"] if opts["wait"] is not None else settings["wait"]),
-    }
+    wait = opts["wait"] if opts["wait"] is not None else settings["wait"]
+    parse_wait(wait)  # bad input: before anything is logged
     keep_days = int(opts["keep_logs_days"] or settings["keep_logs_days"])
 
     log = DailyLog(log_dir / f"{today}.log", echo=opts["verbose"] or sys.stdout.isatty())
-    run = Run(repo, cfg, log, **plan)
+    dates = rundate.date_range(since, day) if since else [day]
+    plan = {"names": good if names else known, "broken": broken, "dates": dates, "wait": wait}
+    run = Cron(repo, cfg, log, **plan, config=[*config, *opts["config"]])
     os.environ[jobs.RUN_ID_ENV] = run.run_id  # the workflow's account names this run
-    span = "..".join(dict.fromkeys([run.dates[0], run.dates[-1]]))
     log.note(
-        f"run {run.run_id[:8]} started: {len(good if names else known) + len(broken)} recipe(s) "
-        f"for {span}, warehouse {cfg['warehouse']}, by {jobs.user_at_host()} in {repo}"
+        f"run {run.run_id[:8]} started: {len(run.names) + len(broken)} recipe(s) for "
+        f"{'..'.join(dict.fromkeys([dates[0], dates[-1]]))}, warehouse {cfg['warehouse']}, "
+        f"by {jobs.user_at_host()} in {repo}"
     )
     if filled:
         log.note(f"environment: set {', '.join(filled)} (not given)")
@@ -573,28 +434,24 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
     if loaded := load_env_file(env_file, os.environ):  # type: ignore[arg-type]
         log.note(f"credentials: {len(loaded)} setting(s) read from {env_file.name}")
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-        signal.signal(signum, run.runner.handle)
-
-    def body() -> int:
-        started = time.time()
-        result = run.summarize(*run.execute(), started)
-        if opts["json"]:
-            print(json.dumps(result, indent=2))
-        if removed := prune_logs(log_dir, today, keep_days):
-            log.note(f"deleted {len(removed)} cron log(s) older than {keep_days} days")
-        return result["exit"]
-
+        signal.signal(signum, run.handle)
     try:
-        return run.locked(body)
+        with run.cron_lock():
+            result = run.run()
+            if opts["json"]:
+                print(json.dumps(result, indent=2))
+            if removed := prune_logs(log_dir, today, keep_days):
+                log.note(f"deleted {len(removed)} cron log(s) older than {keep_days} days")
+            return result["exit"]
     except Busy as busy:
         log.note(f"gave up: {busy}; nothing was run (exit {EXIT_BUSY})")
         print(f"{PROG}: {busy}; nothing was run. Log: {log.path}", file=sys.stderr)
         return EXIT_BUSY
     except Interrupted as stop:
-        log.note(f"interrupted by {stop}; exit {128 + stop.signum}")
-        return 128 + stop.signum
+        log.note(f"interrupted by {signal.Signals(stop.args[0]).name}; exit {128 + stop.args[0]}")
+        return 128 + stop.args[0]
     finally:
-        log.close()
+        log.file.close()
 
 
 _EPILOG = """\b
@@ -610,54 +467,50 @@ Examples:
 \b
 Exit status: 0 every recipe-day succeeded; 1 one failed; 2 bad input;
 75 another run kept the folder busy for longer than --wait (nothing was run).
+More: docs/operations.md.
 """
-_OPTIONS = [  # (flags, click settings, help)
-    (("--since",), {"metavar": "YYYYMMDD"}, "Catch up: run every day from this one to today."),
-    (("--date",), {"metavar": "YYYYMMDD"}, "The run date (default: today in the configured zone)."),
-    (
-        ("--wait",),
-        {"metavar": "DURATION"},
-        "How long to wait for another run: 30m, 2h or 0 (default: config cron.wait).",
-    ),
-    (
-        ("--keep-logs-days",),
-        {"type": click.IntRange(min=1), "metavar": "N"},
-        "Delete cron logs older than N days (default: config).",
-    ),
-    (
-        ("--config",),
-        {"multiple": True, "metavar": "KEY=VALUE"},
-        "Passed to Snakemake's --config (repeatable).",
-    ),
-    (
-        ("-v", "--verbose"),
-        {"is_flag": True},
-        "Also print everything to the terminal (default when it is one).",
-    ),
-    (
-        ("--report",),
-        {"is_flag": False, "flag_value": "yesterday", "metavar": "DAY"},
-        "Print the runs logged on DAY (YYYYMMDD, today or yesterday; default yesterday) and exit.",
-    ),
-    (("--json",), {"is_flag": True}, "Also print the run's (or --report's) results as JSON."),
-    (("--repo",), {"metavar": "DIR"}, "The workflow folder (default: as for run)."),
-]
 
 
 @click.command("cron", context_settings=CONTEXT, epilog=_EPILOG)
 @click.argument("recipes", nargs=-1)
+@click.option("--since", metavar="YYYYMMDD", help="Catch up: run every day from this one to today.")
+@click.option("--date", metavar="YYYYMMDD", help="The run date (default: today in `timezone`).")
+@click.option("--wait", metavar="DURATION", help="How long to wait for another run: 30m, 2h, 0.")
+@click.option(
+    "--keep-logs-days",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Delete cron logs older than N days.",
+)
+@click.option(
+    "--config",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Passed to Snakemake's --config (repeatable).",
+)
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Also print everything to the terminal (default when it is one).",
+)
+@click.option(
+    "--report",
+    is_flag=False,
+    flag_value="yesterday",
+    metavar="DAY",
+    help="Print the runs logged on DAY (YYYYMMDD, today or yesterday: default) and exit.",
+)
+@click.option("--json", is_flag=True, help="Also print the run's (or --report's) results as JSON.")
+@click.option("--repo", metavar="DIR", help="The workflow folder (default: as for run).")
 @click.pass_obj
 def command(obj: dict | None, repo: str | None, **opts: Any) -> int:
     """The unattended daily run: every recipe (or those named) for today, through Snakemake.
 
-    One log per day under logs/cron/; success prints nothing (cron mails only
-    failures); the summary says per recipe and day: queried, cached, skipped or failed.
+    One log per day under logs/cron/; success prints nothing (cron mails only failures).
+    --wait and --keep-logs-days default to config/config.yaml's `cron:` settings.
     """
     return run_cron(Path((obj or {}).get("repo") or find_repo(repo)), opts)
-
-
-for _flags, _settings, _help in _OPTIONS:
-    click.option(*_flags, help=_help, **_settings)(command)
 
 
 def main(argv: list[str] | None = None, repo: Path | None = None) -> int:
