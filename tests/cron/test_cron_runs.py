@@ -184,12 +184,13 @@ def test_next_run_completes_after_a_run_killed_mid_query(cron_repo):
     repo = cron_repo
     folder = repo.copy.add_recipe("slow", sql=SLOW_SQL)
     killed = repo.start("slow", new_session=True)
-    extract_log = repo.root / "logs" / "slow" / repo.today / "redshift_extract.log"
-    repo.wait_for(
-        lambda: extract_log.exists() and "querying" in extract_log.read_text(),
-        what="the query to start",
+    day_dir = repo.copy.leads("slow", repo.today).parent
+    repo.wait_for(  # the kill lands while the half-written extract exists
+        lambda: day_dir.is_dir() and any(day_dir.glob(".leads.parquet.*.tmp")),
+        what="the extract to be half-written",
     )
     os.killpg(killed.pid, signal.SIGKILL)
+    assert any(day_dir.glob(".leads.parquet.*.tmp"))
     killed.communicate(timeout=30)
     assert not repo.copy.marker("slow", repo.today).exists(), "no marker without complete data"
     assert any((repo.root / ".snakemake" / "locks").glob("*.lock"))  # what the kill leaves
@@ -203,7 +204,6 @@ def test_next_run_completes_after_a_run_killed_mid_query(cron_repo):
     record = json.loads(repo.copy.marker("slow", repo.today).read_text())
     assert record["rows"] == 7
     assert pq.read_metadata(repo.copy.leads("slow", repo.today)).num_rows == 7
-    day_dir = repo.copy.leads("slow", repo.today).parent
     assert not [p.name for p in day_dir.iterdir() if p.name.endswith(".tmp")]
 
 
