@@ -34,8 +34,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DAY = "20250512"
 FLOOR_SNAKEFILE = """
-NAMES = config["names"].split(",")
-DAYS = config["days"].split(",")
+NAMES = str(config["names"]).split(",")
+DAYS = str(config["days"]).split(",")
 
 
 rule all:
