@@ -1,6 +1,7 @@
 # Helpers for the rules: configuration, recipe selection, run dates, targets,
 # and the one mechanism that makes Snakemake re-query a marker that no longer
-# counts. Everything here runs at parse time (dry runs too), so it only reads.
+# counts. What runs at parse and DAG time (dry runs too) only reads; the
+# kept pairs are written only in onstart and at exit of a real run (cache.py).
 import atexit
 import functools
 import os
@@ -130,7 +131,8 @@ def latest_date(name):
 
 def latest_analysis_input():
     """latest.csv's input: a plain pattern when every recipe points at this run's
-    last date (the daily case: no input function to call per recipe), else a function."""
+    last date (the daily case: no input function to call per recipe), else a function.
+    """
     if all(latest_date(name) == max(DATES) for name in SELECTED):
         return layout.analysis_path(RESULTS, "{recipe}", max(DATES))
     return lambda wildcards: layout.analysis_path(
