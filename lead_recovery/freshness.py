@@ -44,11 +44,6 @@ class Decision:
     force: bool  # marker and cache exist, so only forcing makes Snakemake rerun
     restore: bool = False  # the pair that counts is the one kept from an interrupted run
 
-    def describe(self) -> str:
-        if self.counts:
-            return "kept extract counts (restored, no query)" if self.restore else "marker counts"
-        return self.reason
-
 
 def _fmt(moment: datetime, tz: tzinfo | None) -> str:
     shown = moment.astimezone(tz) if tz is not None else moment.astimezone()

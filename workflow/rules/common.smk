@@ -141,7 +141,6 @@ def latest_analysis_input():
 
 
 _DECIDED = {}
-_FOUND = {}
 _ON_CLI = []
 
 
@@ -184,7 +183,6 @@ def marker_decision(name, day):
             tz=TZ,
         )
         _DECIDED[key] = decision
-        _FOUND[key] = found
         when = (
             found.queried_at.isoformat(timespec="seconds") if decision.counts else None
         )
