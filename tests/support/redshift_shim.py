@@ -371,6 +371,17 @@ class Shim:
                 client.sendall(out)
 
 
+def stop_process(proc: subprocess.Popen) -> None:
+    """Stop a test server process: SIGTERM, then SIGKILL after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class ShimProcess:
     """The shim in its own Python process, controlled by signals."""
 
@@ -424,13 +435,7 @@ class ShimProcess:
         return int(line.split()[1])
 
     def stop(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        stop_process(self._proc)
         self._proc.stdout.close()
 
     def __enter__(self) -> ShimProcess:

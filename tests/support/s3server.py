@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.support.redshift_shim import stop_process
+
 
 def _free_port() -> int:
     with socket.socket() as sock:
@@ -90,13 +92,8 @@ class S3Server:
         return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
+        if self._proc is not None:
+            stop_process(self._proc)
         self._proc = None
 
     def __enter__(self) -> S3Server:
