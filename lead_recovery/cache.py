@@ -13,9 +13,12 @@ times) in ``results/<r>/<d>/.kept/``. Whoever comes next *settles* the day:
   kept pair is put back, byte for byte, then dropped.
 
 A kept entry is ``<id>.parquet`` then ``<id>.marker`` (marker last), so a kill
-while keeping leaves an entry without a marker, which is ignored. Everything
+while keeping leaves an entry without a marker, which is ignored. The id
+starts with the marker's mtime (newest wins) and ends with the run id: a run
+settles only its own entries (and abandoned ones a day old), so run B ending
+never drops what run A kept for a query A has not run yet. Everything
 that changes a day's pair does it under the day's query lock, which is shared
-by every checkout that shares the marker folder.
+by every checkout that shares the marker folder: the day's lease (lease.py).
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from lead_recovery import atomic
+from lead_recovery import atomic, jobs, lease
 
-LOCKS = ".locks"
+ABANDONED_S = 24 * 3600  # a killed run's kept entries: dropped by whoever settles next day
 
 
 @dataclass(frozen=True)
@@ -38,20 +42,13 @@ class Kept:
     marker: Path
 
 
-def lock_path(marker: str | Path) -> Path:
-    marker = Path(marker)
-    return marker.parent / LOCKS / f"{marker.name}.lock"
-
-
 @contextlib.contextmanager
-def day_lock(marker: str | Path, timeout: float) -> Iterator[None]:
-    """Hold the day's query lock; raises ``filelock.Timeout`` after ``timeout`` s."""
-    from filelock import FileLock
-
-    path = lock_path(marker)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(path, timeout=timeout):
-        yield
+def day_lock(
+    marker: str | Path, timeout: float, ttl_s: float = lease.DEFAULT_TTL_S, what: str = ""
+) -> Iterator[lease.Lease]:
+    """Hold the day's lease; raises :class:`lease.LeaseTimeout` after ``timeout`` s."""
+    with lease.held(marker, timeout_s=timeout, ttl_s=ttl_s, what=what or Path(marker).name) as held:
+        yield held
 
 
 def complete(leads: str | Path, marker: str | Path) -> bool:
@@ -81,7 +78,7 @@ def keep(leads: str | Path, marker: str | Path, directory: str | Path) -> Kept |
     if not complete(leads, marker):
         return None
     info = os.stat(marker)  # never read: a marker on shared ground may be a pipe
-    name = f"{info.st_mtime_ns:020d}-{info.st_ino}-{info.st_size}"
+    name = f"{info.st_mtime_ns:020d}-{info.st_ino}-{info.st_size}-{jobs.run_id() or 'none'}"
     entry = Kept(Path(directory) / f"{name}.parquet", Path(directory) / f"{name}.marker")
     if not entry.marker.is_file():
         atomic.link_over(leads, entry.leads)
@@ -96,7 +93,8 @@ def put_back(entry: Kept, leads: str | Path, marker: str | Path) -> None:
 
 
 def settle(leads: str | Path, marker: str | Path, directory: str | Path) -> str | None:
-    """End of a run: put the kept pair back if the day's pair is incomplete, then drop it.
+    """End of a run: put the kept pair back if the day's pair is incomplete, then drop
+    this run's entries (another run's may still be needed by its own query).
 
     Returns ``"restored"`` when a kept pair was put back, ``"dropped"`` when the
     kept links were no longer needed, ``None`` when nothing was kept.
@@ -109,7 +107,13 @@ def settle(leads: str | Path, marker: str | Path, directory: str | Path) -> str 
         if entries:
             put_back(entries[0], leads, marker)
             outcome = "restored"
-    shutil.rmtree(directory, ignore_errors=True)
+    ours, now = f"-{jobs.run_id() or 'none'}.", time.time()
+    for entry in Path(directory).iterdir():
+        with contextlib.suppress(OSError):
+            if ours in entry.name or now - entry.lstat().st_ctime > ABANDONED_S:
+                entry.unlink()
+    with contextlib.suppress(OSError):
+        os.rmdir(directory)  # only when empty
     return outcome
 
 

@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from filelock import Timeout
 
 from lead_recovery import atomic, cache, freshness, jobs, layout, markers, rundate
 from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.lease import Lease, LeaseTimeout
 from lead_recovery.recipes import Recipe, sql_sha256
-from lead_recovery.rundate import to_date
+from lead_recovery.rundate import parse_duration, to_date
 from lead_recovery.warehouse import Warehouse, open_warehouse
 
 log = logging.getLogger("lead_recovery")
@@ -51,6 +51,7 @@ def extract(
     leads_out: str | Path,
     marker_out: str | Path,
     kept_dir: str | Path,
+    claim: Lease | None = None,
 ) -> dict[str, Any]:
     """Query, then keep the new pair, then publish it (extract first, marker last).
 
@@ -100,6 +101,8 @@ def extract(
             record["extract"] = {k: v for k, v in how.items() if k not in ("rows", "complete")}
         marker_tmp = atomic.temp_beside(marker_out)
         atomic.write_bytes(marker_tmp, markers.render(record), mode=markers.MODE)
+        if claim is not None:
+            claim.check()  # a run that lost its lease (expired, taken over) publishes nothing
         cache.keep(leads_tmp, marker_tmp, kept_dir)
         os.replace(leads_tmp, leads_out)
         os.replace(marker_tmp, marker_out)
@@ -142,12 +145,14 @@ def run_job(
     """
     leads_out, marker_out = Path(leads_out), Path(marker_out)
     kept_dir = layout.kept_dir(config["results_dir"], recipe.name, run_date)
-    settings = config.get("redshift") or {}
-    wait = int(settings.get("statement_timeout_s") or 3600) + 600
+    wait = parse_duration(config.get("lock_timeout") or "70m").total_seconds()
+    ttl = parse_duration(config.get("lease_ttl") or "2m").total_seconds()
     started = time.time()
     run = rundate.resolve(config.get("date"), config.get("timezone"), config.get("day_starts_at"))
     try:
-        with cache.day_lock(marker_out, timeout=wait):
+        with cache.day_lock(
+            marker_out, timeout=wait, ttl_s=ttl, what=f"recipe {recipe.name} {run_date}"
+        ) as claim:
             if _written_meanwhile(leads_out, marker_out, started):
                 log.info(
                     "recipe %s %s: another run queried it while this one waited; keeping its "
@@ -184,12 +189,11 @@ def run_job(
             except LeadRecoveryError as err:
                 raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
             try:
-                record = extract(recipe, run_date, warehouse, leads_out, marker_out, kept_dir)
+                record = extract(
+                    recipe, run_date, warehouse, leads_out, marker_out, kept_dir, claim
+                )
             finally:
                 warehouse.close()
             return {"outcome": "queried", **record}
-    except Timeout:
-        raise LeadRecoveryError(
-            f"recipe '{recipe.name}': another run has held the query lock for over {wait} s "
-            f"({cache.lock_path(marker_out)})"
-        ) from None
+    except LeaseTimeout as err:
+        raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None

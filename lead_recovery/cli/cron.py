@@ -36,6 +36,7 @@ from lead_recovery import recipes as lr_recipes
 from lead_recovery.account import STATES
 from lead_recovery.cli.common import CONTEXT, UsageError, find_repo, invoke, table
 from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.lease import LeaseTimeout
 
 PROG, PROFILE, TAG = "lead-recovery cron", "profiles/cron", "cron["
 EXIT_OK, EXIT_FAILED, EXIT_BUSY = 0, 1, 75  # 75 = EX_TEMPFAIL: busy for longer than `wait`
@@ -203,7 +204,7 @@ def clean_temporaries(cfg: dict[str, Any], names: list[str], dates: list[str]) -
                 *marker.parent.glob(f".{marker.name}.*{atomic.TEMP_SUFFIX}"),
             ]
             if extract:
-                with contextlib.suppress(Timeout), cache.day_lock(marker, timeout=0):
+                with contextlib.suppress(LeaseTimeout), cache.day_lock(marker, timeout=0):
                     for path in extract:
                         path.unlink(missing_ok=True)
                         removed += 1

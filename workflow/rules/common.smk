@@ -8,13 +8,13 @@ import os
 import sys
 from pathlib import Path
 
-from filelock import Timeout
 from snakemake.logging import logger
 
 from lead_recovery import account, cache, freshness, jobs, layout, markers, rundate
 from lead_recovery import config as lr_config
 from lead_recovery import recipes as lr_recipes
 from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.lease import LeaseTimeout
 
 
 def _stop(err):
@@ -298,8 +298,8 @@ def keep_before_extracts_run():
         try:
             with cache.day_lock(marker, timeout=10):
                 cache.keep(leads, marker, layout.kept_dir(RESULTS, name, day))
-        except Timeout:
-            logger.warning(f"{name} {day}: another run holds the query lock; not kept")
+        except LeaseTimeout:
+            logger.warning(f"{name} {day}: another run holds the query lease; not kept")
 
 
 def _settle(name, day):
@@ -311,7 +311,7 @@ def _settle(name, day):
     try:
         with cache.day_lock(marker, timeout=10):
             return cache.settle(layout.leads_path(RESULTS, name, day), marker, kept)
-    except Timeout:
+    except LeaseTimeout:
         return None  # a run that is querying it now settles it
 
 
