@@ -51,6 +51,20 @@ def day_lock(
         yield held
 
 
+def temporaries(leads: str | Path, marker: str | Path) -> list[Path]:
+    """What a killed writer of this pair left (:data:`atomic.TEMP_GLOB`).
+
+    Only the holder of the day's lease may remove them: every writer of the
+    pair holds it, on every host sharing the store, so under the lease none is
+    work in progress.
+    """
+    leads, marker = Path(leads), Path(marker)
+    return [
+        *leads.parent.glob(f".{leads.name}.*{atomic.TEMP_SUFFIX}"),
+        *marker.parent.glob(f".{marker.name}.*{atomic.TEMP_SUFFIX}"),
+    ]
+
+
 def complete(leads: str | Path, marker: str | Path) -> bool:
     return os.path.isfile(leads) and os.path.isfile(marker)
 

@@ -153,6 +153,8 @@ def run_job(
         with cache.day_lock(
             marker_out, timeout=wait, ttl_s=ttl, what=f"recipe {recipe.name} {run_date}"
         ) as claim:
+            for left in cache.temporaries(leads_out, marker_out):  # a killed writer's
+                left.unlink(missing_ok=True)
             if _written_meanwhile(leads_out, marker_out, started):
                 log.info(
                     "recipe %s %s: another run queried it while this one waited; keeping its "

@@ -199,10 +199,7 @@ def clean_temporaries(cfg: dict[str, Any], names: list[str], dates: list[str]) -
         for day in dates:
             marker = Path(markers.marker_path(cfg["marker_dir"], name, day))
             folder = Path(layout.day_dir(cfg["results_dir"], name, day))
-            extract = [
-                *folder.glob(f".leads.parquet.*{atomic.TEMP_SUFFIX}"),
-                *marker.parent.glob(f".{marker.name}.*{atomic.TEMP_SUFFIX}"),
-            ]
+            extract = cache.temporaries(layout.leads_path(cfg["results_dir"], name, day), marker)
             if extract:
                 with contextlib.suppress(LeaseTimeout), cache.day_lock(marker, timeout=0):
                     for path in extract:

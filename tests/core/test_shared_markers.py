@@ -18,10 +18,12 @@ SLOW_SQL = """
 """
 
 
-def test_two_checkouts_sharing_markers_query_once(workflow, tmp_path):
+def test_checkouts_sharing_markers_started_together_query_once(workflow, tmp_path):
     workflow.add_recipe("slow_count", sql=SLOW_SQL)
-    other = tmp_path / "other"
-    shutil.copytree(workflow.root, other)
+    roots = [workflow.root]
+    for i in range(3):
+        roots.append(tmp_path / f"clone{i}")
+        shutil.copytree(workflow.root, roots[-1])
     shared = tmp_path / "shared"
     config = [
         "--config",
@@ -40,19 +42,22 @@ def test_two_checkouts_sharing_markers_query_once(workflow, tmp_path):
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for root in (workflow.root, other)
+        for root in roots
     ]
     outputs = [run.communicate(timeout=300)[0] for run in runs]
 
-    assert [run.returncode for run in runs] == [0, 0], outputs
-    # Both runs were in the extract job at once (each found no marker when it started,
-    # so each ran the job): one queried, the other waited on the lock and kept its result.
-    # Without that overlap the test proves nothing, so it fails.
+    assert [run.returncode for run in runs] == [0] * 4, outputs
+    # Every run was in the extract job at once (each found no marker when it started,
+    # so each ran the job): one queried, the others waited on its lease and kept its
+    # result. Without that overlap the test proves nothing, so it fails.
     outcomes = [
         json.loads((root / "logs/slow_count/20250512/redshift_extract.outcome.json").read_text())
-        for root in (workflow.root, other)
+        for root in roots
     ]
-    assert sorted(o["outcome"] for o in outcomes) == ["cached", "queried"], outcomes
+    assert sorted(o["outcome"] for o in outcomes) == ["cached"] * 3 + ["queried"], outcomes
+    assert all("LockException" not in out for out in outputs)
+    waited = [out for out in outputs if "recipe slow_count 20250512: waiting for" in out]
+    assert len(waited) >= 1, outputs  # a waiting run says whom it waits for
     marker = json.loads(
         (shared / "markers/redshift_queried_slow_count_20250512.marker").read_text()
     )
