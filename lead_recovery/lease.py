@@ -146,6 +146,17 @@ def current(marker: str | Path, store: Store | None = None) -> Holder | None:
     return _parse(store.read(_path(where, generations[-1])), generations[-1])
 
 
+def live(marker_dir: str | Path, store: Store | None = None) -> dict[str, Holder]:
+    """Every live lease under ``marker_dir``, by the name of the marker it is for."""
+    store = store or LocalStore()
+    found = {}
+    for name in store.names(f"{marker_dir}/{LEASES}"):
+        holder = current(Path(marker_dir) / name, store)
+        if is_live(holder):
+            found[name] = holder
+    return found
+
+
 def _render(holder: Holder) -> bytes:
     record = asdict(holder)
     record.pop("generation")

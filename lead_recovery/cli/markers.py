@@ -37,7 +37,7 @@ from typing import Any
 
 import click
 
-from lead_recovery import cache, freshness, jobs, layout, markers, recipes, rundate
+from lead_recovery import cache, freshness, jobs, layout, lease, markers, recipes, rundate
 from lead_recovery import config as lr_config
 from lead_recovery.cli.common import (
     CONTEXT,
@@ -289,6 +289,20 @@ def describe(ctx: Context, marker: Marker) -> dict[str, Any]:
     }
 
 
+def _lease(ctx: Context, holder: lease.Holder | None) -> dict[str, Any] | None:
+    """A live lease as ``list`` shows it: who is querying the day now, until when."""
+    if holder is None:
+        return None
+    return {
+        "held_by": holder.describe(),
+        "owner": holder.owner,
+        "pid": holder.pid,
+        "run_id": holder.run_id,
+        "renewed_at": holder.renewed_at,
+        "expires_at": holder.expires_at,
+    }
+
+
 def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
     name = ctx.recipe_name(args.recipe) if args.recipe is not None else None
     day = ctx.day(args.date) if args.date is not None else None
@@ -296,6 +310,30 @@ def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
     if day is not None:
         found = [m for m in found if m.run_date == day]
     rows = [describe(ctx, m) for m in found]
+    leases = {
+        held: holder
+        for held, holder in lease.live(ctx.marker_dir).items()
+        if (parsed := markers.parse_marker_name(held))
+        and (name is None or parsed[0] == name)
+        and (day is None or parsed[1] == day)
+    }
+    for row in rows:
+        holder = leases.pop(Path(row["path"]).name, None)
+        row["lease"] = _lease(ctx, holder)
+    for held, holder in sorted(leases.items()):  # a first query in progress: no marker yet
+        recipe, run_date = markers.parse_marker_name(held)
+        rows.append(
+            {
+                "recipe": recipe,
+                "run_date": run_date,
+                "current_run_date": run_date == ctx.today,
+                "format": "none",
+                "counts": None,
+                "reason": "being queried",
+                "path": str(Path(ctx.marker_dir) / held),
+                "lease": _lease(ctx, holder),
+            }
+        )
     if args.json:
         print_json(rows)
         return OK
@@ -313,11 +351,12 @@ def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
             r["recipe"],
             r["run_date"] + ("*" if r["current_run_date"] else ""),
             r["format"],
-            r["queried_at"] or "-",
-            "-" if r["rows"] is None else str(r["rows"]),
-            _age(r["age_s"]),
-            "present" if r["cache_present"] else "missing",
-            _status(r["counts"], r["reason"] or ""),
+            r.get("queried_at") or "-",
+            "-" if r.get("rows") is None else str(r["rows"]),
+            _age(r.get("age_s")),
+            "present" if r.get("cache_present") else "missing",
+            _status(r["counts"], r["reason"] or "")
+            + (f"; QUERYING NOW by {r['lease']['held_by']}" if r["lease"] else ""),
         )
         for r in rows
     ]

@@ -11,7 +11,7 @@ import os
 import pyarrow.parquet as pq
 import pytest
 
-from lead_recovery import markers, recipes
+from lead_recovery import lease, markers, recipes
 
 RECIPE = "simulation_to_handoff"
 DAY = "20250512"  # the run date of the pinned clock (conftest.NOW)
@@ -217,6 +217,24 @@ def test_global_ttl_from_the_config(workflow, helper, cache, set_config):
 
     assert counts.rstrip().endswith("COUNTS")
     assert "NO: expired at 2025-05-12T11:00:00+00:00 (marker_ttl 3h)" in later.row(RECIPE, DAY)
+
+
+def test_list_shows_who_is_querying_now(workflow, helper, cache):
+    json_marker(workflow)
+    cache(RECIPE)
+    other = "manual_leads_2"
+    first = workflow.root / markers.marker_path("results/markers", other, DAY)
+    with lease.held(workflow.marker(RECIPE, DAY), timeout_s=1), lease.held(first, timeout_s=1):
+        shown = helper("list")
+        as_json = json.loads(helper("list", "--json").stdout)
+    assert shown.returncode == 0, shown.output
+    holder = f"pid {os.getpid()}"
+    assert "QUERYING NOW by" in shown.row(RECIPE, DAY) and holder in shown.row(RECIPE, DAY)
+    assert "being queried" in shown.row(other, DAY)  # its first query: no marker yet
+    leases = {(r["recipe"], r["lease"]["pid"]) for r in as_json if r["lease"]}
+    assert leases == {(RECIPE, os.getpid()), (other, os.getpid())}
+    after = json.loads(helper("list", "--json").stdout)
+    assert [r["lease"] for r in after] == [None]  # released: nobody is querying
 
 
 # --------------------------------------------------------------------------- check
