@@ -100,7 +100,7 @@ def extract(
             record["path"] = how.pop("path", None)
             record["extract"] = {k: v for k, v in how.items() if k not in ("rows", "complete")}
         marker_tmp = atomic.temp_beside(marker_out)
-        atomic.write_bytes(marker_tmp, markers.render(record), mode=markers.MODE)
+        atomic.write_bytes(marker_tmp, markers.render(record))
         if claim is not None:
             claim.check()  # a run that lost its lease (expired, taken over) publishes nothing
         cache.keep(leads_tmp, marker_tmp, kept_dir)

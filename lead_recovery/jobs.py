@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from lead_recovery import atomic, rundate
+from lead_recovery import atomic, rundate, store
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.rundate import RunDate
 
@@ -105,6 +105,10 @@ def run(snakemake: Any, work: Callable[[Any], dict[str, Any] | None]) -> None:
     included); the console gets the one-line story. What the job did is
     recorded beside its log for the end-of-run account.
     """
+    try:
+        store.share(snakemake.config)  # a job on another host creates files like ours
+    except LeadRecoveryError as err:
+        sys.exit(f"lead-recovery: error: {err}")
     log_file = str(snakemake.log[0]) if snakemake.log else None
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.INFO)

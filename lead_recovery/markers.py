@@ -22,7 +22,6 @@ from lead_recovery import atomic
 
 PREFIX = "redshift_queried_"
 SUFFIX = ".marker"
-MODE = 0o644
 _NAME_RE = re.compile(r"^redshift_queried_(?P<recipe>.+)_(?P<date>\d{8})\.marker$")
 
 
@@ -48,7 +47,7 @@ def render(record: dict[str, Any]) -> bytes:
 
 def write_marker(path: str | Path, record: dict[str, Any]) -> None:
     """Write ``record`` as JSON so that readers see the old file or the whole new one."""
-    atomic.write_bytes(path, render(record), mode=MODE)
+    atomic.write_bytes(path, render(record))  # the store's umask: store.share
 
 
 @dataclass

@@ -10,12 +10,15 @@ once against this interface.
 from __future__ import annotations
 
 import errno
+import grp
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Protocol
 
 from lead_recovery import atomic
+from lead_recovery.errors import LeadRecoveryError
 
 SMALL = 64 * 1024  # leases and markers are a few hundred bytes; read no more than this
 
@@ -83,3 +86,35 @@ class LocalStore:
             return os.listdir(folder)
         except (FileNotFoundError, NotADirectoryError):
             return []
+
+
+def share(config: Mapping[str, object]) -> None:
+    """Make what this process (and its jobs, which inherit the umask) creates shareable.
+
+    Extracts hold names and phone numbers: by default (``store_umask: 007``)
+    files are 660 and folders 770, for the team and nobody else. With
+    ``store_group`` the top folders belong to that group and carry the setgid
+    bit, so every file and folder below them does too, whoever creates it.
+    """
+    os.umask(int(str(config.get("store_umask") or "007"), 8))
+    group = config.get("store_group")
+    if not group:
+        return
+    try:
+        gid = grp.getgrnam(str(group)).gr_gid
+    except KeyError:
+        raise LeadRecoveryError(f"store_group {group!r} is not a group on this machine") from None
+    for key in ("results_dir", "marker_dir", "logs_dir"):
+        folder = Path(str(config[key]))
+        folder.mkdir(parents=True, exist_ok=True)
+        info = folder.stat()
+        if info.st_gid == gid and info.st_mode & stat.S_ISGID:
+            continue
+        try:
+            os.chown(folder, -1, gid)
+            os.chmod(folder, stat.S_IMODE(info.st_mode) | stat.S_ISGID | 0o070)
+        except PermissionError:
+            raise LeadRecoveryError(
+                f"store_group {group!r}: cannot give {folder}/ to that group "
+                "(its owner, or root, must do it once: chgrp and chmod g+ws)"
+            ) from None

@@ -10,7 +10,16 @@ from pathlib import Path
 
 from snakemake.logging import logger
 
-from lead_recovery import account, cache, freshness, jobs, layout, markers, rundate
+from lead_recovery import (
+    account,
+    cache,
+    freshness,
+    jobs,
+    layout,
+    markers,
+    rundate,
+    store,
+)
 from lead_recovery import config as lr_config
 from lead_recovery import recipes as lr_recipes
 from lead_recovery.errors import LeadRecoveryError
@@ -290,6 +299,10 @@ def keep_before_extracts_run():
     the run puts back when a new query failed or was killed. Hard links: no
     data is copied, and a run with nothing to do never gets here.
     """
+    try:
+        store.share(config)  # umask and group of what this run and its jobs create
+    except LeadRecoveryError as err:
+        _stop(err)
     for name, day in _DECIDED:
         marker = markers.marker_path(MARKER_DIR, name, day)
         leads = layout.leads_path(RESULTS, name, day)
