@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC
 
-from lead_recovery import jobs, layout, markers
+from lead_recovery import history, jobs, layout, markers, rundate
 
 STATES = ("queried", "cached", "skipped", "failed")
 
@@ -29,6 +30,9 @@ class Line:
     day: str
     state: str  # one of STATES
     detail: str
+    rows: int | None = None
+    seconds: float | None = None  # warehouse time: spent (queried) or spared (cached)
+    warehouse: str | None = None
 
     def __str__(self) -> str:
         if self.state == "failed":
@@ -69,21 +73,32 @@ def extract_line(
             failure += "; the previous extract and marker were kept"
         return Line(recipe, day, "failed", failure)
     if outcome is not None and outcome.get("status") == "ok" and outcome.get("queried_at"):
+        facts = _facts(outcome)
         if outcome.get("outcome") == "queried":
             rows = outcome.get("rows")
-            return Line(
-                recipe, day, "queried", f"{rows} rows, {_seconds(outcome.get('duration_s'))}"
-            )
+            detail = f"{rows} rows, {_seconds(outcome.get('duration_s'))}"
+            return Line(recipe, day, "queried", detail, **facts)
         how = "put back after an interrupted run" if outcome.get("outcome") == "restored" else ""
         when = f"queried at {outcome['queried_at']}"
-        return Line(recipe, day, "cached", f"{when}; {how}" if how else when)
+        return Line(recipe, day, "cached", f"{when}; {how}" if how else when, **facts)
     path = markers.marker_path(marker_dir, recipe, day)
     found = markers.read_marker(path) if _exists(path) else None
     if decided_query and outcome is None:
         return Line(recipe, day, "failed", "not run: the run stopped before this query")
     if found is None or found.queried_at is None:
         return Line(recipe, day, "failed", f"no complete extract and marker ({path})")
-    return Line(recipe, day, "cached", f"queried at {found.queried_at.isoformat()}")
+    detail = f"queried at {found.queried_at.isoformat()}"
+    return Line(recipe, day, "cached", detail, **_facts(found.record))
+
+
+def _facts(record: dict) -> dict:
+    """Rows, warehouse seconds and warehouse of a marker (or a job's copy of one)."""
+    rows, seconds = record.get("rows"), record.get("duration_s")
+    return {
+        "rows": rows if isinstance(rows, int) and not isinstance(rows, bool) else None,
+        "seconds": float(seconds) if isinstance(seconds, int | float) else None,
+        "warehouse": record.get("warehouse") if isinstance(record.get("warehouse"), str) else None,
+    }
 
 
 def analysis_failure(recipe: str, day: str, logs_dir: str) -> Line | None:
@@ -108,3 +123,24 @@ def render(lines: Iterable[Line]) -> list[str]:
         + f"; {counts['cached']} quer{'ies' if counts['cached'] != 1 else 'y'} avoided"
     )
     return [str(line) for line in lines] + [total]
+
+
+def events(lines: Iterable[Line]) -> list[history.Event]:
+    """The account as history events (history.py), stamped now, with who ran it."""
+    at = rundate.now().astimezone(UTC).isoformat(timespec="seconds")  # LEAD_RECOVERY_NOW too
+    who, run = jobs.user_at_host(), jobs.run_id()
+    return [
+        history.Event(
+            at=at,
+            recipe=line.recipe,
+            run_date=line.day,
+            decision=line.state,
+            reason=line.detail,
+            rows=line.rows,
+            seconds=line.seconds,
+            warehouse=line.warehouse,
+            user_at_host=who,
+            run_id=run,
+        )
+        for line in lines
+    ]

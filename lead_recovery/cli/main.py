@@ -23,7 +23,7 @@ import click
 
 from lead_recovery import config as lr_config
 from lead_recovery import recipes, rundate
-from lead_recovery.cli import cron, markers
+from lead_recovery.cli import cron, markers, report
 from lead_recovery.cli.common import CONTEXT, UsageError, find_repo, invoke, repo_option
 
 PROG = "lead-recovery"
@@ -35,6 +35,7 @@ Examples:
   lead-recovery run --since 20250501 -n              what a catch-up would run
   lead-recovery markers list
   lead-recovery cron                                 the unattended daily run
+  lead-recovery report --since 30d                   what the markers saved
 
 Each command has its own --help. Run it as .venv/bin/lead-recovery (after
 `make run` once), or activate the venv first: . .venv/bin/activate
@@ -151,6 +152,7 @@ def snakemake_command(
 
 cli.add_command(markers.cli, "markers")
 cli.add_command(cron.command, "cron")
+cli.add_command(report.command, "report")
 
 
 def main(argv: list[str] | None = None) -> int:

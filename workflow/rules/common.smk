@@ -14,6 +14,7 @@ from lead_recovery import (
     account,
     cache,
     freshness,
+    history,
     jobs,
     layout,
     markers,
@@ -368,7 +369,9 @@ def at_exit():
     if workflow.executor_plugin is None or workflow.dryrun:
         return  # a dry run, --lint, --list...: nothing ran, nothing to settle
     try:
-        text = account.render(account_lines())
+        lines = account_lines()
+        text = account.render(lines)
+        history.write(MARKER_DIR, account.events(lines), jobs.run_id())
     except Exception as err:  # the account must never hide Snakemake's own exit
         text = [f"lead-recovery: no account of this run ({type(err).__name__}: {err})"]
     print(
