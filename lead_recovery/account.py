@@ -134,7 +134,9 @@ def events(lines: Iterable[Line]) -> list[history.Event]:
             at=at,
             recipe=line.recipe,
             run_date=line.day,
-            decision=line.state,
+            decision="suspect"
+            if line.state == "failed" and "suspect: " in line.detail
+            else line.state,
             reason=line.detail,
             rows=line.rows,
             seconds=line.seconds,

@@ -17,7 +17,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from lead_recovery import atomic, cache, freshness, jobs, layout, markers, rundate
+from lead_recovery import atomic, cache, checks, freshness, jobs, layout, markers, rundate
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.lease import Lease, LeaseTimeout
 from lead_recovery.recipes import Recipe, sql_sha256
@@ -52,6 +52,8 @@ def extract(
     marker_out: str | Path,
     kept_dir: str | Path,
     claim: Lease | None = None,
+    accept_suspect: bool = False,
+    results_dir: str = "results",
 ) -> dict[str, Any]:
     """Query, then keep the new pair, then publish it (extract first, marker last).
 
@@ -82,6 +84,17 @@ def extract(
             raise LeadRecoveryError(
                 f"recipe '{recipe.name}': the extract failed while streaming: {first}"
             ) from None
+        found = checks.problems(leads_tmp, recipe.expect, recent_rows(marker_out, recipe.name))
+        if found and not accept_suspect:
+            kept_at = layout.suspect_path(results_dir, recipe.name, run_date)
+            os.replace(leads_tmp, kept_at)
+            raise LeadRecoveryError(
+                f"recipe '{recipe.name}' {run_date}: suspect: {'; '.join(found)}; the extract is "
+                f"kept for inspection in {kept_at}, the day is not marked and the next run "
+                "queries again (accept_suspect=true marks it anyway)"
+            )
+        if found:
+            log.warning("recipe %s %s: marked although suspect: %s", recipe.name, run_date, found)
         record = {
             "recipe": recipe.name,
             "run_date": run_date,
@@ -95,6 +108,8 @@ def extract(
             "user@host": jobs.user_at_host(),
             "run_id": jobs.run_id(),
         }
+        if found:
+            record["suspect"] = found  # marked anyway: accept_suspect
         how = dict(getattr(warehouse, "last_extract", None) or {})
         if how:  # cursor or unload, and how (fetch size, staging, parts)
             record["path"] = how.pop("path", None)
@@ -112,6 +127,17 @@ def extract(
             marker_tmp.unlink(missing_ok=True)
     log.info("recipe %s: %d rows cached in %s; marker %s", recipe.name, rows, leads_out, marker_out)
     return record
+
+
+def recent_rows(marker: str | Path, recipe: str) -> list[int]:
+    """Row counts of the recipe's marked days before this one, oldest first (max_drop)."""
+    day = markers.parse_marker_name(Path(marker).name)
+    earlier = [
+        m
+        for m in markers.list_markers(Path(marker).parent, recipe)
+        if day is not None and m.run_date < day[1] and isinstance(m.rows, int)
+    ]
+    return [m.rows for m in sorted(earlier, key=lambda m: m.run_date)][-checks.RECENT_DAYS :]
 
 
 def _written_meanwhile(leads_out: Path, marker_out: Path, since: float) -> bool:
@@ -192,7 +218,15 @@ def run_job(
                 raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
             try:
                 record = extract(
-                    recipe, run_date, warehouse, leads_out, marker_out, kept_dir, claim
+                    recipe,
+                    run_date,
+                    warehouse,
+                    leads_out,
+                    marker_out,
+                    kept_dir,
+                    claim,
+                    accept_suspect=bool(config.get("accept_suspect")),
+                    results_dir=config["results_dir"],
                 )
             finally:
                 warehouse.close()

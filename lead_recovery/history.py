@@ -22,7 +22,7 @@ from typing import Any
 from lead_recovery import atomic
 
 FOLDER = ".history"
-DECISIONS = ("queried", "cached", "skipped", "failed")
+DECISIONS = ("queried", "cached", "skipped", "failed", "suspect")
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,7 @@ class Totals:
     avoided: int = 0
     skipped: int = 0
     failures: int = 0
+    suspect: int = 0  # extracts that failed their recipe's expect: checks (not marked)
     seconds_spent: float = 0.0
     seconds_avoided: float = 0.0
     rows: int = 0
@@ -114,6 +115,8 @@ class Totals:
             self.seconds_avoided += seconds
         elif event.decision == "skipped":
             self.skipped += 1
+        elif event.decision == "suspect":
+            self.suspect += 1
         else:
             self.failures += 1
 

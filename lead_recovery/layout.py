@@ -22,6 +22,11 @@ def leads_path(results_dir: str | Path, recipe: str, run_date: str) -> str:
     return f"{day_dir(results_dir, recipe, run_date)}/leads.parquet"
 
 
+def suspect_path(results_dir: str | Path, recipe: str, run_date: str) -> str:
+    """Where an extract that failed the recipe's ``expect:`` checks is kept, unmarked."""
+    return f"{day_dir(results_dir, recipe, run_date)}/suspect.parquet"
+
+
 def analysis_path(results_dir: str | Path, recipe: str, run_date: str) -> str:
     return f"{day_dir(results_dir, recipe, run_date)}/analysis.csv"
 

@@ -64,6 +64,7 @@ class Recipe:
     marker_ttl: str | None = None
     refresh_after: list[str] | None = None
     extract: str | None = None  # cursor | unload | auto; None: the config's redshift.extract
+    expect: dict[str, Any] = field(default_factory=dict)  # extract checks (checks.py)
 
     @functools.cached_property
     def sql_path(self) -> Path | None:
@@ -161,6 +162,8 @@ def _parse_meta(name: str, path: Path) -> dict[str, Any]:
     }
     if meta.get("extract") is not None:
         parsed["extract"] = meta["extract"]
+    if meta.get("expect"):
+        parsed["expect"] = dict(meta["expect"])
     if not parsed["output_columns"]:
         raise LeadRecoveryError(f"{where}: 'output_columns' is empty")
     ttl = meta.get("marker_ttl")

@@ -69,6 +69,7 @@ def command(since: str, json: bool, repo: str | None, marker_dir: str | None) ->
             _seconds(t.seconds_avoided),
             t.rows,
             t.skipped,
+            t.suspect,
             t.failures,
         ]
         for name, t in [*per_recipe.items(), ("TOTAL", total)]
@@ -81,6 +82,7 @@ def command(since: str, json: bool, repo: str | None, marker_dir: str | None) ->
         "TIME AVOIDED",
         "ROWS",
         "SKIPPED",
+        "SUSPECT",
         "FAILED",
     ]
     sys.stdout.write(f"# since {start.isoformat(timespec='seconds')} ({ctx.marker_dir})\n")

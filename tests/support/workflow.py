@@ -155,13 +155,14 @@ class WorkflowCopy:
     def snapshot(self) -> dict[str, tuple[int, int]]:
         """Every data file under results/ with its size and mtime, to prove nothing changed.
 
-        The empty lock files the extract step leaves in ``markers/.locks/`` are not data.
+        Leases (``markers/.leases/``) and the run history (``markers/.history/``)
+        are the runs' bookkeeping, not data.
         """
         base = self.root / "results"
         return {
             str(p.relative_to(self.root)): (p.lstat().st_size, p.lstat().st_mtime_ns)
             for p in sorted(base.rglob("*"))
-            if (p.is_file() or p.is_symlink()) and ".locks" not in p.parts
+            if (p.is_file() or p.is_symlink()) and not {".leases", ".history"} & set(p.parts)
         }
 
 
