@@ -440,6 +440,10 @@ def cmd_create(ctx: Context, args: SimpleNamespace) -> int:
     cache = layout.leads_path(ctx.results_dir, name, day)
     label = f"{name} {day}"
 
+    suspect = layout.suspect_path(ctx.results_dir, name, day)
+    if args.force and not os.path.isfile(cache) and os.path.isfile(suspect):
+        os.replace(suspect, cache)  # accept the extract that failed its expect: checks
+        print(f"{label}: accepted the suspect extract {_show(suspect)} as {_show(cache)}")
     present = os.path.isfile(cache)
     rows: int | None = None
     if present:

@@ -63,3 +63,24 @@ def test_a_late_upstream_goes_from_suspect_to_marked(workflow):
     )
     late = json.loads(shown.stdout)["recipes"]["late"]
     assert (late["suspect"], late["queries"], late["avoided"]) == (1, 2, 1)
+
+
+def test_markers_create_force_accepts_a_suspect_extract(workflow):
+    workflow.add_recipe("late", sql=SQL, meta=META)
+    load(workflow, 0, 2)
+    workflow.run(config={"recipe": "late", "date": "20250512"}, ok=False)
+
+    created = subprocess.run(
+        [sys.executable, "-m", "lead_recovery.cli.main", "markers", "create", "late"]
+        + ["--date", "20250512", "--force"],
+        cwd=workflow.root,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert created.returncode == 0, created.stderr
+    assert "accepted the suspect extract" in created.stdout
+    assert json.loads(workflow.marker("late", "20250512").read_text())["rows"] == 2
+    assert workflow.run(config={"recipe": "late", "date": "20250512"}).queries == 0
