@@ -33,6 +33,7 @@ class Line:
     rows: int | None = None
     seconds: float | None = None  # warehouse time: spent (queried) or spared (cached)
     warehouse: str | None = None
+    watermark_check: bool = False  # a cheap watermark query ran (and found the source unchanged)
 
     def __str__(self) -> str:
         if self.state == "failed":
@@ -78,9 +79,14 @@ def extract_line(
             rows = outcome.get("rows")
             detail = f"{rows} rows, {_seconds(outcome.get('duration_s'))}"
             return Line(recipe, day, "queried", detail, **facts)
-        how = "put back after an interrupted run" if outcome.get("outcome") == "restored" else ""
+        how = {
+            "restored": "put back after an interrupted run",
+            "confirmed": "source unchanged (watermark checked)",
+        }.get(str(outcome.get("outcome")), "")
         when = f"queried at {outcome['queried_at']}"
-        return Line(recipe, day, "cached", f"{when}; {how}" if how else when, **facts)
+        confirmed = outcome.get("outcome") == "confirmed"
+        detail = f"{when}; {how}" if how else when
+        return Line(recipe, day, "cached", detail, **facts, watermark_check=confirmed)
     path = markers.marker_path(marker_dir, recipe, day)
     found = markers.read_marker(path) if _exists(path) else None
     if decided_query and outcome is None:
@@ -143,6 +149,7 @@ def events(lines: Iterable[Line]) -> list[history.Event]:
             warehouse=line.warehouse,
             user_at_host=who,
             run_id=run,
+            watermark_check=line.watermark_check,
         )
         for line in lines
     ]

@@ -44,6 +44,28 @@ def query_tag(recipe: str, run_date: str) -> str:
     return f"lead_recovery recipe={recipe} run_date={run_date}"
 
 
+def watermark(recipe: Recipe, run_date: str, warehouse: Warehouse) -> str | None:
+    """The source's watermark now: the first value ``watermark.sql`` returns, as text."""
+    if recipe.watermark_path is None:
+        return None
+    sql = recipe.watermark_path.read_text(encoding="utf-8")
+    try:
+        batches = list(
+            warehouse.stream(
+                sql,
+                {"run_date": to_date(run_date)},
+                tag=query_tag(recipe.name, run_date) + " watermark",
+                extract="cursor",
+            )
+        )
+    except LeadRecoveryError as err:
+        raise LeadRecoveryError(f"recipe '{recipe.name}' watermark.sql: {err}") from None
+    for batch in batches:
+        if batch.num_rows:
+            return str(batch.column(0)[0].as_py())
+    return None
+
+
 def extract(
     recipe: Recipe,
     run_date: str,
@@ -69,6 +91,8 @@ def extract(
     leads_tmp = atomic.temp_beside(leads_out)
     marker_tmp = None
     try:
+        # Read before the data, so a source that changes meanwhile is seen as changed next time.
+        mark = watermark(recipe, run_date, warehouse)
         try:
             reader = warehouse.stream(
                 sql,
@@ -110,6 +134,8 @@ def extract(
         }
         if found:
             record["suspect"] = found  # marked anyway: accept_suspect
+        if mark is not None:
+            record["watermark"] = mark
         how = dict(getattr(warehouse, "last_extract", None) or {})
         if how:  # cursor or unload, and how (fetch size, staging, parts)
             record["path"] = how.pop("path", None)
@@ -138,6 +164,33 @@ def recent_rows(marker: str | Path, recipe: str) -> list[int]:
         if day is not None and m.run_date < day[1] and isinstance(m.rows, int)
     ]
     return [m.rows for m in sorted(earlier, key=lambda m: m.run_date)][-checks.RECENT_DAYS :]
+
+
+def _confirmed(
+    recipe: Recipe,
+    run_date: str,
+    warehouse: Warehouse,
+    decision: freshness.Decision,
+    found: markers.Marker | None,
+    kept_dir: str | Path,
+) -> bool:
+    """Whether an expired marker still counts because the source has not changed.
+
+    Only time ran out (TTL, refresh), the recipe has ``watermark.sql``, the
+    marker recorded a watermark and its extract was kept: then the cheap
+    watermark query decides instead of the expensive one.
+    """
+    if not (decision.expired and recipe.watermark_path is not None and found is not None):
+        return False
+    before = found.record.get("watermark")
+    if before is None or not cache.kept(kept_dir):
+        return False
+    now = watermark(recipe, run_date, warehouse)
+    if now != before:
+        log.info(
+            "recipe %s %s: source changed (watermark %s -> %s)", recipe.name, run_date, before, now
+        )
+    return now == before
 
 
 def _written_meanwhile(leads_out: Path, marker_out: Path, since: float) -> bool:
@@ -211,12 +264,25 @@ def run_job(
             if decision.counts:  # another run put the pair back or completed it meanwhile
                 log.info("recipe %s %s: marker counts; no query", recipe.name, run_date)
                 return {"outcome": "cached", **found.record}
-            log.info("recipe %s %s: querying: %s", recipe.name, run_date, decision.reason)
             try:
                 warehouse = open_warehouse(config["warehouse"], config)
             except LeadRecoveryError as err:
                 raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
             try:
+                if _confirmed(recipe, run_date, warehouse, decision, found, kept_dir):
+                    cache.put_back(cache.kept(kept_dir)[0], leads_out, marker_out)
+                    record = {**found.record, "confirmed_at": rundate.now().isoformat()}
+                    atomic.write_bytes(marker_out, markers.render(record))
+                    log.info(
+                        "recipe %s %s: marker counts: source unchanged since %s (watermark %s); "
+                        "no query",
+                        recipe.name,
+                        run_date,
+                        found.record.get("queried_at"),
+                        found.record.get("watermark"),
+                    )
+                    return {"outcome": "confirmed", **record}
+                log.info("recipe %s %s: querying: %s", recipe.name, run_date, decision.reason)
                 record = extract(
                     recipe,
                     run_date,

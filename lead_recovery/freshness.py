@@ -43,6 +43,7 @@ class Decision:
     reason: str
     force: bool  # marker and cache exist, so only forcing makes Snakemake rerun
     restore: bool = False  # the pair that counts is the one kept from an interrupted run
+    expired: bool = False  # only time ran out (TTL, refresh): a watermark may confirm it
 
 
 def _fmt(moment: datetime, tz: tzinfo | None) -> str:
@@ -97,20 +98,23 @@ def decide(
             f"SQL changed since the marker (sha256 {recorded[:12]} -> {sql_sha256[:12]})",
             force=True,
         )
+    since = marker.counted_from or marker.queried_at
     if policy.ttl:
-        expires = marker.queried_at + parse_duration(policy.ttl)
+        expires = since + parse_duration(policy.ttl)
         if now >= expires:
             return Decision(
                 False,
                 f"expired at {_fmt(expires, tz)} (marker_ttl {policy.ttl})",
                 force=True,
+                expired=True,
             )
     passed = [r for r in refresh_instants(run_date, policy, tz) if r <= now]
-    if passed and marker.queried_at < passed[-1]:
+    if passed and since < passed[-1]:
         return Decision(
             False,
             f"written before the {_fmt(passed[-1], tz)} refresh (refresh_after)",
             force=True,
+            expired=True,
         )
     return Decision(True, "", force=False)
 

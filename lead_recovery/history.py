@@ -43,6 +43,7 @@ class Event:
     warehouse: str | None
     user_at_host: str
     run_id: str | None
+    watermark_check: bool = False  # counted apart: a query ran, if a cheap one
 
 
 def folder(marker_dir: str | Path) -> Path:
@@ -100,6 +101,7 @@ class Totals:
     skipped: int = 0
     failures: int = 0
     suspect: int = 0  # extracts that failed their recipe's expect: checks (not marked)
+    watermark_checks: int = 0  # cheap source checks that spared a query
     seconds_spent: float = 0.0
     seconds_avoided: float = 0.0
     rows: int = 0
@@ -113,6 +115,7 @@ class Totals:
         elif event.decision == "cached":
             self.avoided += 1
             self.seconds_avoided += seconds
+            self.watermark_checks += int(event.watermark_check)
         elif event.decision == "skipped":
             self.skipped += 1
         elif event.decision == "suspect":

@@ -71,6 +71,16 @@ class Marker:
     def sql_sha256(self) -> str | None:
         return self.record.get("sql_sha256")
 
+    @property
+    def counted_from(self) -> datetime | None:
+        """When the extract was last known current: queried, or confirmed by an
+        unchanged source watermark since (``confirmed_at``). TTLs count from here."""
+        confirmed = self.record.get("confirmed_at")
+        when = _parse_time(confirmed) if isinstance(confirmed, str) else None
+        if when is not None and when.tzinfo is not None and self.queried_at is not None:
+            return max(when, self.queried_at)
+        return self.queried_at
+
 
 def _parse_time(text: str) -> datetime | None:
     text = text.strip()

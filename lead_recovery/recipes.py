@@ -25,6 +25,7 @@ SQL_FILE = "redshift.sql"
 LEADS_FILE = "leads.csv"
 META_FILE = "meta.yml"
 ANALYZER_FILE = "analyzer.py"
+WATERMARK_FILE = "watermark.sql"  # a cheap query whose value changes when the source does
 
 
 def validate_name(name: object) -> str:
@@ -70,6 +71,11 @@ class Recipe:
     def sql_path(self) -> Path | None:
         path = self.dir / SQL_FILE
         return path if path.is_file() else None
+
+    @functools.cached_property
+    def watermark_path(self) -> Path | None:
+        path = self.dir / WATERMARK_FILE
+        return path if path.is_file() and self.sql_path is not None else None
 
     @functools.cached_property
     def leads_csv(self) -> Path | None:

@@ -203,6 +203,15 @@ def marker_decision(name, day):
             )
         elif decision.counts:
             logger.info(f"{name} {day}: marker counts (queried {when}); no query")
+        elif (
+            decision.expired
+            and SELECTED[name].watermark_path is not None
+            and found.record.get("watermark") is not None
+        ):
+            logger.info(
+                f"{name} {day}: {decision.reason}; will check the source watermark "
+                "and query only if it changed"
+            )
         else:
             logger.info(f"{name} {day}: will query: {decision.reason}")
         if decision.force:
