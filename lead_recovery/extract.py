@@ -142,8 +142,9 @@ def run_job(
     """
     leads_out, marker_out = Path(leads_out), Path(marker_out)
     kept_dir = layout.kept_dir(config["results_dir"], recipe.name, run_date)
-    settings = config.get("redshift") or {}
-    wait = int(settings.get("statement_timeout_s") or 3600) + 600
+    # Another run's query ends within its statement timeout; with none (0), wait as long.
+    timeout = config["redshift"]["statement_timeout_s"]
+    wait = timeout + 600 if timeout else -1
     started = time.time()
     run = rundate.resolve(config.get("date"), config.get("timezone"), config.get("day_starts_at"))
     try:
