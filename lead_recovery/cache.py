@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from pathlib import Path
 from lead_recovery import atomic
 
 LOCKS = ".locks"
+STALE_TEMP_S = 6 * 3600  # a temporary file untouched this long is no one's work in progress
 
 
 @dataclass(frozen=True)
@@ -116,3 +118,30 @@ def settle(leads: str | Path, marker: str | Path, directory: str | Path) -> str 
 def discard(directory: str | Path) -> None:
     """Forget what was kept (``markers delete``: a deleted marker means a new query)."""
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def remove_dead_temporaries(leads: str | Path, marker: str | Path) -> int:
+    """Remove the temporary files (:data:`atomic.TEMP_GLOB`) killed writers left of a
+    day; how many. Never work in progress: those of the extract and the marker only
+    when the day's query lock is free (every writer of the pair holds it, in every
+    checkout sharing the markers), the day's others (analysis, summary: written
+    without that lock, maybe by another host) once untouched for :data:`STALE_TEMP_S`.
+    """
+    from filelock import Timeout
+
+    leads, marker, removed = Path(leads), Path(marker), 0
+    pair = [
+        *leads.parent.glob(f".{leads.name}.*{atomic.TEMP_SUFFIX}"),
+        *marker.parent.glob(f".{marker.name}.*{atomic.TEMP_SUFFIX}"),
+    ]
+    if pair:
+        with contextlib.suppress(Timeout), day_lock(marker, timeout=0):
+            for path in pair:
+                path.unlink(missing_ok=True)
+                removed += 1
+    for path in leads.parent.glob(atomic.TEMP_GLOB):
+        with contextlib.suppress(OSError):
+            if time.time() - path.lstat().st_mtime > STALE_TEMP_S:
+                path.unlink()
+                removed += 1
+    return removed
