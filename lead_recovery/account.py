@@ -14,6 +14,9 @@ the markers, never from Snakemake's private metadata.
 
 from __future__ import annotations
 
+import itertools
+import os
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -22,6 +25,8 @@ from datetime import UTC
 from lead_recovery import history, jobs, layout, markers, rundate
 
 STATES = ("queried", "cached", "skipped", "failed")
+# A line as Line.__str__ writes it, read back by parse().
+_LINE_RE = re.compile(r"^(\S+) (\d{8}) (?:(queried|cached|skipped) \((.*)\)|failed: (.*))$")
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,7 @@ def extract_line(
         detail = f"{when}; {how}" if how else when
         return Line(recipe, day, "cached", detail, **facts, watermark_check=confirmed)
     path = markers.marker_path(marker_dir, recipe, day)
-    found = markers.read_marker(path) if _exists(path) else None
+    found = markers.read_marker(path) if os.path.exists(path) else None
     if decided_query and outcome is None:
         return Line(recipe, day, "failed", "not run: the run stopped before this query")
     if found is None or found.queried_at is None:
@@ -111,12 +116,6 @@ def analysis_failure(recipe: str, day: str, logs_dir: str) -> Line | None:
     log_file = layout.log_path(logs_dir, "analyze", recipe, day)
     failure = _failure(jobs.read_outcome(log_file), log_file)
     return Line(recipe, day, "failed", failure) if failure else None
-
-
-def _exists(path: str) -> bool:
-    import os
-
-    return os.path.exists(path)
 
 
 def render(lines: Iterable[Line]) -> list[str]:
@@ -153,3 +152,17 @@ def events(lines: Iterable[Line]) -> list[history.Event]:
         )
         for line in lines
     ]
+
+
+def parse(printed: Iterable[str], run_id: str) -> list[Line] | None:
+    """The account that run ``run_id`` printed, read back from its output (``None``
+    if it printed none: Snakemake stopped before the end). The cron wrapper sums a
+    run up from it, so the format has one home: this module."""
+    printed = list(printed)
+    header = f"what this run did (run id {run_id}):"  # as common.smk's at_exit prints it
+    starts = [i for i, line in enumerate(printed) if line.endswith(header)]
+    if not starts:
+        return None
+    block = itertools.takewhile(lambda line: not line.startswith("total:"), printed[starts[-1] :])
+    found = [m for m in map(_LINE_RE.match, block) if m]
+    return [Line(m[1], m[2], m[3] or "failed", m[4] if m[3] else m[5]) for m in found]

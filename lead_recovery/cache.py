@@ -34,6 +34,7 @@ from pathlib import Path
 from lead_recovery import atomic, jobs, lease
 
 ABANDONED_S = 24 * 3600  # a killed run's kept entries: dropped by whoever settles next day
+STALE_TEMP_S = 6 * 3600  # a temporary file untouched this long is no one's work in progress
 
 
 @dataclass(frozen=True)
@@ -134,3 +135,25 @@ def settle(leads: str | Path, marker: str | Path, directory: str | Path) -> str 
 def discard(directory: str | Path) -> None:
     """Forget what was kept (``markers delete``: a deleted marker means a new query)."""
     shutil.rmtree(directory, ignore_errors=True)
+
+
+def remove_dead_temporaries(leads: str | Path, marker: str | Path) -> int:
+    """Remove the temporary files (:data:`atomic.TEMP_GLOB`) killed writers left of a
+    day; how many. Never work in progress: those of the extract and the marker only
+    when no live lease holds the day (every writer of the pair holds it, on every
+    host sharing the store), the day's others (analysis, summary: written
+    without it, maybe by another host) once untouched for :data:`STALE_TEMP_S`.
+    """
+    leads, marker, removed = Path(leads), Path(marker), 0
+    pair = temporaries(leads, marker)
+    if pair:
+        with contextlib.suppress(lease.LeaseTimeout), day_lock(marker, timeout=0):
+            for path in pair:
+                path.unlink(missing_ok=True)
+                removed += 1
+    for path in leads.parent.glob(atomic.TEMP_GLOB):
+        with contextlib.suppress(OSError):
+            if time.time() - path.lstat().st_mtime > STALE_TEMP_S:
+                path.unlink()
+                removed += 1
+    return removed

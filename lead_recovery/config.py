@@ -2,11 +2,15 @@
 
 Snakemake (through ``common.smk``) and the command-line helpers validate the
 same ``config/config.yaml`` against the same schema in ``workflow/schemas/``,
-so the helper always looks where the workflow writes.
+so the helper always looks where the workflow writes. The schema is the one
+home of every default: :func:`fill_defaults` puts them into whatever
+configuration a reader got, so no module types a default again.
 """
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ from lead_recovery.errors import LeadRecoveryError
 CONFIG_FILE = "config/config.yaml"
 SCHEMA_FILE = "workflow/schemas/config.schema.yaml"
 RECIPE_SCHEMA = Path(__file__).resolve().parents[1] / "workflow/schemas/recipe.schema.yaml"
+CONFIG_SCHEMA = Path(__file__).resolve().parents[1] / SCHEMA_FILE
 
 
 def load_yaml(path: str | Path, what: str) -> Any:
@@ -101,8 +106,6 @@ def schema_problem(data: Any, schema: dict[str, Any]) -> str | None:
     error = jsonschema.exceptions.best_match(validator.iter_errors(data))
     if error is None:  # the two disagree: trust the explaining one
         return None
-    if error is None:
-        return None
     path = [str(p) for p in error.absolute_path]
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         known = list(error.schema.get("properties") or {})
@@ -114,13 +117,51 @@ def schema_problem(data: Any, schema: dict[str, Any]) -> str | None:
     return f"{'.'.join(path) or '(top level)'}: {error.message}"
 
 
-def validate(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
-    """Check ``config`` against the workflow schema; the first problem is the message.
+_SCHEMAS: dict[Path, dict[str, Any]] = {}
 
-    Booleans given as text on the command line are normalised in place first.
+
+def _schema(path: str | Path) -> dict[str, Any]:
+    """The config schema at ``path``, read once per process."""
+    key = Path(path).resolve()
+    if key not in _SCHEMAS:
+        _SCHEMAS[key] = load_yaml(key, "config schema")
+    return _SCHEMAS[key]
+
+
+def fill_defaults(
+    config: Mapping[str, Any], schema: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A copy of ``config`` with the schema's defaults filled in.
+
+    The one place defaults come from: the workflow (through :func:`validate`), the
+    CLIs (through :func:`load`) and code handed a partial configuration (a test's
+    ``{"redshift": {"retries": 0}}``) all call it. A missing section is created, so
+    its keys get their defaults too. Snakemake's ``validate(set_default=True)``
+    would do the same through jsonschema, which costs a quarter of a second at
+    parse time, and shares one default object between configurations.
     """
-    schema = load_yaml(schema_path, "config schema")
+    schema = _schema(CONFIG_SCHEMA) if schema is None else schema
+    filled = copy.deepcopy(dict(config))
+    for key, spec in (schema.get("properties") or {}).items():
+        if key not in filled and "default" in spec:
+            filled[key] = copy.deepcopy(spec["default"])
+        elif spec.get("properties"):
+            section = filled.get(key, {})
+            if isinstance(section, dict):  # anything else: the check names the problem
+                filled[key] = fill_defaults(section, spec)
+    return filled
+
+
+def validate(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
+    """Fill in the defaults, then check ``config`` against the workflow schema; the
+    first problem is the message.
+
+    In place, because Snakemake's jobs see the very ``config`` its Snakefile
+    validated. Booleans given as text on the command line are normalised first.
+    """
+    schema = _schema(schema_path)
     _coerce_booleans(config, schema)
+    config.update(fill_defaults(config, schema))
     problem = schema_problem(config, schema)
     if problem is not None:
         raise LeadRecoveryError(f"config: {problem}")
@@ -128,7 +169,8 @@ def validate(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
 
 
 def load(repo: str | Path = ".", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The workflow's configuration as Snakemake would see it, for the helpers."""
+    """The workflow's configuration as Snakemake would see it (defaults filled), for the
+    command-line helpers that read it outside Snakemake."""
     repo = Path(repo)
     config = load_yaml(repo / CONFIG_FILE, "config file") or {}
     if not isinstance(config, dict):

@@ -224,8 +224,8 @@ def run_job(
     """
     leads_out, marker_out = Path(leads_out), Path(marker_out)
     kept_dir = layout.kept_dir(config["results_dir"], recipe.name, run_date)
-    wait = parse_duration(config.get("lock_timeout") or "70m").total_seconds()
-    ttl = parse_duration(config.get("lease_ttl") or "2m").total_seconds()
+    wait = parse_duration(config["lock_timeout"], "lock_timeout").total_seconds()
+    ttl = parse_duration(config["lease_ttl"], "lease_ttl").total_seconds()
     started = time.time()
     run = rundate.resolve(config.get("date"), config.get("timezone"), config.get("day_starts_at"))
     try:

@@ -147,11 +147,11 @@ def policy_for(
     """The recipe's freshness rules: its meta.yml overrides the global config."""
     refresh = recipe.refresh_after
     if refresh is None:
-        refresh = config.get("refresh_after") or []
+        refresh = config["refresh_after"]
     return Policy(
-        ttl=recipe.marker_ttl or config.get("marker_ttl"),
+        ttl=recipe.marker_ttl or config["marker_ttl"],
         refresh_after=tuple(refresh),
-        day_starts_at=config.get("day_starts_at") or "00:00",
+        day_starts_at=config["day_starts_at"],
         forced_by=forced_by(config, environ, on_command_line),
     )
 

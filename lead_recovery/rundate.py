@@ -98,6 +98,11 @@ def to_date(run_date: str) -> date:
     return datetime.strptime(run_date, "%Y%m%d").date()
 
 
+def days_before(run_date: str, days: int) -> str:
+    """The run date ``days`` days before ``run_date`` (yesterday, a retention limit)."""
+    return (to_date(run_date) - timedelta(days=days)).strftime("%Y%m%d")
+
+
 @dataclass(frozen=True)
 class RunDate:
     """The date a run is keyed to and the wall-clock time it was decided at."""

@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
+from lead_recovery import config as lr_config
 from tests.support.workflow import DEMO_DB, REPO, WorkflowCopy, copy_workflow
 
 
@@ -17,7 +17,7 @@ def demo_warehouse_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo warehouse, built once per session with the workflow's own settings."""
     from lead_recovery.warehouse import demo
 
-    settings = yaml.safe_load((REPO / "config/config.yaml").read_text())["duckdb"]
+    settings = lr_config.load(REPO)["duckdb"]
     path = tmp_path_factory.mktemp("warehouse") / "demo.duckdb"
     demo.build(path, settings["rows"], settings["seed"])
     return path

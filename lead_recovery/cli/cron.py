@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import itertools
 import json
 import os
-import pwd
 import re
 import signal
 import subprocess
@@ -21,7 +19,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,21 +28,17 @@ import psutil
 import yaml
 from filelock import FileLock, Timeout
 
-from lead_recovery import atomic, cache, jobs, layout, markers, rundate
+from lead_recovery import account, cache, jobs, layout, markers, rundate
 from lead_recovery import config as lr_config
 from lead_recovery import recipes as lr_recipes
-from lead_recovery.account import STATES
 from lead_recovery.cli.common import CONTEXT, UsageError, find_repo, invoke, table
 from lead_recovery.errors import LeadRecoveryError
-from lead_recovery.lease import LeaseTimeout
 
 PROG, PROFILE, TAG = "lead-recovery cron", "profiles/cron", "cron["
 EXIT_OK, EXIT_FAILED, EXIT_BUSY = 0, 1, 75  # 75 = EX_TEMPFAIL: busy for longer than `wait`
-DEFAULTS = {"log_dir": "logs/cron", "keep_logs_days": 30, "wait": "30m"}
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
-STALE_TEMP_S = 6 * 3600  # a temporary file untouched this long is no one's work in progress
 COLUMNS = ("recipe", "date", "status", "rows", "rows_out", "detail")
-_ACCOUNT_RE = re.compile(r"^(\S+) (\d{8}) (?:(queried|cached|skipped) \((.*)\)|failed: (.*))$")
+ERROR = "lead-recovery: error:"  # how the workflow's one-line errors begin
 
 
 def parse_wait(value: object) -> float:
@@ -72,11 +66,11 @@ def prepare_environment(repo: Path, environ: dict[str, str]) -> list[str]:
 
 
 def _home(repo: Path) -> str:
-    """The user's home from the password database, else a folder in the repository."""
-    with contextlib.suppress(KeyError, OSError):
-        home = pwd.getpwuid(os.getuid()).pw_dir
-        if os.path.isdir(home) and os.access(home, os.W_OK):
-            return home
+    """The user's home (``expanduser`` asks the password database when ``HOME`` is
+    unset), else a folder in the repository."""
+    home = os.path.expanduser("~")
+    if os.path.isdir(home) and os.access(home, os.W_OK):
+        return home
     fallback = repo / ".snakemake" / "cron-home"
     fallback.mkdir(parents=True, exist_ok=True)
     return str(fallback)
@@ -110,7 +104,7 @@ class DailyLog:
 
 def prune_logs(log_dir: Path, today: str, keep_days: int) -> list[str]:
     """Delete ``YYYYMMDD.log`` files dated more than ``keep_days`` days before today."""
-    oldest = (rundate.to_date(today) - timedelta(days=keep_days)).strftime("%Y%m%d")
+    oldest = rundate.days_before(today, keep_days)
     doomed = [p for p in sorted(log_dir.glob("*.log")) if re.fullmatch(r"\d{8}\.log", p.name)]
     doomed = [p for p in doomed if p.name[:8] < oldest and p.is_file()]
     for path in doomed:
@@ -162,59 +156,29 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child after fo
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
-def account(printed: list[str], run_id: str) -> list[dict[str, Any]] | None:
-    """The workflow's end-of-run account of run ``run_id`` (``None`` if it printed none)."""
-    header = f"what this run did (run id {run_id}):"
-    starts = [i for i, line in enumerate(printed) if line.endswith(header)]
-    if not starts:
-        return None
-    block = itertools.takewhile(lambda line: not line.startswith("total:"), printed[starts[-1] :])
-    found = [m for m in map(_ACCOUNT_RE.match, block) if m]
-    return [
-        dict(recipe=m[1], date=m[2], status=m[3] or "failed", detail=m[4] if m[3] else m[5])
-        for m in found
-    ]
-
-
-def add_figures(line: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
-    """Rows read (marker, else summary.json) and rows out (summary.json) of a recipe-day."""
-    summary: dict[str, Any] = {}
+def with_figures(line: account.Line, cfg: dict[str, Any]) -> dict[str, Any]:
+    """An account line with the day's rows read (marker, else summary.json) and rows
+    out (summary.json): what the workflow wrote, never Snakemake's private metadata."""
+    summary: dict[str, Any] = {}  # a failed day's summary.json is an earlier run's
     with contextlib.suppress(OSError, ValueError):
-        path = layout.summary_path(cfg["results_dir"], line["recipe"], line["date"])
-        summary = json.loads(Path(path).read_text())
-    marker = markers.marker_path(cfg["marker_dir"], line["recipe"], line["date"])
-    rows = markers.read_marker(marker).rows if os.path.isfile(marker) else None
-    if line["status"] == "failed":
-        return {**line, "rows": rows, "rows_out": None}
-    rows = summary.get("rows_in") if rows is None else rows
-    return {**line, "rows": rows, "rows_out": summary.get("rows_out")}
-
-
-def clean_temporaries(cfg: dict[str, Any], names: list[str], dates: list[str]) -> int:
-    """Remove what killed writers left (:data:`atomic.TEMP_GLOB`), never work in progress:
-    a day's extract temporaries when we can take its query lock (every writer holds it, in
-    every checkout sharing the markers), others when untouched for :data:`STALE_TEMP_S`."""
-    removed, now = 0, time.time()
-    for name in names:
-        for day in dates:
-            marker = Path(markers.marker_path(cfg["marker_dir"], name, day))
-            folder = Path(layout.day_dir(cfg["results_dir"], name, day))
-            extract = cache.temporaries(layout.leads_path(cfg["results_dir"], name, day), marker)
-            if extract:
-                with contextlib.suppress(LeaseTimeout), cache.day_lock(marker, timeout=0):
-                    for path in extract:
-                        path.unlink(missing_ok=True)
-                        removed += 1
-            for path in folder.glob(atomic.TEMP_GLOB):
-                with contextlib.suppress(OSError):
-                    if now - path.lstat().st_mtime > STALE_TEMP_S:
-                        path.unlink()
-                        removed += 1
-    return removed
+        if line.state != "failed":
+            path = layout.summary_path(cfg["results_dir"], line.recipe, line.day)
+            summary = json.loads(Path(path).read_text())
+    marker = markers.marker_path(cfg["marker_dir"], line.recipe, line.day)
+    rows = markers.read_marker(marker).rows if os.path.isfile(marker) else summary.get("rows_in")
+    return dict(
+        recipe=line.recipe,
+        date=line.day,
+        status=line.state,
+        detail=line.detail,
+        rows=rows,
+        rows_out=summary.get("rows_out"),
+    )
 
 
 def _last_error(printed: list[str]) -> str:
-    ours = [ln.split("lead-recovery: error:", 1)[1] for ln in printed if "y: error:" in ln]
+    """The line that best says why Snakemake stopped: ours, else its last error."""
+    ours = [ln.split(ERROR, 1)[1] for ln in printed if ERROR in ln]
     errors = [line for line in printed if "rror" in line]
     return (ours or errors or printed or ["no output"])[-1].strip()
 
@@ -230,12 +194,12 @@ class Interrupted(Exception):
 class Cron:
     """One invocation: wait until the folder is free, run Snakemake, sum up."""
 
-    def __init__(self, repo: Path, cfg: dict[str, Any], log: DailyLog, **plan: Any) -> None:
-        self.repo, self.cfg, self.log, self.wait = repo, cfg, log, plan["wait"]
-        self.names, self.broken, self.dates = plan["names"], plan["broken"], plan["dates"]
-        self.config: list[str] = plan["config"]
-        self.deadline = time.monotonic() + parse_wait(self.wait)
+    def __init__(self, repo: Path, cfg: dict[str, Any], log: DailyLog, wait: str) -> None:
+        self.repo, self.cfg, self.log, self.wait = repo, cfg, log, wait
+        self.deadline = time.monotonic() + parse_wait(wait)
         self.run_id, self.child, self.signalled = uuid.uuid4().hex, None, None
+        self.code: int = 0  # Snakemake's exit code and output, once it ran
+        self.printed: list[str] = []
 
     def left(self) -> float:
         return max(0.0, self.deadline - time.monotonic())
@@ -251,7 +215,7 @@ class Cron:
     def snakemake(self, *args: str) -> tuple[int, list[str]]:
         """Its exit code and output, written to the day's log: a file, not a pipe, so that
         Snakemake and its jobs keep logging if this process is killed."""
-        argv = ["snakemake", "--workflow-profile", PROFILE, *args, "--config", *self.config]
+        argv = ["snakemake", "--workflow-profile", PROFILE, *args]
         self.log.note("running: " + " ".join(argv))
         start, code = self.log.path.stat().st_size, None
         with open(self.log.path, "ab") as out:
@@ -322,34 +286,34 @@ class Cron:
             else:
                 time.sleep(min(self.left(), 1.0))
 
-    def run(self) -> dict[str, Any]:
-        """Run Snakemake once nothing else works here; log the summary; the result."""
-        started, code, printed, lines = time.time(), 0, [], []
-        for name, why in self.broken.items():
-            self.log.note(f"recipe {name} cannot run: {why}")
-        while self.names:
+    def run(self, names: list[str], dates: list[str], config: list[str]) -> list[account.Line]:
+        """Run Snakemake on ``names`` (``--config config``) once nothing else works here,
+        after removing what a killed run left; the account it printed."""
+        while True:
             self.wait_for_snakemake()
-            if removed := clean_temporaries(self.cfg, self.names, self.dates):
+            removed = sum(
+                cache.remove_dead_temporaries(
+                    layout.leads_path(self.cfg["results_dir"], name, day),
+                    markers.marker_path(self.cfg["marker_dir"], name, day),
+                )
+                for name in names
+                for day in dates
+            )
+            if removed:
                 self.log.note(f"removed {removed} temporary file(s) left by a killed run")
-            code, printed = self.snakemake()
-            raced = code and not self.signalled and snakemake_processes(self.repo)
+            self.code, self.printed = self.snakemake("--config", *config)
+            raced = self.code and not self.signalled and snakemake_processes(self.repo)
             if not (raced and snakemake_locks(self.repo)):
-                lines = account(printed, self.run_id) or []
-                break
+                return account.parse(self.printed, self.run_id) or []
             # Another Snakemake took the folder between our look and our start: wait, again.
             self.log.note("another Snakemake took this folder meanwhile; waiting for it")
-        return self.summarize(code, lines, printed, started)
 
-    def summarize(self, code: int, lines: list, printed: list[str], started: float) -> dict:
+    def summarize(self, lines: list[account.Line], started: float) -> dict[str, Any]:
         """Log the summary table and the result line; the result (with its exit code)."""
-        lines = [add_figures(line, self.cfg) for line in lines] + [
-            dict(recipe=n, date=d, status="failed", detail=why, rows=None, rows_out=None)
-            for n, why in self.broken.items()
-            for d in self.dates
-        ]
-        counts = Counter(line["status"] for line in lines)
-        tally = ", ".join(f"{counts[s]} {s}" for s in STATES if counts[s]) or "none"
-        cells = [["-" if ln[k] is None else ln[k] for k in COLUMNS] for ln in lines]
+        code, figures = self.code, [with_figures(line, self.cfg) for line in lines]
+        counts = Counter(line.state for line in lines)
+        tally = ", ".join(f"{counts[s]} {s}" for s in account.STATES if counts[s]) or "none"
+        cells = [["-" if ln[k] is None else ln[k] for k in COLUMNS] for ln in figures]
         said = [
             f"summary of run {self.run_id[:8]} ({len(lines)} recipe-day(s): {tally}; "
             f"{time.time() - started:.1f}s):",
@@ -360,9 +324,9 @@ class Cron:
             said.append(f"interrupted by signal {signal.Signals(self.signalled).name}")
             exit_code = 128 + self.signalled
         elif code and not counts["failed"]:
-            said.append(f"snakemake exited with {code}: {_last_error(printed)}")
+            said.append(f"snakemake exited with {code}: {_last_error(self.printed)}")
         shown = self.log.note("\n".join(said))
-        result = {"run_id": self.run_id, "pid": os.getpid(), "exit": exit_code, "lines": lines}
+        result = {"run_id": self.run_id, "pid": os.getpid(), "exit": exit_code, "lines": figures}
         self.log.note(f"result {json.dumps(result)}")
         shown += self.log.note(f"exit {exit_code}")
         if exit_code and not self.log.echo:  # cron mails what a failed run printed
@@ -385,23 +349,13 @@ def _config_items(items: tuple[str, ...]) -> dict[str, Any]:
     return overrides
 
 
-def run_cron(repo: Path, opts: dict[str, Any]) -> int:
-    """The whole invocation; its exit code."""
-    os.chdir(repo := repo.resolve())
-    filled = prepare_environment(repo, os.environ)  # type: ignore[arg-type]
-    cfg = lr_config.load(repo, _config_items(opts["config"]))
-    settings, zone = {**DEFAULTS, **(cfg.get("cron") or {})}, cfg.get("timezone")
-    today, log_dir = rundate.now(rundate.zone(zone)).strftime("%Y%m%d"), repo / settings["log_dir"]
-    if (day := opts["report"]) is not None:
-        if day in ("today", "yesterday"):
-            day = (rundate.to_date(today) - timedelta(days=day == "yesterday")).strftime("%Y%m%d")
-        print(report(log_dir / f"{rundate.parse_date(day)}.log", opts["json"]))
-        return EXIT_OK
-    day = rundate.resolve(opts["date"], zone, cfg.get("day_starts_at", "00:00")).date
-    since = rundate.parse_date(opts["since"]) if opts["since"] else None
-    names = [lr_recipes.validate_name(n) for n in dict.fromkeys(opts["recipes"])]
+def select(cfg: dict[str, Any], recipes: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
+    """The recipes to run (default: every one) and the named ones that cannot run, with
+    why: Snakemake stops at a named recipe it cannot load, but only reports one of an
+    all-recipe run, so cron leaves those out and reports them itself."""
+    names = [lr_recipes.validate_name(n) for n in dict.fromkeys(recipes)]
     known = lr_recipes.discover(cfg["recipes_dir"])
-    broken = {}  # named recipes Snakemake would stop at (it skips those of an all-recipe run)
+    broken = {}
     for name in names:
         try:
             lr_recipes.load(cfg["recipes_dir"], name)
@@ -409,33 +363,54 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
             if name not in known:
                 raise  # "unknown recipe ... known: ...": bad input
             broken[name] = str(err)
-    good = [n for n in names if n not in broken]
+    return ([n for n in names if n not in broken] if names else known), broken
+
+
+def run_cron(repo: Path, opts: dict[str, Any]) -> int:
+    """The whole invocation; its exit code."""
+    os.chdir(repo := repo.resolve())
+    filled = prepare_environment(repo, os.environ)  # type: ignore[arg-type]
+    cfg = lr_config.load(repo, _config_items(opts["config"]))
+    settings, zone = cfg["cron"], rundate.zone(cfg["timezone"])
+    today, log_dir = rundate.now(zone).strftime("%Y%m%d"), repo / settings["log_dir"]
+    if (day := opts["report"]) is not None:
+        if day in ("today", "yesterday"):
+            day = rundate.days_before(today, 1 if day == "yesterday" else 0)
+        print(report(log_dir / f"{rundate.parse_date(day)}.log", opts["json"]))
+        return EXIT_OK
+    day = rundate.resolve(opts["date"], cfg["timezone"], cfg["day_starts_at"]).date
+    since = rundate.parse_date(opts["since"]) if opts["since"] else None
+    names, broken = select(cfg, opts["recipes"])
     config = [f"date={day}", *([f"since={since}"] if since else [])]
-    config += [f"recipes=[{','.join(good)}]"] if names else []
+    config += [f"recipes=[{','.join(names)}]"] if opts["recipes"] else []
     wait = opts["wait"] if opts["wait"] is not None else settings["wait"]
     parse_wait(wait)  # bad input: before anything is logged
-    keep_days = int(opts["keep_logs_days"] or settings["keep_logs_days"])
+    keep_days = opts["keep_logs_days"] or settings["keep_logs_days"]
 
     log = DailyLog(log_dir / f"{today}.log", echo=opts["verbose"] or sys.stdout.isatty())
     dates = rundate.date_range(since, day) if since else [day]
-    plan = {"names": good if names else known, "broken": broken, "dates": dates, "wait": wait}
-    run = Cron(repo, cfg, log, **plan, config=[*config, *opts["config"]])
+    run = Cron(repo, cfg, log, wait)
     os.environ[jobs.RUN_ID_ENV] = run.run_id  # the workflow's account names this run
     log.note(
-        f"run {run.run_id[:8]} started: {len(run.names) + len(broken)} recipe(s) for "
+        f"run {run.run_id[:8]} started: {len(names) + len(broken)} recipe(s) for "
         f"{'..'.join(dict.fromkeys([dates[0], dates[-1]]))}, warehouse {cfg['warehouse']}, "
         f"by {jobs.user_at_host()} in {repo}"
     )
     if filled:
         log.note(f"environment: set {', '.join(filled)} (not given)")
-    env_file = repo / ((cfg.get("redshift") or {}).get("env_file") or ".env")
+    env_file = repo / cfg["redshift"]["env_file"]
     if loaded := load_env_file(env_file, os.environ):  # type: ignore[arg-type]
         log.note(f"credentials: {len(loaded)} setting(s) read from {env_file.name}")
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, run.handle)
     try:
         with run.cron_lock():
-            result = run.run()
+            started = time.time()
+            for name, why in broken.items():
+                log.note(f"recipe {name} cannot run: {why}")
+            lines = run.run(names, dates, [*config, *opts["config"]]) if names else []
+            lines += [account.Line(n, d, "failed", why) for n, why in broken.items() for d in dates]
+            result = run.summarize(lines, started)
             if opts["json"]:
                 print(json.dumps(result, indent=2))
             if removed := prune_logs(log_dir, today, keep_days):
@@ -474,24 +449,9 @@ More: docs/operations.md.
 @click.option("--since", metavar="YYYYMMDD", help="Catch up: run every day from this one to today.")
 @click.option("--date", metavar="YYYYMMDD", help="The run date (default: today in `timezone`).")
 @click.option("--wait", metavar="DURATION", help="How long to wait for another run: 30m, 2h, 0.")
-@click.option(
-    "--keep-logs-days",
-    type=click.IntRange(min=1),
-    metavar="N",
-    help="Delete cron logs older than N days.",
-)
-@click.option(
-    "--config",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Passed to Snakemake's --config (repeatable).",
-)
-@click.option(
-    "-v",
-    "--verbose",
-    is_flag=True,
-    help="Also print everything to the terminal (default when it is one).",
-)
+@click.option("--keep-logs-days", type=click.IntRange(1), metavar="N", help="Keep N days of logs.")
+@click.option("--config", multiple=True, metavar="KEY=VALUE", help="Snakemake's --config (repeat).")
+@click.option("-v", "--verbose", is_flag=True, help="Echo the log (default on a terminal).")
 @click.option(
     "--report",
     is_flag=False,

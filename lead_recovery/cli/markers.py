@@ -102,9 +102,7 @@ class Context:
         marker_dir = (
             os.path.abspath(args.marker_dir) if args.marker_dir else place(config["marker_dir"])
         )
-        run = rundate.resolve(
-            config.get("date"), config.get("timezone"), config.get("day_starts_at") or "00:00"
-        )
+        run = rundate.resolve(config["date"], config["timezone"], config["day_starts_at"])
         return cls(
             repo=repo,
             config=config,

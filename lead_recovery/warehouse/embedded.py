@@ -17,6 +17,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ErrorLevel, ParseError, UnsupportedError
 
+from lead_recovery.config import fill_defaults
 from lead_recovery.errors import LeadRecoveryError
 
 
@@ -62,7 +63,7 @@ class EmbeddedWarehouse:
 
     name = "duckdb"
 
-    def __init__(self, path: str | Path, batch_rows: int = 65536) -> None:
+    def __init__(self, path: str | Path, batch_rows: int) -> None:
         if not Path(path).is_file():
             raise LeadRecoveryError(
                 f"demo warehouse not found ({path}); run the workflow to build it"
@@ -72,11 +73,8 @@ class EmbeddedWarehouse:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> EmbeddedWarehouse:
-        settings = config.get("duckdb") or {}
-        return cls(
-            settings.get("path", "results/warehouse/demo.duckdb"),
-            settings.get("batch_rows", 65536),
-        )
+        settings = fill_defaults(config)["duckdb"]
+        return cls(settings["path"], settings["batch_rows"])
 
     def stream(
         self, sql: str, params: Mapping[str, Any], *, tag: str, extract: str | None = None

@@ -56,22 +56,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from lead_recovery.config import env_file_values, parse_bool
+from lead_recovery.config import env_file_values, fill_defaults, parse_bool
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.warehouse.unload import EXTRACT_MODES, UnloadSettings
 
 log = logging.getLogger("lead_recovery")
 
-DEFAULTS: dict[str, Any] = {
-    "batch_size": 100_000,
-    "statement_timeout_s": 3600,
-    "connect_timeout_s": 30,
-    "retries": 3,
-    "retry_backoff_s": 2.0,
-    "env_file": ".env",
-    "extract": "cursor",
-    "unload": {},
-}
+# The schema's defaults (their one home), for a warehouse built in code, not from config.
+DEFAULTS: dict[str, Any] = fill_defaults({})["redshift"]
 SINGLE_NODE_FETCH_LIMIT = 1000
 DEFAULT_PORT = 5439
 MAX_BACKOFF_S = 60.0
@@ -434,7 +426,7 @@ class RedshiftWarehouse:
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> RedshiftWarehouse:
-        options = {**DEFAULTS, **(config.get("redshift") or {})}
+        options = fill_defaults(config)["redshift"]
         settings = read_settings(env_file=options["env_file"])
         return cls(
             settings,
@@ -443,8 +435,8 @@ class RedshiftWarehouse:
             connect_timeout_s=options["connect_timeout_s"],
             retries=options["retries"],
             retry_backoff_s=options["retry_backoff_s"],
-            extract=options["extract"] or "cursor",
-            unload=UnloadSettings.from_config(options.get("unload")),
+            extract=options["extract"],
+            unload=UnloadSettings.from_config(options["unload"]),
         )
 
     def __repr__(self) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -67,8 +68,7 @@ class CronRepo:
         self.python = self.root / ".venv" / "bin" / "python"
         self.script = self.root / "workflow" / "scripts" / "cron.py"
         config = self.root / "config" / "config.yaml"
-        config.write_text(config.read_text().replace("timezone: null", "timezone: UTC", 1))
-        assert "timezone: UTC" in config.read_text()
+        config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "timezone": "UTC"}))
 
     def env(self, **extra: str) -> dict[str, str]:
         """``env -i`` plus only the clock pin and a hostile ``TZ`` (and what a test adds)."""

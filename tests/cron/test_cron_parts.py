@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lead_recovery import cache, layout, markers
+from lead_recovery import account, cache, layout, markers
 from lead_recovery.cli import cron
 from lead_recovery.errors import LeadRecoveryError
 
@@ -107,33 +107,18 @@ def test_the_account_of_this_run_is_read_from_snakemakes_output():
         "c 20250514 skipped (no redshift.sql; recipes/c/leads.csv)",
         "total: 3 recipe-days: 0 queried, 1 cached, 1 skipped, 1 failed; 1 query avoided",
     ]
-    assert cron.account(printed, "abc") == [
-        {
-            "recipe": "a",
-            "date": "20250514",
-            "status": "cached",
-            "detail": "queried at 2025-05-14T06:00:00+00:00",
-        },
-        {
-            "recipe": "b",
-            "date": "20250514",
-            "status": "failed",
-            "detail": "query failed: Binder Error: no_such_column (x)",
-        },
-        {
-            "recipe": "c",
-            "date": "20250514",
-            "status": "skipped",
-            "detail": "no redshift.sql; recipes/c/leads.csv",
-        },
+    assert account.parse(printed, "abc") == [
+        account.Line("a", "20250514", "cached", "queried at 2025-05-14T06:00:00+00:00"),
+        account.Line("b", "20250514", "failed", "query failed: Binder Error: no_such_column (x)"),
+        account.Line("c", "20250514", "skipped", "no redshift.sql; recipes/c/leads.csv"),
     ]
-    assert cron.account(printed[:3], "abc") is None  # Snakemake stopped before its account
+    assert account.parse(printed[:3], "abc") is None  # Snakemake stopped before its account
 
 
 def test_temporaries_of_killed_writers_go_and_work_in_progress_stays(tmp_path):
-    cfg = {"results_dir": str(tmp_path / "results"), "marker_dir": str(tmp_path / "markers")}
-    day_dir = Path(layout.day_dir(cfg["results_dir"], "r", "20250514"))
-    marker = Path(markers.marker_path(cfg["marker_dir"], "r", "20250514"))
+    leads = Path(layout.leads_path(tmp_path / "results", "r", "20250514"))
+    marker = Path(markers.marker_path(tmp_path / "markers", "r", "20250514"))
+    day_dir = leads.parent
     day_dir.mkdir(parents=True)
     marker.parent.mkdir(parents=True)
     extract_tmp = day_dir / ".leads.parquet.k1ll3d.tmp"
@@ -143,13 +128,13 @@ def test_temporaries_of_killed_writers_go_and_work_in_progress_stays(tmp_path):
     kept = day_dir / "leads.parquet"
     for path in (extract_tmp, marker_tmp, fresh_analysis, stale_analysis, kept):
         path.write_text("x")
-    long_ago = time.time() - cron.STALE_TEMP_S - 60
+    long_ago = time.time() - cache.STALE_TEMP_S - 60
     os.utime(stale_analysis, (long_ago, long_ago))
 
     with cache.day_lock(marker, timeout=1):  # a writer is extracting this day now
-        assert cron.clean_temporaries(cfg, ["r"], ["20250514"]) == 1
+        assert cache.remove_dead_temporaries(leads, marker) == 1
     assert extract_tmp.exists() and marker_tmp.exists() and not stale_analysis.exists()
 
-    assert cron.clean_temporaries(cfg, ["r"], ["20250514"]) == 2
+    assert cache.remove_dead_temporaries(leads, marker) == 2
     assert not extract_tmp.exists() and not marker_tmp.exists()
     assert fresh_analysis.exists() and kept.exists()

@@ -6,24 +6,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lead_recovery import layout, markers
-from lead_recovery.cli import cron
+from lead_recovery import cache, layout, markers
 from tests.unit.test_leases import plant
 
 
 def test_another_hosts_extract_in_progress_survives_the_clean_up(tmp_path):
-    cfg = {"results_dir": str(tmp_path / "results"), "marker_dir": str(tmp_path / "markers")}
-    day_dir = Path(layout.day_dir(cfg["results_dir"], "r", "20250514"))
-    marker = Path(markers.marker_path(cfg["marker_dir"], "r", "20250514"))
+    leads = Path(layout.leads_path(tmp_path / "results", "r", "20250514"))
+    marker = Path(markers.marker_path(tmp_path / "markers", "r", "20250514"))
+    day_dir = leads.parent
     day_dir.mkdir(parents=True)
     in_progress = day_dir / ".leads.parquet.0th3rh0st.tmp"
     in_progress.write_text("rows streaming in on etl-2")
     lease_file = plant(marker, host="etl-2", pid=1, expires_in_s=60)  # pid 1 there, not here
 
-    assert cron.clean_temporaries(cfg, ["r"], ["20250514"]) == 0
+    assert cache.remove_dead_temporaries(leads, marker) == 0
     assert in_progress.exists()
 
     plant(marker, host="etl-2", pid=1, expires_in_s=-1)  # its heartbeat stopped: expired
     assert Path(lease_file).exists()
-    assert cron.clean_temporaries(cfg, ["r"], ["20250514"]) == 1
+    assert cache.remove_dead_temporaries(leads, marker) == 1
     assert not in_progress.exists()

@@ -23,7 +23,7 @@ def test_unload_extract_then_a_same_day_rerun_queries_nothing(
     bare_workflow.add_recipe(RECIPE, sql=SQL, meta=META)
     config_file = bare_workflow.root / "config" / "config.yaml"
     config = yaml.safe_load(config_file.read_text())
-    config["redshift"]["extract"] = "unload"
+    config["redshift"] = {"extract": "unload"}
     config["redshift"]["unload"] = {
         "s3_prefix": f"s3://{UNLOAD_BUCKET}/workflow",
         "iam_role": "arn:aws:iam::123456789012:role/lead-recovery-unload",
