@@ -215,8 +215,8 @@ def _policy(name, on_cli):
 
 
 def _only_rule_all():
-    """Whether this run's only target is rule all: then every selected Redshift
-    recipe's day is in the DAG."""
+    """Whether rule all is this run's only target (then every selected Redshift
+    recipe's day is in the DAG)."""
     dag = workflow.dag
     return (
         not dag.targetfiles
