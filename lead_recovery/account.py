@@ -79,11 +79,11 @@ def extract_line(
             failure += "; the previous extract and marker were kept"
         return Line(recipe, day, "failed", failure)
     if outcome is not None and outcome.get("status") == "ok" and outcome.get("queried_at"):
-        facts = _facts(outcome)
+        known = facts(outcome)
         if outcome.get("outcome") == "queried":
             rows = outcome.get("rows")
             detail = f"{rows} rows, {_seconds(outcome.get('duration_s'))}"
-            return Line(recipe, day, "queried", detail, **facts)
+            return Line(recipe, day, "queried", detail, **known)
         how = {
             "restored": "put back after an interrupted run",
             "confirmed": "source unchanged (watermark checked)",
@@ -91,7 +91,7 @@ def extract_line(
         when = f"queried at {outcome['queried_at']}"
         confirmed = outcome.get("outcome") == "confirmed"
         detail = f"{when}; {how}" if how else when
-        return Line(recipe, day, "cached", detail, **facts, watermark_check=confirmed)
+        return Line(recipe, day, "cached", detail, **known, watermark_check=confirmed)
     path = markers.marker_path(marker_dir, recipe, day)
     found = markers.read_marker(path) if os.path.exists(path) else None
     if decided_query and outcome is None:
@@ -99,10 +99,10 @@ def extract_line(
     if found is None or found.queried_at is None:
         return Line(recipe, day, "failed", f"no complete extract and marker ({path})")
     detail = f"queried at {found.queried_at.isoformat()}"
-    return Line(recipe, day, "cached", detail, **_facts(found.record))
+    return Line(recipe, day, "cached", detail, **facts(found.record))
 
 
-def _facts(record: dict) -> dict:
+def facts(record: dict) -> dict:
     """Rows, warehouse seconds and warehouse of a marker (or a job's copy of one)."""
     rows, seconds = record.get("rows"), record.get("duration_s")
     return {

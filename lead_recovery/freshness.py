@@ -19,7 +19,7 @@ from typing import Any
 from lead_recovery import cache, layout
 from lead_recovery.config import env_flag
 from lead_recovery.markers import Marker, marker_path, read_marker
-from lead_recovery.recipes import Recipe, sql_sha256
+from lead_recovery.recipes import Recipe
 from lead_recovery.rundate import local_time, parse_duration, parse_hhmm, to_date
 
 __all__ = ["Decision", "Policy", "assess", "decide", "parse_duration", "policy_for"]
@@ -174,22 +174,20 @@ def assess(
     """
     path = marker_path(marker_dir, recipe.name, run_date)
     leads = layout.leads_path(results_dir, recipe.name, run_date)
-    entries = (
-        []
-        if cache.complete(leads, path)
-        else cache.kept(layout.kept_dir(results_dir, recipe.name, run_date))
-    )
+    complete = cache.complete(leads, path)
+    entries = [] if complete else cache.kept(layout.kept_dir(results_dir, recipe.name, run_date))
     if entries:
         found, cache_present = read_marker(entries[0].marker), True
+    elif complete:  # the everyday case: no more stat calls
+        found, cache_present = read_marker(path), True
     else:
         found = read_marker(path) if os.path.exists(path) else None
         cache_present = os.path.exists(leads)
-    sha = sql_sha256(recipe.sql()) if recipe.sql_path is not None else None
     decision = decide(
         found,
         cache_present,
         run_date=run_date,
-        sql_sha256=sha,
+        sql_sha256=recipe.sql_sha256,
         policy=policy,
         now=now,
         tz=tz,

@@ -49,15 +49,18 @@ def log_path(logs_dir: str | Path, step: str, recipe: str, run_date: str) -> str
     return f"{logs_dir}/{recipe}/{run_date}/{step}.log"
 
 
-def dates_with(results_dir: str | Path, recipe: str, filename: str) -> list[str]:
-    """Run dates (oldest first) whose folder holds ``filename``."""
+def dates_with(results_dir: str | Path, recipe: str, filename: str, after: str = "") -> list[str]:
+    """Run dates (oldest first, later than ``after``) whose folder holds ``filename``."""
     base = Path(results_dir) / recipe
     if not base.is_dir():
         return []
     return sorted(
         entry.name
         for entry in base.iterdir()
-        if len(entry.name) == 8 and entry.name.isdigit() and (entry / filename).is_file()
+        if len(entry.name) == 8
+        and entry.name.isdigit()
+        and entry.name > after
+        and (entry / filename).is_file()
     )
 
 
@@ -66,9 +69,9 @@ def cached_extract_dates(results_dir: str | Path, recipe: str) -> list[str]:
     return dates_with(results_dir, recipe, "leads.parquet")
 
 
-def analysed_dates(results_dir: str | Path, recipe: str) -> list[str]:
-    """Dates (oldest first) for which an ``analysis.csv`` exists."""
-    return dates_with(results_dir, recipe, "analysis.csv")
+def analysed_dates(results_dir: str | Path, recipe: str, after: str = "") -> list[str]:
+    """Dates (oldest first, later than ``after``) for which an ``analysis.csv`` exists."""
+    return dates_with(results_dir, recipe, "analysis.csv", after)
 
 
 def point_latest(latest: str | Path, analysis: str | Path) -> None:

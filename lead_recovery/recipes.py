@@ -8,14 +8,17 @@ file names, so they are checked before anything touches the disk.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import json
 import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lead_recovery import atomic
 from lead_recovery.config import RECIPE_SCHEMA, load_yaml, schema_problem
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.rundate import parse_duration, parse_hhmm
@@ -92,13 +95,22 @@ class Recipe:
         return self.dir / META_FILE
 
     def sql(self) -> str:
-        """The recipe's Redshift SQL; empty or missing SQL is an error."""
+        """The recipe's Redshift SQL, read once; empty or missing SQL is an error."""
+        return self._sql_text
+
+    @functools.cached_property
+    def _sql_text(self) -> str:
         if self.sql_path is None:
             raise LeadRecoveryError(f"recipe '{self.name}' has no {SQL_FILE} ({self.dir}/)")
         text = self.sql_path.read_text(encoding="utf-8")
         if not text.strip():
             raise LeadRecoveryError(f"recipe '{self.name}' has an empty {SQL_FILE} ({self.dir}/)")
         return text
+
+    @functools.cached_property
+    def sql_sha256(self) -> str | None:
+        """The SHA-256 of the SQL as read (markers record it); ``None`` without SQL."""
+        return sql_sha256(self.sql()) if self.sql_path is not None else None
 
 
 def names_pattern(names: list[str]) -> str:
@@ -185,7 +197,57 @@ def _parse_meta(name: str, path: Path) -> dict[str, Any]:
     return parsed
 
 
-def load(recipes_dir: str | Path, name: object) -> Recipe:
+class MetaCache:
+    """``meta.yml`` files already parsed and checked, kept by their ``stat`` in one JSON file.
+
+    A cached run of a thousand recipes would otherwise parse a thousand YAML
+    files. An entry is used only while the file has the size, inode and both
+    times it was parsed at (the change time cannot be set back by hand), and
+    only with the recipe schema it was checked against. Nothing is written
+    until :meth:`save`; an unreadable cache file is an empty cache.
+    """
+
+    VERSION = 1
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._key = f"{self.VERSION}:{hashlib.sha256(RECIPE_SCHEMA.read_bytes()).hexdigest()}"
+        self._entries: dict[str, Any] = {}
+        self._dirty = False
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+            if isinstance(data, dict) and data.get("key") == self._key:
+                self._entries = dict(data.get("entries") or {})
+        except (OSError, ValueError):
+            pass
+
+    @staticmethod
+    def _stamp(info: os.stat_result) -> list[int]:
+        return [info.st_size, info.st_ino, info.st_mtime_ns, info.st_ctime_ns]
+
+    def parse(self, name: str, path: Path) -> dict[str, Any]:
+        """``_parse_meta(name, path)``, from the cache while the file is unchanged."""
+        stamp = self._stamp(os.stat(path))
+        entry = self._entries.get(str(path))
+        if isinstance(entry, dict) and entry.get("stamp") == stamp:
+            return dict(entry["meta"])
+        parsed = _parse_meta(name, path)
+        self._entries[str(path)] = {"stamp": stamp, "meta": parsed}
+        self._dirty = True
+        return parsed
+
+    def save(self) -> None:
+        """Write the cache if anything was parsed (atomically; best effort)."""
+        if not self._dirty:
+            return
+        with contextlib.suppress(OSError):
+            data = {"key": self._key, "entries": self._entries}
+            atomic.write_bytes(self.path, json.dumps(data).encode("utf-8"))
+            self._dirty = False
+
+
+def load(recipes_dir: str | Path, name: object, meta_cache: MetaCache | None = None) -> Recipe:
     """Validate and load one recipe; every problem is a one-line error naming it."""
     name = validate_name(name)
     folder = Path(recipes_dir) / name
@@ -197,7 +259,8 @@ def load(recipes_dir: str | Path, name: object) -> Recipe:
     meta_path = folder / META_FILE
     if not meta_path.is_file():
         raise LeadRecoveryError(f"recipe '{name}' has no {META_FILE} ({folder}/)")
-    recipe = Recipe(name=name, dir=folder, **_parse_meta(name, meta_path))
+    parse = meta_cache.parse if meta_cache is not None else _parse_meta
+    recipe = Recipe(name=name, dir=folder, **parse(name, meta_path))
     if recipe.sql_path is None and recipe.leads_csv is None:
         raise LeadRecoveryError(
             f"recipe '{name}' has neither {SQL_FILE} nor {LEADS_FILE} ({folder}/)"

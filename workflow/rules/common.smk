@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from snakemake.common import get_function_params, overwrite_function_params
 from snakemake.logging import logger
 
 from lead_recovery import (
@@ -58,9 +59,11 @@ try:
     # run (rule broken_recipe), but never stops the others; a recipe named
     # on the command line fails fast.
     BROKEN = {}
+    # Parsed meta.yml files by their stat; a real run saves it at exit.
+    META_CACHE = lr_recipes.MetaCache(".snakemake/lead_recovery/meta_yml.json")
     for _name in _chosen or ALL_RECIPES:
         try:
-            _recipe = lr_recipes.load(RECIPES_DIR, _name)
+            _recipe = lr_recipes.load(RECIPES_DIR, _name, META_CACHE)
         except LeadRecoveryError as err:
             if _chosen:
                 raise
@@ -87,14 +90,15 @@ _alternatives = lr_recipes.names_pattern
 
 
 SKIP_REDSHIFT = bool(config.get("skip_redshift"))
-# With skip_redshift no recipe's extract can run: a cached extract is read
-# as it is, and nothing can force a query.
-SQL_RECIPES = (
-    []
-    if SKIP_REDSHIFT
-    else [n for n in ALL_RECIPES if lr_recipes.has_sql(RECIPES_DIR, n)]
-)
+# Two rules make a day's leads.parquet: recipe_leads for the recipes with only
+# a leads.csv (usually few: their names are its wildcard constraint, and
+# `ruleorder` prefers it), redshift_extract for any other name. A constraint
+# listing every Redshift recipe would be a regular expression as long as all
+# their names, which Snakemake scans each time it fills in one of the rule's
+# paths. With skip_redshift no extract can run: a cached extract is read as
+# it is, and nothing can force a query.
 CSV_RECIPES = [n for n in ALL_RECIPES if not lr_recipes.has_sql(RECIPES_DIR, n)]
+EXTRACT_RECIPE = "(?!)" if SKIP_REDSHIFT else r"[^/\\]+"
 
 
 wildcard_constraints:
@@ -135,8 +139,15 @@ def broken_flag(name):
 @functools.cache
 def latest_date(name):
     """The date latest.csv should point at: ours, unless a newer analysis exists."""
-    newer = [d for d in layout.analysed_dates(RESULTS, name) if d > max(DATES)]
-    return newer[-1] if newer else max(DATES)
+    newer = layout.analysed_dates(RESULTS, name, after=DATES[-1])
+    return newer[-1] if newer else DATES[-1]
+
+
+def _signature_once(function):
+    """Snakemake reads an input function's signature at every call (a thousand
+    recipes: thousands of calls); remember it once, as snakemake.ioutils does."""
+    overwrite_function_params(function, get_function_params(function))
+    return function
 
 
 def latest_analysis_input():
@@ -145,12 +156,15 @@ def latest_analysis_input():
     """
     if all(latest_date(name) == max(DATES) for name in SELECTED):
         return layout.analysis_path(RESULTS, "{recipe}", max(DATES))
-    return lambda wildcards: layout.analysis_path(
-        RESULTS, wildcards.recipe, latest_date(wildcards.recipe)
+    return _signature_once(
+        lambda wildcards: layout.analysis_path(
+            RESULTS, wildcards.recipe, latest_date(wildcards.recipe)
+        )
     )
 
 
 _DECIDED = {}
+_FOUND = {}  # the marker each decision read, for the account
 _ON_CLI = []
 
 
@@ -177,48 +191,74 @@ def forced_on_cli(name, day):
     )
 
 
+def _decide(name, day):
+    """Decide whether (recipe, day)'s marker counts; the line that tells the user."""
+    found, decision = freshness.assess(
+        SELECTED[name],
+        day,
+        marker_dir=MARKER_DIR,
+        results_dir=RESULTS,
+        policy=_policy(name, forced_on_cli(name, day)),
+        now=RUN.decided_at,
+        tz=TZ,
+    )
+    _DECIDED[(name, day)] = decision
+    _FOUND[(name, day)] = found
+    if decision.force:
+        _force(
+            markers.marker_path(MARKER_DIR, name, day),
+            layout.leads_path(RESULTS, name, day),
+        )
+    when = found.queried_at.isoformat(timespec="seconds") if decision.counts else None
+    if decision.restore:
+        return (
+            f"{name} {day}: an interrupted run left the extract queried {when}; "
+            "putting it back (no query)"
+        )
+    if decision.counts:
+        return f"{name} {day}: marker counts (queried {when}); no query"
+    if (
+        decision.expired
+        and SELECTED[name].watermark_path is not None
+        and found.record.get("watermark") is not None
+    ):
+        return (
+            f"{name} {day}: {decision.reason}; will check the source watermark "
+            "and query only if it changed"
+        )
+    return f"{name} {day}: will query: {decision.reason}"
+
+
+@functools.cache
+def _policy(name, on_cli):
+    return freshness.policy_for(SELECTED[name], config, os.environ, on_cli)
+
+
+def _only_rule_all():
+    """Whether rule all is this run's only target (then every selected Redshift
+    recipe's day is in the DAG)."""
+    dag = workflow.dag
+    return (
+        not dag.targetfiles
+        and not workflow.dag_settings.target_jobs
+        and [rule.name for rule in dag.targetrules] == ["all"]
+    )
+
+
 def marker_decision(name, day):
-    """Decide once whether (recipe, day)'s marker counts, and tell the user."""
+    """Decide once whether (recipe, day)'s marker counts, and tell the user.
+
+    Asked by each extract job as Snakemake creates it. When rule all is the
+    target, the first job decides every selected day at once and says so in
+    one message: Snakemake's logger costs about a millisecond per record.
+    """
     key = (name, day)
     if key not in _DECIDED:
-        found, decision = freshness.assess(
-            SELECTED[name],
-            day,
-            marker_dir=MARKER_DIR,
-            results_dir=RESULTS,
-            policy=freshness.policy_for(
-                SELECTED[name], config, os.environ, forced_on_cli(name, day)
-            ),
-            now=RUN.decided_at,
-            tz=TZ,
-        )
-        _DECIDED[key] = decision
-        when = (
-            found.queried_at.isoformat(timespec="seconds") if decision.counts else None
-        )
-        if decision.restore:
-            logger.info(
-                f"{name} {day}: an interrupted run left the extract queried {when}; "
-                "putting it back (no query)"
-            )
-        elif decision.counts:
-            logger.info(f"{name} {day}: marker counts (queried {when}); no query")
-        elif (
-            decision.expired
-            and SELECTED[name].watermark_path is not None
-            and found.record.get("watermark") is not None
-        ):
-            logger.info(
-                f"{name} {day}: {decision.reason}; will check the source watermark "
-                "and query only if it changed"
-            )
-        else:
-            logger.info(f"{name} {day}: will query: {decision.reason}")
-        if decision.force:
-            _force(
-                markers.marker_path(MARKER_DIR, name, day),
-                layout.leads_path(RESULTS, name, day),
-            )
+        if not _DECIDED and _only_rule_all():
+            lines = [_decide(r, d) for r in SELECTED if uses_redshift(r) for d in DATES]
+            logger.info("\n".join(lines))
+        if key not in _DECIDED:
+            logger.info(_decide(name, day))
     return _DECIDED[key]
 
 
@@ -235,11 +275,26 @@ def _force(*paths):
 
 
 def extract_inputs(wildcards):
-    marker_decision(wildcards.recipe, wildcards.date)
-    inputs = {"sql": ancient(SELECTED[wildcards.recipe].sql_path)}
-    if config["warehouse"] == "duckdb":
-        inputs["warehouse"] = ancient(config["duckdb"]["path"])
-    return inputs
+    """The demo warehouse, when it is the warehouse; deciding the day's marker on the way.
+
+    redshift.sql is not an input: its edits are what the marker's sql_sha256
+    tracks (freshness.py), and its time never counts. Any name matches
+    redshift_extract; a leads.csv recipe's file is made by recipe_leads
+    (ruleorder), and an unknown name misses its redshift.sql.
+    """
+    name = wildcards.recipe
+    if name not in SELECTED or not uses_redshift(name):
+        return {"sql": f"{RECIPES_DIR}/{name}/{lr_recipes.SQL_FILE}"}
+    marker_decision(name, wildcards.date)
+    return dict(_EXTRACT_INPUTS)
+
+
+# What every extract job reads: the demo warehouse, built once before them.
+_EXTRACT_INPUTS = (
+    {"warehouse": ancient(config["duckdb"]["path"])}
+    if config["warehouse"] == "duckdb"
+    else {}
+)
 
 
 def leads_source(name):
@@ -277,10 +332,7 @@ def skipped_redshift_leads(name, day):
 
 def analyze_inputs(wildcards):
     name, day = wildcards.recipe, wildcards.date
-    recipe = SELECTED[name]
-    inputs = {"meta": str(recipe.meta_path)}
-    if recipe.analyzer is not None:
-        inputs["analyzer"] = str(recipe.analyzer)
+    inputs = dict(_ANALYZE_INPUTS[name])
     source = leads_source(name)
     if source == "skipped_redshift":
         inputs["leads"] = ancient(skipped_redshift_leads(name, day))
@@ -291,6 +343,20 @@ def analyze_inputs(wildcards):
     return inputs
 
 
+extract_inputs = _signature_once(extract_inputs)
+analyze_inputs = _signature_once(analyze_inputs)
+
+
+# Per recipe, once: the recipe's own files every day's analysis reads.
+_ANALYZE_INPUTS = {
+    name: {
+        "meta": str(recipe.meta_path),
+        **({"analyzer": str(recipe.analyzer)} if recipe.analyzer is not None else {}),
+    }
+    for name, recipe in SELECTED.items()
+}
+
+
 # Computed once at parse time, before the rules: broken_recipe's wildcard
 # constraint needs every broken recipe, including those skip_redshift finds.
 TARGETS = all_targets()
@@ -299,30 +365,68 @@ TARGETS = all_targets()
 # -- after the DAG: keep what a forced query could lose; account for the run ---------
 
 
+# (rule, recipe, date) of every job this run runs; None until onstart, which
+# only a run with something to do reaches.
+_RUNS = []
+
+
 def keep_before_extracts_run():
-    """onstart: keep each complete pair of this run before any extract job may replace it.
+    """onstart: keep each complete pair an extract job of this run may replace.
 
     Snakemake deletes a job's outputs before it reruns it: for a forced
     query, and for its own reasons too (an interrupted run's incomplete
     files, a changed set of inputs). The kept links (lead_recovery/cache.py)
     are what the job puts back when its day still counts, or what the end of
     the run puts back when a new query failed or was killed. Hard links: no
-    data is copied, and a run with nothing to do never gets here.
+    data is copied. Only the days whose extract job runs are kept, and a run
+    with nothing to do never gets here.
     """
     try:
         store.share(config)  # umask and group of what this run and its jobs create
     except LeadRecoveryError as err:
         _stop(err)
+    _RUNS.append(
+        {
+            (
+                job.rule.name,
+                job.wildcards_dict.get("recipe"),
+                job.wildcards_dict.get("date"),
+            )
+            for job in workflow.dag.needrun_jobs(exclude_finished=False)
+        }
+    )
     for name, day in _DECIDED:
+        if ("redshift_extract", name, day) not in _RUNS[0]:
+            continue
         marker = markers.marker_path(MARKER_DIR, name, day)
         leads = layout.leads_path(RESULTS, name, day)
         if not cache.complete(leads, marker):
             continue
-        try:
-            with cache.day_lock(marker, timeout=10):
-                cache.keep(leads, marker, layout.kept_dir(RESULTS, name, day))
-        except LeaseTimeout:
+        kept = _under_day_lock(
+            marker, cache.keep, leads, marker, layout.kept_dir(RESULTS, name, day)
+        )
+        if kept is _BUSY:
             logger.warning(f"{name} {day}: another run holds the query lease; not kept")
+
+
+_BUSY = object()
+
+
+def _under_day_lock(marker, work, *args):
+    """``work(*args)`` under the day's query lock, or _BUSY if another run holds it 10 s."""
+    try:
+        with cache.day_lock(marker, timeout=10):
+            return work(*args)
+    except LeaseTimeout:
+        return _BUSY
+
+
+def _ran(rule, name, day):
+    """Whether that job may have run in this invocation (else it left no outcome)."""
+    if _RUNS:
+        return (rule, name, day) in _RUNS[0]
+    # No onstart: nothing ran, unless hooks were off (then we cannot tell).
+    return bool(workflow.execution_settings.no_hooks)
 
 
 def _settle(name, day):
@@ -331,11 +435,39 @@ def _settle(name, day):
     kept = layout.kept_dir(RESULTS, name, day)
     if not os.path.isdir(kept):
         return None
-    try:
-        with cache.day_lock(marker, timeout=10):
-            return cache.settle(layout.leads_path(RESULTS, name, day), marker, kept)
-    except LeaseTimeout:
-        return None  # a run that is querying it now settles it
+    settled = _under_day_lock(
+        marker, cache.settle, layout.leads_path(RESULTS, name, day), marker, kept
+    )
+    return None if settled is _BUSY else settled  # busy: the querying run settles it
+
+
+def _extract_line(name, day):
+    restored = _settle(name, day) == "restored"
+    decision, found = _DECIDED.get((name, day)), _FOUND.get((name, day))
+    if (
+        not restored
+        and not _ran("redshift_extract", name, day)
+        and decision is not None
+        and decision.counts
+        and found is not None
+        and found.queried_at is not None
+    ):
+        # Not run, and nothing put back: the marker this run decided on.
+        return account.Line(
+            name,
+            day,
+            "cached",
+            f"queried at {found.queried_at.isoformat()}",
+            **account.facts(found.record),
+        )
+    return account.extract_line(
+        name,
+        day,
+        logs_dir=LOGS,
+        marker_dir=MARKER_DIR,
+        decided_query=decision is not None and not decision.counts,
+        restored_at_exit=restored,
+    )
 
 
 def account_lines():
@@ -346,16 +478,7 @@ def account_lines():
             continue
         for day in DATES:
             if uses_redshift(name):
-                restored = _settle(name, day) == "restored"
-                decision = _DECIDED.get((name, day))
-                line = account.extract_line(
-                    name,
-                    day,
-                    logs_dir=LOGS,
-                    marker_dir=MARKER_DIR,
-                    decided_query=decision is not None and not decision.counts,
-                    restored_at_exit=restored,
-                )
+                line = _extract_line(name, day)
             elif leads_source(name) == "skipped_redshift":
                 source = skipped_redshift_leads(name, day)
                 said = (
@@ -368,7 +491,11 @@ def account_lines():
                 line = account.Line(
                     name, day, "skipped", f"no redshift.sql; {SELECTED[name].leads_csv}"
                 )
-            failed = account.analysis_failure(name, day, LOGS)
+            failed = (
+                account.analysis_failure(name, day, LOGS)
+                if _ran("analyze", name, day)
+                else None
+            )
             lines.append(failed if failed and line.state != "failed" else line)
     return lines
 
@@ -377,6 +504,7 @@ def at_exit():
     """The last thing a real run prints: what it did for each recipe and date."""
     if workflow.executor_plugin is None or workflow.dryrun:
         return  # a dry run, --lint, --list...: nothing ran, nothing to settle
+    META_CACHE.save()
     try:
         lines = account_lines()
         text = account.render(lines)

@@ -13,7 +13,7 @@ rule redshift_extract:
     log:
         layout.log_path(LOGS, "redshift_extract", "{recipe}", "{date}"),
     wildcard_constraints:
-        recipe=_alternatives(SQL_RECIPES),
+        recipe=EXTRACT_RECIPE,
     conda:
         "../envs/lead_recovery.yaml"
     script:

@@ -1,5 +1,10 @@
 # Recipes without redshift.sql: their leads.csv becomes the same cached
 # leads.parquet a query would produce. No marker is checked or created.
+# Only their names match this rule, and it comes first where
+# redshift_extract (which takes any name) could make the same file.
+
+
+ruleorder: recipe_leads > redshift_extract
 
 
 rule recipe_leads:
