@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 from tests.support.workflow import DEMO_DB, WorkflowCopy, copy_workflow
+from tests.unit.test_bad_flags import END_TO_END
 
 DAY = "20250512"
 RECIPE = "simulation_to_handoff"
@@ -35,21 +36,8 @@ def assert_one_line_error(result, expected):
     assert "Traceback" not in result.output
 
 
-@pytest.mark.parametrize(
-    ("config", "expected"),
-    [
-        ({"recipe": "no_such_recipe"}, "unknown recipe 'no_such_recipe'"),
-        ({"recipe": "../etc"}, "must not contain '/', '\\' or '..'"),
-        ({"recipe": "a/b"}, "must not contain '/', '\\' or '..'"),
-        ({"recipe": "a\\\\b"}, "must not contain '/', '\\' or '..'"),
-        ({"date": "2025-05-12"}, "date '2025-05-12' is not in YYYYMMDD form"),
-        ({"date": "20250231"}, "date '20250231' is not a real calendar date"),
-        ({"skip_redshift": "maybe"}, "config: skip_redshift: 'maybe' is not of type 'boolean'"),
-        ({"recipes": "notalist"}, "config: recipes: 'notalist' is not of type 'array'"),
-        ({"warehouse": "oracle"}, "config: warehouse: 'oracle' is not one of"),
-        ({"timezone": "Mars/Olympus"}, "timezone 'Mars/Olympus' is not a known IANA time zone"),
-    ],
-)
+# Every bad value's message: tests/unit/test_bad_flags.py; one of each kind end to end here.
+@pytest.mark.parametrize(("config", "expected"), END_TO_END)
 def test_bad_flags_fail_with_one_line_and_touch_nothing(with_history, config, expected):
     before = with_history.snapshot()
 

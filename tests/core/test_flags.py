@@ -11,8 +11,8 @@ OTHER_SQL = """
 """
 
 
-def test_ignore_redshift_marker_queries_again_and_replaces_the_marker(workflow):
-    workflow.run(config={"recipe": RECIPE, "date": DAY})
+def test_ignore_redshift_marker_queries_again_and_replaces_the_marker(workflow, ran_before):
+    ran_before(workflow, {"recipe": RECIPE, "date": DAY})
     first = json.loads(workflow.marker(RECIPE, DAY).read_text())
 
     result = workflow.run(config={"recipe": RECIPE, "date": DAY, "ignore_redshift_marker": True})
@@ -24,8 +24,8 @@ def test_ignore_redshift_marker_queries_again_and_replaces_the_marker(workflow):
     assert json.loads(workflow.summary(RECIPE, DAY).read_text())["source"] == "queried"
 
 
-def test_forcerun_redshift_extract_queries_again(workflow):
-    workflow.run(config={"recipe": RECIPE, "date": DAY})
+def test_forcerun_redshift_extract_queries_again(workflow, ran_before):
+    ran_before(workflow, {"recipe": RECIPE, "date": DAY})
 
     result = workflow.run("--forcerun", "redshift_extract", config={"recipe": RECIPE, "date": DAY})
 
@@ -45,8 +45,8 @@ def test_ignore_flag_forces_only_the_selected_recipe(workflow):
     assert workflow.marker("yesterdays_leads", DAY).read_text() == other_marker
 
 
-def test_dry_run_with_the_ignore_flag_changes_nothing_on_disk(workflow):
-    workflow.run(config={"recipe": RECIPE, "date": DAY})
+def test_dry_run_with_the_ignore_flag_changes_nothing_on_disk(workflow, ran_before):
+    ran_before(workflow, {"recipe": RECIPE, "date": DAY})
     before = workflow.snapshot()
 
     result = workflow.run(

@@ -6,6 +6,7 @@ import pyarrow.parquet as pq
 
 RECIPE = "simulation_to_handoff"
 DAY = "20250512"
+PAID = {"recipe": RECIPE, "date": DAY}  # run_day(workflow): copied from a run made once
 
 
 def run_day(workflow, day=DAY, **config):
@@ -24,8 +25,8 @@ def test_first_run_queries_and_writes_marker_beside_the_cached_extract(workflow)
     assert summary["source"] == "queried"
 
 
-def test_marker_records_what_was_queried_as_json(workflow):
-    run_day(workflow)
+def test_marker_records_what_was_queried_as_json(workflow, ran_before):
+    ran_before(workflow, PAID)  # as if run_day(workflow) had run
 
     record = json.loads(workflow.marker(RECIPE, DAY).read_text())
     rows = pq.read_metadata(workflow.leads(RECIPE, DAY)).num_rows
@@ -38,8 +39,8 @@ def test_marker_records_what_was_queried_as_json(workflow):
     assert record["queried_at"][-6] in "+-"  # ISO-8601 with a UTC offset
 
 
-def test_second_run_same_day_reuses_the_cache_without_querying(workflow):
-    run_day(workflow)
+def test_second_run_same_day_reuses_the_cache_without_querying(workflow, ran_before):
+    ran_before(workflow, PAID)  # as if run_day(workflow) had run
     marker_before = workflow.marker(RECIPE, DAY).read_text()
 
     second = run_day(workflow)
@@ -49,8 +50,8 @@ def test_second_run_same_day_reuses_the_cache_without_querying(workflow):
     assert workflow.marker(RECIPE, DAY).read_text() == marker_before
 
 
-def test_marker_present_but_cache_missing_queries_again(workflow):
-    run_day(workflow)
+def test_marker_present_but_cache_missing_queries_again(workflow, ran_before):
+    ran_before(workflow, PAID)  # as if run_day(workflow) had run
     workflow.leads(RECIPE, DAY).unlink()
 
     result = run_day(workflow)
@@ -59,8 +60,8 @@ def test_marker_present_but_cache_missing_queries_again(workflow):
     assert workflow.leads(RECIPE, DAY).is_file()
 
 
-def test_deleting_the_marker_asks_for_a_fresh_query(workflow):
-    run_day(workflow)
+def test_deleting_the_marker_asks_for_a_fresh_query(workflow, ran_before):
+    ran_before(workflow, PAID)  # as if run_day(workflow) had run
     workflow.marker(RECIPE, DAY).unlink()
 
     result = run_day(workflow)
@@ -81,8 +82,8 @@ def test_a_new_date_queries_again_and_keeps_the_earlier_day(workflow):
     assert workflow.marker(RECIPE, DAY).is_file()
 
 
-def test_analysis_summary_says_cached_when_the_cache_was_reused(workflow):
-    run_day(workflow)
+def test_analysis_summary_says_cached_when_the_cache_was_reused(workflow, ran_before):
+    ran_before(workflow, PAID)  # as if run_day(workflow) had run
     workflow.analysis(RECIPE, DAY).unlink()
 
     result = run_day(workflow)
@@ -91,8 +92,8 @@ def test_analysis_summary_says_cached_when_the_cache_was_reused(workflow):
     assert json.loads(workflow.summary(RECIPE, DAY).read_text())["source"] == "cached"
 
 
-def test_output_columns_come_in_meta_order(workflow):
-    run_day(workflow)
+def test_output_columns_come_in_meta_order(workflow, ran_before):
+    ran_before(workflow, PAID)  # as if run_day(workflow) had run
 
     header = workflow.analysis(RECIPE, DAY).read_text().splitlines()[0]
     assert header.split(",") == [
@@ -101,8 +102,8 @@ def test_output_columns_come_in_meta_order(workflow):
     ]  # fmt: skip
 
 
-def test_latest_points_at_the_newest_analysis_and_backfills_do_not_move_it(workflow):
-    run_day(workflow, day="20250512")
+def test_latest_points_at_the_newest_analysis_and_backfills_do_not_move_it(workflow, ran_before):
+    ran_before(workflow, PAID)  # as if run_day(workflow, day="20250512") had run
     latest = workflow.latest(RECIPE)
     assert latest.resolve() == workflow.analysis(RECIPE, "20250512").resolve()
 

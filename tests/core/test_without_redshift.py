@@ -77,8 +77,8 @@ FORCING = {
 }
 
 
-def test_skip_redshift_never_queries_whatever_forces_a_query(workflow):
-    workflow.run(config={"recipe": SQL_RECIPE, "date": DAY})
+def test_skip_redshift_never_queries_whatever_forces_a_query(workflow, ran_before):
+    ran_before(workflow, {"recipe": SQL_RECIPE, "date": DAY})
     markers_dir = workflow.root / "results/markers"
     before = {p.name: p.read_bytes() for p in markers_dir.iterdir() if p.is_file()}
     leads = workflow.leads(SQL_RECIPE, DAY).read_bytes()

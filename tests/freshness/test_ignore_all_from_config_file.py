@@ -4,8 +4,8 @@ RECIPE = "simulation_to_handoff"
 DAY = "20250512"
 
 
-def test_config_file_ignore_all_cannot_be_switched_off_on_the_command_line(workflow):
-    workflow.run(config={"recipe": RECIPE, "date": DAY})
+def test_config_file_ignore_all_cannot_be_switched_off_on_the_command_line(workflow, ran_before):
+    ran_before(workflow, {"recipe": RECIPE, "date": DAY})
     extra = workflow.root / "config" / "ops.yaml"
     extra.write_text("ignore_all_markers: true\n")
 

@@ -30,9 +30,9 @@ def day_files(workflow) -> dict[str, bytes]:
 
 
 @pytest.fixture
-def paid_day(workflow):
+def paid_day(workflow, ran_before):
     """One recipe's day queried once, at a pinned clock."""
-    workflow.run(config=BASE, env={"LEAD_RECOVERY_NOW": NOW})
+    ran_before(workflow, BASE, {"LEAD_RECOVERY_NOW": NOW})
     return day_files(workflow)
 
 

@@ -27,11 +27,12 @@ WHERE phone LIKE '+52%'
 ORDER BY lead_id
 """
 
-# Fails in its second batch (default batch_size 100000) on DAY2 only.
-FAILING_SQL = """\
+# Fails in its second batch (of BATCH rows, set in the copy's config) on DAY2 only.
+BATCH = 1000
+FAILING_SQL = f"""\
 SELECT g AS lead_id, 'Lead ' || g AS name, '+52' || g AS phone
-FROM generate_series(1, 100001) AS g
-WHERE 1 / (CASE WHEN :run_date::date = '2025-05-13' AND g = 100001 THEN 0 ELSE 1 END) = 1
+FROM generate_series(1, {BATCH + 1}) AS g
+WHERE 1 / (CASE WHEN :run_date::date = '2025-05-13' AND g = {BATCH + 1} THEN 0 ELSE 1 END) = 1
 """
 
 META = {
@@ -49,11 +50,14 @@ def queries(server_log, since, day):
     return len(server_log.declared(since, query_tag(RECIPE, day)))
 
 
-def test_two_runs_on_one_day_query_redshift_once(bare_workflow, pg_server, shim, server_log):
+def test_two_runs_on_one_day_query_redshift_once_and_the_ignore_flag_again(
+    bare_workflow, pg_server, shim, server_log
+):
     bare_workflow.add_recipe(RECIPE, sql=SQL, meta=META)
     since = server_log.mark()
 
     run(bare_workflow, pg_server, shim, DAY1)
+    first = json.loads(bare_workflow.marker(RECIPE, DAY1).read_text())
     run(bare_workflow, pg_server, shim, DAY1)
 
     assert queries(server_log, since, DAY1) == 1
@@ -62,19 +66,11 @@ def test_two_runs_on_one_day_query_redshift_once(bare_workflow, pg_server, shim,
     expected = [g for g in range(96, 264) if g % 2 == 0 and g % 10 != 0]
     assert leads.column("lead_id").to_pylist() == expected
     assert str(leads.schema.field("loan_amount").type) == "decimal128(12, 2)"
-    record = json.loads(bare_workflow.marker(RECIPE, DAY1).read_text())
-    assert record["warehouse"] == "redshift"
-    assert record["rows"] == len(expected)
-    assert record["run_date"] == DAY1
+    assert first["warehouse"] == "redshift"
+    assert first["rows"] == len(expected)
+    assert first["run_date"] == DAY1
     assert bare_workflow.analysis(RECIPE, DAY1).is_file()
 
-
-def test_ignore_redshift_marker_queries_again(bare_workflow, pg_server, shim, server_log):
-    bare_workflow.add_recipe(RECIPE, sql=SQL, meta=META)
-    since = server_log.mark()
-
-    run(bare_workflow, pg_server, shim, DAY1)
-    first = json.loads(bare_workflow.marker(RECIPE, DAY1).read_text())
     run(bare_workflow, pg_server, shim, DAY1, ignore_redshift_marker=True)
     second = json.loads(bare_workflow.marker(RECIPE, DAY1).read_text())
 
@@ -86,7 +82,10 @@ def test_failure_mid_stream_leaves_no_marker_no_cache_and_earlier_days_untouched
     bare_workflow, pg_server, shim, server_log
 ):
     bare_workflow.add_recipe(RECIPE, sql=FAILING_SQL, meta=META)
+    config = bare_workflow.root / "config/config.yaml"
+    config.write_text(config.read_text().replace("batch_size: 100000", f"batch_size: {BATCH}"))
     run(bare_workflow, pg_server, shim, DAY1)
+    assert json.loads(bare_workflow.marker(RECIPE, DAY1).read_text())["rows"] == BATCH + 1
     day1 = {
         path: stat
         for path, stat in bare_workflow.snapshot().items()
