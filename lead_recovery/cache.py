@@ -14,9 +14,10 @@ times) in ``results/<r>/<d>/.kept/``. Whoever comes next *settles* the day:
 
 A kept entry is ``<id>.parquet`` then ``<id>.marker`` (marker last), so a kill
 while keeping leaves an entry without a marker, which is ignored. The id
-starts with the marker's mtime (newest wins) and ends with the run id: a run
-settles only its own entries (and abandoned ones a day old), so run B ending
-never drops what run A kept for a query A has not run yet. Everything
+starts with the marker's mtime (newest wins) and ends with the run id and its
+main process (``run@host:pid``): a run settles its own entries and those of
+runs that are gone (dead on this host, or a day old), so run B ending never
+drops what a live run A kept for a query A has not run yet. Everything
 that changes a day's pair does it under the day's query lock, which is shared
 by every checkout that shares the marker folder: the day's lease (lease.py).
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -93,7 +95,8 @@ def keep(leads: str | Path, marker: str | Path, directory: str | Path) -> Kept |
     if not complete(leads, marker):
         return None
     info = os.stat(marker)  # never read: a marker on shared ground may be a pipe
-    name = f"{info.st_mtime_ns:020d}-{info.st_ino}-{info.st_size}-{jobs.run_id() or 'none'}"
+    owner = f"{jobs.run_id() or 'none'}@{jobs.run_owner()}"
+    name = f"{info.st_mtime_ns:020d}-{info.st_ino}-{info.st_size}-{owner}"
     entry = Kept(Path(directory) / f"{name}.parquet", Path(directory) / f"{name}.marker")
     if not entry.marker.is_file():
         atomic.link_over(leads, entry.leads)
@@ -122,14 +125,23 @@ def settle(leads: str | Path, marker: str | Path, directory: str | Path) -> str 
         if entries:
             put_back(entries[0], leads, marker)
             outcome = "restored"
-    ours, now = f"-{jobs.run_id() or 'none'}.", time.time()
+    ours, now = f"-{jobs.run_id() or 'none'}@", time.time()
     for entry in Path(directory).iterdir():
         with contextlib.suppress(OSError):
-            if ours in entry.name or now - entry.lstat().st_ctime > ABANDONED_S:
+            if ours in entry.name or _abandoned(entry, now):
                 entry.unlink()
     with contextlib.suppress(OSError):
         os.rmdir(directory)  # only when empty
     return outcome
+
+
+def _abandoned(entry: Path, now: float) -> bool:
+    """Kept by a run that is gone: dead on this host, or a day old anywhere."""
+    owner = entry.stem.rsplit("@", 1)[-1] if "@" in entry.stem else ""
+    host, _, pid = owner.rpartition(":")
+    if host == socket.gethostname() and pid.isdigit() and not lease.pid_alive(int(pid)):
+        return True
+    return now - entry.lstat().st_ctime > ABANDONED_S
 
 
 def discard(directory: str | Path) -> None:

@@ -21,6 +21,7 @@ from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.rundate import RunDate
 
 RUN_ID_ENV = "LEAD_RECOVERY_RUN_ID"
+RUN_PID_ENV = "LEAD_RECOVERY_RUN_PID"  # the invocation's main process, seen by its jobs
 
 log = logging.getLogger("lead_recovery")
 
@@ -33,12 +34,18 @@ def announce_invocation(run: RunDate) -> str:
     because a value that changes every run would make Snakemake rerun every job.
     """
     os.environ.setdefault(RUN_ID_ENV, uuid.uuid4().hex)
+    os.environ.setdefault(RUN_PID_ENV, str(os.getpid()))
     rundate.pin_for_children(run)
     return os.environ[RUN_ID_ENV]
 
 
 def run_id() -> str | None:
     return os.environ.get(RUN_ID_ENV)
+
+
+def run_owner() -> str:
+    """``host:pid`` of this invocation's main process: whether the run is still alive."""
+    return f"{socket.gethostname()}:{os.environ.get(RUN_PID_ENV) or os.getpid()}"
 
 
 def decided_at() -> str | None:

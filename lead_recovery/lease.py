@@ -85,7 +85,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -105,7 +105,7 @@ def is_live(holder: Holder | None, now: datetime | None = None) -> bool:
     except (TypeError, ValueError):
         return False
     # A run killed on this host is seen dead at once: no need to wait for the expiry.
-    return holder.host != socket.gethostname() or _pid_alive(holder.pid)
+    return holder.host != socket.gethostname() or pid_alive(holder.pid)
 
 
 def _generations(store: Store, where: str) -> list[int]:

@@ -13,7 +13,7 @@ def test_recipe_without_sql_skips_the_query_and_creates_no_marker(workflow):
 
     assert result.queries == 0
     assert result.jobs["recipe_leads"] == 1
-    assert not (workflow.root / "results" / "markers").exists()
+    assert not list((workflow.root / "results" / "markers").glob("*.marker"))
     assert pq.read_metadata(workflow.leads("manual_leads", DAY)).num_rows == 4
     summary = json.loads(workflow.summary("manual_leads", DAY).read_text())
     assert summary["source"] == "recipe_leads_csv"

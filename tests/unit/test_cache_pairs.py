@@ -113,3 +113,26 @@ def test_the_recipe_name_pattern_matches_exactly_the_names(seed):
     for candidate in candidates | set(names):
         assert bool(pattern.match(candidate)) == (candidate in names), candidate
     assert re.compile(names_pattern([])).match("anything") is None
+
+
+def test_settling_drops_a_dead_runs_entries_but_never_a_live_runs(day, monkeypatch):
+    import multiprocessing
+
+    leads, marker, kept = day
+    dead = multiprocessing.Process(target=int)
+    dead.start()
+    dead.join()
+    monkeypatch.setenv("LEAD_RECOVERY_RUN_ID", "killedrun")
+    monkeypatch.setenv("LEAD_RECOVERY_RUN_PID", str(dead.pid))
+    killed = cache.keep(leads, marker, kept)
+    monkeypatch.setenv("LEAD_RECOVERY_RUN_ID", "liverun")
+    monkeypatch.setenv("LEAD_RECOVERY_RUN_PID", str(os.getppid()))  # alive: our parent
+    live = cache.keep(leads, marker, kept)
+    monkeypatch.setenv("LEAD_RECOVERY_RUN_ID", "thisrun")
+    monkeypatch.setenv("LEAD_RECOVERY_RUN_PID", str(os.getpid()))
+    ours = cache.keep(leads, marker, kept)
+
+    assert cache.settle(leads, marker, kept) == "dropped"
+
+    assert not killed.marker.exists() and not ours.marker.exists()
+    assert live.marker.exists() and live.leads.exists()  # run B never drops run A's
