@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from lead_recovery import jobs, layout, markers
 
@@ -59,8 +60,12 @@ def extract_line(
     marker_dir: str,
     decided_query: bool,
     restored_at_exit: bool = False,
+    store: Any = None,
 ) -> Line:
-    """A Redshift recipe's day: queried, cached (incl. put back), or failed."""
+    """A Redshift recipe's day: queried, cached (incl. put back), or failed.
+
+    ``store``: an S3 store to read the marker from (one small GET), if not local.
+    """
     log_file = layout.log_path(logs_dir, "redshift_extract", recipe, day)
     outcome = jobs.read_outcome(log_file)
     failure = _failure(outcome, log_file)
@@ -78,7 +83,11 @@ def extract_line(
         when = f"queried at {outcome['queried_at']}"
         return Line(recipe, day, "cached", f"{when}; {how}" if how else when)
     path = markers.marker_path(marker_dir, recipe, day)
-    found = markers.read_marker(path) if _exists(path) else None
+    if store is not None:
+        found = markers.read_stored(store, path)
+        path = store.location(path)
+    else:
+        found = markers.read_marker(path) if _exists(path) else None
     if decided_query and outcome is None:
         return Line(recipe, day, "failed", "not run: the run stopped before this query")
     if found is None or found.queried_at is None:
