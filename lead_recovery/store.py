@@ -126,6 +126,7 @@ def share(config: Mapping[str, object]) -> None:
 
 # --------------------------------------------------------------------------- S3
 
+_COPY_PART = 5 * 1024**3  # CopyObject's limit; larger objects are copied in parts
 SENTINEL = ".lead-recovery-store"  # keeps the bucket from ever being empty (see preflight)
 _T = TypeVar("_T")
 
@@ -357,10 +358,37 @@ class S3Store:
         return self.stat(path) is not None
 
     def copy(self, source: str, target: str) -> None:
-        """A server-side copy (no bytes through this host; multipart above 5 GB)."""
+        """A server-side copy: no bytes through this host; in parts above 5 GB.
+
+        No thread pool (boto3's managed copy has one): the end of a run settles
+        the day's pair from an ``atexit`` handler, where new threads are refused.
+        """
+        src = {"Bucket": self.bucket, "Key": self.key(source)}
+        dst = self.key(target)
+        info = self.stat(source)
+        if info is None or info.size <= _COPY_PART:
+            self._call(lambda: self.client.copy_object(CopySource=src, Bucket=self.bucket, Key=dst))
+            return
+        upload = self._call(
+            lambda: self.client.create_multipart_upload(Bucket=self.bucket, Key=dst)
+        )["UploadId"]
+        parts = []
+        for number, start in enumerate(range(0, info.size, _COPY_PART), start=1):
+            end = min(start + _COPY_PART, info.size) - 1
+            part = self._call(
+                lambda n=number, a=start, b=end: self.client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=dst,
+                    UploadId=upload,
+                    PartNumber=n,
+                    CopySource=src,
+                    CopySourceRange=f"bytes={a}-{b}",
+                )
+            )
+            parts.append({"PartNumber": number, "ETag": part["CopyPartResult"]["ETag"]})
         self._call(
-            lambda: self.client.copy(
-                {"Bucket": self.bucket, "Key": self.key(source)}, self.bucket, self.key(target)
+            lambda: self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=dst, UploadId=upload, MultipartUpload={"Parts": parts}
             )
         )
 
