@@ -68,7 +68,7 @@ class OnS3:
         except client.exceptions.NoSuchKey:
             return None
 
-    def keys(self, under: str = "") -> list[str]:
+    def objects(self, under: str = "") -> list[str]:
         return self.server.keys(self.bucket, self.key(under))
 
     def delete(self, key: str) -> None:

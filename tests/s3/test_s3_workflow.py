@@ -27,7 +27,7 @@ def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3)
     assert first.queries == 1
     assert said(first) == "will query: no marker for this date"
     assert f"{SQL} {DAY} queried (142 rows" in "\n".join(account(first.output))
-    keys = on_s3.keys()
+    keys = on_s3.objects()
     assert on_s3.marker_key() in keys and on_s3.leads_key() in keys
     assert "team/.lead-recovery-store" in keys  # the bucket is never left empty
     assert not any("/.kept/" in k for k in keys), keys  # the run settled what it kept
@@ -59,7 +59,7 @@ def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3)
     for path in on_s3.root.rglob("*"):
         if path.is_file() and not path.is_symlink():
             assert SECRET.encode() not in path.read_bytes(), path
-    for key in on_s3.keys(""):
+    for key in on_s3.objects(""):
         assert SECRET.encode() not in (on_s3.get(key) or b""), key
 
 
@@ -97,7 +97,7 @@ def test_failed_forced_requery_keeps_the_s3_pair_then_skip_redshift_reads_it(on_
     assert line.startswith(f"{SQL} {DAY} failed: recipe '{SQL}': query failed")
     assert line.endswith("; the previous extract and marker were kept")
     assert {k: on_s3.get(k) for k in before} == before  # byte for byte
-    assert not [k for k in on_s3.keys() if "/.kept/" in k]
+    assert not [k for k in on_s3.objects() if "/.kept/" in k]
 
     sql.write_text(original)
     skipped = on_s3.run(config={"date": "20261128", "skip_redshift": True})
@@ -127,5 +127,5 @@ def test_bad_store_settings_stop_before_any_query_with_one_line(on_s3, tmp_path:
         assert errors[0].startswith("lead-recovery: error: store s3://"), errors
         assert cause in errors[0], errors
         assert "Traceback" not in result.output and result.queries == 0
-    assert on_s3.keys() == []  # nothing was written, not even the store's own object
+    assert on_s3.objects() == []  # nothing was written, not even the store's own object
     assert not (on_s3.root / "logs").exists()

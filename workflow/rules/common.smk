@@ -116,14 +116,7 @@ def cached_dates(name):
     """Dates (oldest first) with a cached extract of ``name``, on the store."""
     if not REMOTE:
         return layout.cached_extract_dates(RESULTS, name)
-    listed = REMOTE.listing(f"{RESULTS}/{name}")
-    return sorted(
-        {
-            n.split("/")[0]
-            for n in listed
-            if n.count("/") == 1 and n.endswith("/leads.parquet") and n[:8].isdigit()
-        }
-    )
+    return layout.dates_listed(REMOTE.listing(f"{RESULTS}/{name}"), "leads.parquet")
 
 
 _alternatives = lr_recipes.names_pattern
