@@ -227,10 +227,10 @@ class S3Store:
             status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
             if code == "NoSuchBucket" or (code == "404" and "HeadBucket" in str(err)):
                 cause = f"no such bucket '{self.bucket}'"
-            elif code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
-                cause = f"access denied ({code or status})"
             elif code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
                 cause = f"the AWS credentials were rejected ({code})"
+            elif code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
+                cause = f"access denied ({code or status})"
             else:
                 raise
         except bx.BotoCoreError as err:

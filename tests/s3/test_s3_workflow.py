@@ -7,9 +7,13 @@ the jobs Snakemake ran and from the end-of-run account.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from tests.s3.conftest import DAY, SQL, account
+import boto3
+
+from tests.s3.conftest import DAY, SQL, OnS3, account
+from tests.support.s3server import S3Server
 
 SECRET = "lr-test-secret-key-never-logged"  # tests/support/s3server.py's dummy secret
 
@@ -129,3 +133,43 @@ def test_bad_store_settings_stop_before_any_query_with_one_line(on_s3, tmp_path:
         assert "Traceback" not in result.output and result.queries == 0
     assert on_s3.objects() == []  # nothing was written, not even the store's own object
     assert not (on_s3.root / "logs").exists()
+
+
+def test_a_store_the_credentials_may_not_write_to_is_denied_in_one_line(workflow):
+    """moto checks credentials and IAM policies after its first 4 requests (the setup)."""
+    with S3Server(server_env={"INITIAL_NO_AUTH_ACTION_COUNT": "4"}) as server:
+        server.client().create_bucket(Bucket="lr-read-only")
+        iam = boto3.client(
+            "iam",
+            endpoint_url=server.endpoint,
+            region_name=server.region,
+            aws_access_key_id="setup",
+            aws_secret_access_key="setup",
+        )
+        iam.create_user(UserName="reader")
+        key = iam.create_access_key(UserName="reader")["AccessKey"]
+        read_only = {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:ListBucket"],
+            "Resource": "*",
+        }
+        iam.put_user_policy(
+            UserName="reader",
+            PolicyName="read-only",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [read_only]}),
+        )
+        on_s3 = OnS3(workflow, server, "lr-read-only")
+        reader = {
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        }
+        for env, cause in [
+            (reader, "access denied (AccessDenied)"),
+            ({"AWS_ACCESS_KEY_ID": "AKIANOSUCHKEY0000000"}, "credentials were rejected"),
+        ]:
+            result = on_s3.run("-n", config={"date": DAY}, env=env, ok=False)
+            errors = [x for x in result.output.splitlines() if x.startswith("lead-recovery: error")]
+            assert len(errors) == 1, result.output[-3000:]
+            assert errors[0].startswith("lead-recovery: error: store s3://lr-read-only/team: ")
+            assert cause in errors[0] and result.queries == 0
+            assert "Traceback" not in result.output
