@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import errno
 import grp
+import logging
 import os
 import posixpath
 import stat
@@ -195,6 +196,11 @@ class S3Store:
         if self._client is None:
             import boto3
             from botocore.config import Config
+
+            # A job logs at DEBUG; botocore's debug lines carry the request headers
+            # (the access key id, a session token): never let them reach a log.
+            for name in ("boto3", "botocore", "s3transfer", "urllib3"):
+                logging.getLogger(name).setLevel(logging.WARNING)
 
             self._client = boto3.session.Session().client(
                 "s3",

@@ -15,7 +15,8 @@ import boto3
 from tests.s3.conftest import DAY, SQL, OnS3, account
 from tests.support.s3server import S3Server
 
-SECRET = "lr-test-secret-key-never-logged"  # tests/support/s3server.py's dummy secret
+# tests/support/s3server.py's dummy credentials: neither may be written anywhere
+CREDENTIALS = (b"lr-test-secret-key-never-logged", b"lr-test-access-key")
 
 
 def said(result, recipe: str = SQL, day: str = DAY) -> str:
@@ -58,13 +59,16 @@ def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3)
     assert said(forced) == "will query: forced by ignore_redshift_marker=true"
     assert "Forced execution" in forced.output and forced.queries == 1
     assert f"{SQL} {DAY} queried (" in "\n".join(account(forced.output))
+    assert not [k for k in on_s3.objects() if "/.kept/" in k]  # kept, then settled
 
     # No credential anywhere: the checkout (logs, .snakemake metadata), nor the bucket.
     for path in on_s3.root.rglob("*"):
         if path.is_file() and not path.is_symlink():
-            assert SECRET.encode() not in path.read_bytes(), path
+            data = path.read_bytes()
+            assert not [c for c in CREDENTIALS if c in data], path
     for key in on_s3.objects(""):
-        assert SECRET.encode() not in (on_s3.get(key) or b""), key
+        data = on_s3.get(key) or b""
+        assert not [c for c in CREDENTIALS if c in data], key
 
 
 def test_marker_ttl_and_refresh_times_read_the_marker_on_s3(on_s3):
