@@ -72,8 +72,9 @@ def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3)
 
 
 def test_marker_ttl_and_refresh_times_read_the_marker_on_s3(on_s3):
-    def at(hhmm: str, **config):
+    def at(hhmm: str, dry: bool = False, **config):
         return on_s3.run(
+            *(["-n"] if dry else []),
             config={"date": DAY, "timezone": "UTC", **config},
             env={"LEAD_RECOVERY_NOW": f"2026-11-27T{hhmm}:00+00:00", "TZ": "UTC"},
         )
@@ -87,7 +88,7 @@ def test_marker_ttl_and_refresh_times_read_the_marker_on_s3(on_s3):
         "will query: written before the 2026-11-27T09:15:00+00:00 refresh (refresh_after)"
     )
     assert refreshed.queries == 1
-    counts = at("09:45", refresh_after=["09:15"], marker_ttl="2h")
+    counts = at("09:45", refresh_after=["09:15"], marker_ttl="2h", dry=True)
     assert said(counts) == "marker counts (queried 2026-11-27T09:30:00+00:00); no query"
     assert counts.queries == 0
 
