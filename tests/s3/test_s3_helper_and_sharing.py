@@ -118,3 +118,18 @@ def test_clones_sharing_an_s3_store_started_together_query_once(on_s3: OnS3, tmp
     analyses = {(root / f"results/slow_count/{DAY}/analysis.csv").read_bytes() for root in roots}
     assert len(analyses) == 1
     assert not [k for k in on_s3.objects() if "/.kept/" in k]
+
+
+def test_markers_list_shows_who_is_querying_a_day_on_s3(on_s3, monkeypatch):
+    from lead_recovery import lease
+
+    monkeypatch.setattr(os, "environ", {**os.environ, **on_s3.server.env})
+    marker = f"results/markers/redshift_queried_{SQL}_{DAY}.marker"
+    with lease.held(marker, timeout_s=5, store=S3Store(on_s3.url)):
+        rows = on_s3.markers_json()
+    assert [(r["recipe"], r["run_date"], r["reason"]) for r in rows] == [
+        (SQL, DAY, "being queried")
+    ]
+    assert rows[0]["lease"]["pid"] == os.getpid()
+    assert rows[0]["path"] == f"{on_s3.url}/{marker}"
+    assert on_s3.markers_json() == []  # released
