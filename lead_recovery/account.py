@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC
+from typing import Any
 
 from lead_recovery import history, jobs, layout, markers, rundate
 
@@ -69,8 +70,12 @@ def extract_line(
     marker_dir: str,
     decided_query: bool,
     restored_at_exit: bool = False,
+    store: Any = None,
 ) -> Line:
-    """A Redshift recipe's day: queried, cached (incl. put back), or failed."""
+    """A Redshift recipe's day: queried, cached (incl. put back), or failed.
+
+    ``store``: an S3 store to read the marker from (one small GET), if not local.
+    """
     log_file = layout.log_path(logs_dir, "redshift_extract", recipe, day)
     outcome = jobs.read_outcome(log_file)
     failure = _failure(outcome, log_file)
@@ -93,7 +98,11 @@ def extract_line(
         detail = f"{when}; {how}" if how else when
         return Line(recipe, day, "cached", detail, **known, watermark_check=confirmed)
     path = markers.marker_path(marker_dir, recipe, day)
-    found = markers.read_marker(path) if os.path.exists(path) else None
+    if store is not None:
+        found = markers.read_stored(store, path)
+        path = store.location(path)
+    else:
+        found = markers.read_marker(path) if os.path.exists(path) else None
     if decided_query and outcome is None:
         return Line(recipe, day, "failed", "not run: the run stopped before this query")
     if found is None or found.queried_at is None:

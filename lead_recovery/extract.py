@@ -11,17 +11,29 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from lead_recovery import atomic, cache, checks, freshness, jobs, layout, markers, rundate
+from lead_recovery import (
+    atomic,
+    cache,
+    checks,
+    freshness,
+    jobs,
+    layout,
+    lease,
+    markers,
+    rundate,
+    s3cache,
+)
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.lease import Lease, LeaseTimeout
 from lead_recovery.recipes import Recipe, sql_sha256
 from lead_recovery.rundate import parse_duration, to_date
+from lead_recovery.store import S3Store, open_store
 from lead_recovery.warehouse import Warehouse, open_warehouse
 
 log = logging.getLogger("lead_recovery")
@@ -76,11 +88,14 @@ def extract(
     claim: Lease | None = None,
     accept_suspect: bool = False,
     results_dir: str = "results",
+    keep_new: Callable[[Path, Path], object] | None = None,
 ) -> dict[str, Any]:
     """Query, then keep the new pair, then publish it (extract first, marker last).
 
     The new pair is kept before it is published, so a kill between the two
     renames still leaves a complete pair for the next run to put back.
+    ``keep_new(leads_tmp, marker_tmp)`` keeps it elsewhere than in the local
+    ``kept_dir`` (on S3: s3cache.keep_new).
     """
     sql = recipe.sql()
     started = time.monotonic()
@@ -144,7 +159,10 @@ def extract(
         atomic.write_bytes(marker_tmp, markers.render(record))
         if claim is not None:
             claim.check()  # a run that lost its lease (expired, taken over) publishes nothing
-        cache.keep(leads_tmp, marker_tmp, kept_dir)
+        if keep_new is not None:
+            keep_new(leads_tmp, marker_tmp)
+        else:
+            cache.keep(leads_tmp, marker_tmp, kept_dir)
         os.replace(leads_tmp, leads_out)
         os.replace(marker_tmp, marker_out)
     finally:
@@ -228,6 +246,20 @@ def run_job(
     ttl = parse_duration(config["lease_ttl"], "lease_ttl").total_seconds()
     started = time.time()
     run = rundate.resolve(config.get("date"), config.get("timezone"), config.get("day_starts_at"))
+    store = open_store(config)
+    if isinstance(store, S3Store):
+        return _run_job_s3(
+            store,
+            config,
+            recipe=recipe,
+            run_date=run_date,
+            leads_out=leads_out,
+            marker_out=marker_out,
+            policy=freshness.policy_for(recipe, config, os.environ, forced_on_command_line),
+            now=run.decided_at,
+            wait=wait,
+            ttl=ttl,
+        )
     try:
         with cache.day_lock(
             marker_out, timeout=wait, ttl_s=ttl, what=f"recipe {recipe.name} {run_date}"
@@ -296,6 +328,104 @@ def run_job(
                 )
             finally:
                 warehouse.close()
+            return {"outcome": "queried", **record}
+    except LeaseTimeout as err:
+        raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
+
+
+def _run_job_s3(
+    store: S3Store,
+    config: Mapping[str, Any],
+    *,
+    recipe: Recipe,
+    run_date: str,
+    leads_out: Path,
+    marker_out: Path,
+    policy: freshness.Policy,
+    now: Any,
+    wait: float,
+    ttl: float,
+) -> dict[str, Any]:
+    """run_job on S3: the outputs are Snakemake's local copies, uploaded after the job.
+
+    The day's lease lives under ``<prefix>/<marker_dir>/.leases/``. Snakemake
+    removed this job's S3 outputs before the job, so a complete S3 pair found
+    under the lease was written by another run meanwhile (or put back by one):
+    it is downloaded into the local outputs and no query runs. A new pair is
+    uploaded into ``.kept/`` and published on S3 before the lease is released,
+    so a run waiting for the lease finds it without waiting for Snakemake's
+    upload (s3cache.py).
+    """
+    results = os.path.normpath(config["results_dir"])
+    leads = layout.leads_path(results, recipe.name, run_date)
+    marker = markers.marker_path(os.path.normpath(config["marker_dir"]), recipe.name, run_date)
+    kept_dir = layout.kept_dir(results, recipe.name, run_date)
+    label = f"recipe {recipe.name} {run_date}"
+
+    def fetch() -> None:
+        store.download(leads, leads_out)
+        store.download(marker, marker_out)
+
+    started = time.time()
+    try:
+        with lease.held(marker, timeout_s=wait, ttl_s=ttl, what=label, store=store) as claim:
+            written = store.stat(marker)
+            # S3 times are whole seconds: a pair written in the second this job began counts
+            if written is not None and written.mtime >= int(started) and store.exists(leads):
+                fetch()
+                log.info(
+                    "%s: another run queried it while this one waited; keeping its extract "
+                    "and marker (no query)",
+                    label,
+                )
+                found = markers.read_marker(marker_out)
+                return {"outcome": "cached", **found.record}
+            found, decision = freshness.assess(
+                recipe,
+                run_date,
+                marker_dir=os.path.dirname(marker),
+                results_dir=results,
+                policy=policy,
+                now=now,
+                tz=rundate.zone(config.get("timezone")),
+                store=store,
+            )
+            if decision.restore:
+                s3cache.put_back(store, s3cache.kept(store, kept_dir)[0], leads, marker)
+                fetch()
+                log.info(
+                    "%s: put back the extract queried at %s, kept on S3 (no query)",
+                    label,
+                    found.record.get("queried_at") if found else "?",
+                )
+                return {"outcome": "restored", **(found.record if found else {})}
+            if decision.counts:
+                fetch()
+                log.info("%s: marker counts; no query", label)
+                return {"outcome": "cached", **(found.record if found else {})}
+            log.info("%s: querying: %s", label, decision.reason)
+            try:
+                warehouse = open_warehouse(config["warehouse"], config)
+            except LeadRecoveryError as err:
+                raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
+            new: list[s3cache.Kept] = []
+            try:
+                record = extract(
+                    recipe,
+                    run_date,
+                    warehouse,
+                    leads_out,
+                    marker_out,
+                    kept_dir,
+                    claim,
+                    accept_suspect=bool(config.get("accept_suspect")),
+                    results_dir=config["results_dir"],
+                    keep_new=lambda lt, mt: new.append(s3cache.keep_new(store, lt, mt, kept_dir)),
+                )
+            finally:
+                warehouse.close()
+            claim.check()
+            s3cache.put_back(store, new[0], leads, marker)  # published before the lease goes
             return {"outcome": "queried", **record}
     except LeaseTimeout as err:
         raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None

@@ -16,11 +16,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
 
-from lead_recovery import cache, layout
+from lead_recovery import cache, layout, s3cache
 from lead_recovery.config import env_flag
-from lead_recovery.markers import Marker, marker_path, read_marker
+from lead_recovery.markers import Marker, marker_path, read_marker, read_stored
 from lead_recovery.recipes import Recipe
 from lead_recovery.rundate import local_time, parse_duration, parse_hhmm, to_date
+from lead_recovery.store import S3Store
 
 __all__ = ["Decision", "Policy", "assess", "decide", "parse_duration", "policy_for"]
 
@@ -165,24 +166,37 @@ def assess(
     policy: Policy,
     now: datetime,
     tz: tzinfo | None,
+    store: S3Store | None = None,
 ) -> tuple[Marker | None, Decision]:
     """Read a recipe's marker and cache for a date and decide whether the marker counts.
 
     When the day's pair is incomplete but a complete pair was kept by an
     interrupted re-query (cache.py), that pair is the one judged: if it
-    counts, it is put back instead of querying.
+    counts, it is put back instead of querying. On S3 (``store``) the marker
+    is read with one small GET and the extract is never downloaded: whether
+    it exists comes from a listing (or a HEAD).
     """
     path = marker_path(marker_dir, recipe.name, run_date)
     leads = layout.leads_path(results_dir, recipe.name, run_date)
-    complete = cache.complete(leads, path)
-    entries = [] if complete else cache.kept(layout.kept_dir(results_dir, recipe.name, run_date))
-    if entries:
-        found, cache_present = read_marker(entries[0].marker), True
-    elif complete:  # the everyday case: no more stat calls
-        found, cache_present = read_marker(path), True
+    kept_dir = layout.kept_dir(results_dir, recipe.name, run_date)
+    if store is not None:
+        found = read_stored(store, path)
+        cache_present = store.exists(leads)
+        entries: list[Any] = (
+            [] if found is not None and cache_present else s3cache.kept(store, kept_dir)
+        )
+        if entries:
+            found, cache_present = read_stored(store, entries[0].marker), True
     else:
-        found = read_marker(path) if os.path.exists(path) else None
-        cache_present = os.path.exists(leads)
+        complete = cache.complete(leads, path)
+        entries = [] if complete else cache.kept(kept_dir)
+        if entries:
+            found, cache_present = read_marker(entries[0].marker), True
+        elif complete:  # the everyday case: no more stat calls
+            found, cache_present = read_marker(path), True
+        else:
+            found = read_marker(path) if os.path.exists(path) else None
+            cache_present = os.path.exists(leads)
     decision = decide(
         found,
         cache_present,

@@ -8,6 +8,7 @@ to get their wildcard patterns, so a path is spelled in exactly one place.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from lead_recovery import atomic
@@ -62,6 +63,17 @@ def dates_with(results_dir: str | Path, recipe: str, filename: str, after: str =
         and entry.name > after
         and (entry / filename).is_file()
     )
+
+
+def dates_listed(names: Iterable[str], filename: str) -> list[str]:
+    """Run dates (oldest first) holding ``filename`` in a listing of one recipe's folder
+    (names relative to it, as an S3 listing gives them: ``20261127/leads.parquet``)."""
+    found = set()
+    for name in names:
+        day, _, rest = name.partition("/")
+        if rest == filename and len(day) == 8 and day.isdigit():
+            found.add(day)
+    return sorted(found)
 
 
 def cached_extract_dates(results_dir: str | Path, recipe: str) -> list[str]:

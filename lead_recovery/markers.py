@@ -138,14 +138,35 @@ def read_marker(path: str | Path) -> Marker:
     """Read a marker; an unreadable or hostile one comes back as ``format="corrupt"``
     with its reason, quickly and in bounded memory; this never raises."""
     path = Path(path)
-    recipe, run_date = parse_marker_name(path.name) or ("?", "?")
-    marker = Marker(path=path, recipe=recipe, run_date=run_date, format="corrupt")
     try:
-        text = _read_bytes(path).decode("utf-8")
+        data = _read_bytes(path)
     except _NotAMarker as err:
-        marker.problem = str(err)
-        return marker
-    except (OSError, UnicodeDecodeError) as err:
+        return _corrupt(path, str(err))
+    except OSError as err:
+        return _corrupt(path, f"unreadable: {err.__class__.__name__}")
+    return parse_marker(path, data)
+
+
+def _corrupt(path: Path, problem: str) -> Marker:
+    recipe, run_date = parse_marker_name(path.name) or ("?", "?")
+    return Marker(path=path, recipe=recipe, run_date=run_date, format="corrupt", problem=problem)
+
+
+def read_stored(store: Any, path: str) -> Marker | None:
+    """A marker read through a store (one bounded GET on S3); ``None`` if absent."""
+    data = store.read(path)
+    return None if data is None else parse_marker(Path(path), data)
+
+
+def parse_marker(path: str | Path, data: bytes) -> Marker:
+    """What the bytes ``data`` of the marker at ``path`` say (never raises)."""
+    path = Path(path)
+    if len(data) > MAX_BYTES:
+        return _corrupt(path, f"more than {MAX_BYTES} bytes")
+    marker = _corrupt(path, "")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
         marker.problem = f"unreadable: {err.__class__.__name__}"
         return marker
     stripped = text.strip()
@@ -180,8 +201,29 @@ def read_marker(path: str | Path) -> Marker:
     return marker
 
 
-def list_markers(marker_dir: str | Path, recipe: str | None = None) -> list[Marker]:
-    """Every marker in ``marker_dir`` (optionally one recipe's), by recipe then date."""
+def list_markers(
+    marker_dir: str | Path, recipe: str | None = None, store: Any = None
+) -> list[Marker]:
+    """Every marker in ``marker_dir`` (optionally one recipe's), by recipe then date.
+
+    On S3 (``store``) the folder is listed once and the markers are read with
+    concurrent small GETs: one request after another would take minutes over
+    thousands of markers.
+    """
+    if store is not None:
+        names = [
+            n
+            for n in store.names(str(marker_dir))
+            if (parsed := parse_marker_name(n)) and (recipe is None or parsed[0] == recipe)
+        ]
+        from concurrent.futures import ThreadPoolExecutor
+
+        def one(name: str) -> Marker | None:
+            return read_stored(store, f"{marker_dir}/{name}")
+
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            found = [m for m in pool.map(one, names) if m is not None]
+        return sorted(found, key=lambda m: (m.recipe, m.run_date))
     base = Path(marker_dir)
     if not base.is_dir():
         return []

@@ -1,21 +1,26 @@
 """The few operations the coordination between runs needs from the shared ground.
 
 Markers, extracts and leases live on a *store*: a folder (local disk, NFS)
-or, later, an S3 prefix. Leases (lease.py) need exactly four things from it,
-all of which S3 offers too (a conditional ``PutObject`` with
-``If-None-Match: *`` is the create-if-absent), so the lease logic is written
-once against this interface.
+or an S3 prefix (``store: s3://bucket/prefix``). Leases (lease.py) need
+exactly five things from it, all of which S3 offers too (a conditional
+``PutObject`` with ``If-None-Match: *`` is the create-if-absent), so the lease
+logic is written once against this interface. On S3 a path of the local
+layout (``results/markers/redshift_queried_x_20261127.marker``) is kept as
+the key under the prefix, so the two stores hold the same tree.
 """
 
 from __future__ import annotations
 
 import errno
 import grp
+import logging
 import os
+import posixpath
 import stat
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol, TypeVar
 
 from lead_recovery import atomic
 from lead_recovery.errors import LeadRecoveryError
@@ -118,3 +123,315 @@ def share(config: Mapping[str, object]) -> None:
                 f"store_group {group!r}: cannot give {folder}/ to that group "
                 "(its owner, or root, must do it once: chgrp and chmod g+ws)"
             ) from None
+
+
+# --------------------------------------------------------------------------- S3
+
+_COPY_PART = 5 * 1024**3  # CopyObject's limit; larger objects are copied in parts
+SENTINEL = ".lead-recovery-store"  # keeps the bucket from ever being empty (see preflight)
+_T = TypeVar("_T")
+
+
+class StoreError(LeadRecoveryError, OSError):
+    """The store cannot be used (no bucket, no credentials, unreachable, denied).
+
+    An ``OSError`` too, so a lease heartbeat treats a passing hiccup like a
+    filesystem one and tries again at the next beat.
+    """
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One object under a prefix: what a listing says, no GET needed."""
+
+    size: int
+    mtime: float  # LastModified, seconds since the epoch (S3's clock)
+    etag: str
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` -> ``("bucket", "prefix")`` (the prefix may be empty)."""
+    if not url.startswith("s3://"):
+        raise LeadRecoveryError(f"store {url!r} must be s3://bucket/prefix")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    if not bucket:
+        raise LeadRecoveryError(f"store {url!r} names no bucket (s3://bucket/prefix)")
+    return bucket, prefix.strip("/")
+
+
+class S3Store:
+    """An S3 prefix every run reaches, on any host.
+
+    Endpoint, region and credentials come only from the standard AWS settings
+    (``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``/``..._SECRET...``,
+    ``AWS_PROFILE``, instance roles): nothing here reads, stores or prints one.
+    Timeouts are short and retries few, so a wrong endpoint fails in seconds
+    with one line instead of hanging the run.
+
+    ``remember=True`` (the DAG build) lets :meth:`prefetch` list a folder once
+    and answer :meth:`exists` and :meth:`listing` below it from memory, instead
+    of a request per key; jobs never use it, they need the store as it is now.
+    """
+
+    def __init__(self, url: str, *, remember: bool = False) -> None:
+        self.bucket, self.prefix = parse_url(url)
+        self.url = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
+        self._client: Any = None
+        self._remember = remember
+        self._listings: dict[str, dict[str, Entry]] = {}
+
+    # -- keys and errors
+
+    def key(self, path: str | Path) -> str:
+        """The object key of a local-layout path: the path, under the prefix."""
+        relative = str(path).lstrip("/")
+        return posixpath.normpath(f"{self.prefix}/{relative}" if self.prefix else relative)
+
+    def location(self, path: str | Path) -> str:
+        """``s3://bucket/key`` of ``path``: what the user reads, and Snakemake's query."""
+        return f"s3://{self.bucket}/{self.key(path)}"
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+            from botocore.config import Config
+
+            # A job logs at DEBUG; botocore's debug lines carry the request headers
+            # (the access key id, a session token): never let them reach a log.
+            for name in ("boto3", "botocore", "s3transfer", "urllib3"):
+                logging.getLogger(name).setLevel(logging.WARNING)
+
+            self._client = boto3.session.Session().client(
+                "s3",
+                config=Config(
+                    connect_timeout=5,
+                    read_timeout=60,
+                    retries={"max_attempts": 3, "mode": "standard"},
+                    # S3-compatible servers (MinIO, moto) need no trailing checksums
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                ),
+            )
+        return self._client
+
+    def _call(self, what: Callable[[], _T]) -> _T:
+        """Run one S3 call; a failure the user must fix becomes one line naming the store."""
+        import botocore.exceptions as bx
+
+        try:
+            return what()
+        except bx.NoCredentialsError:
+            cause = (
+                "no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE, or use an instance role)"
+            )
+        except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError) as err:
+            cause = f"cannot reach the S3 endpoint ({err})"
+        except bx.ClientError as err:
+            code = str(err.response.get("Error", {}).get("Code", ""))
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "NoSuchBucket" or (code == "404" and "HeadBucket" in str(err)):
+                cause = f"no such bucket '{self.bucket}'"
+            elif code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
+                cause = f"the AWS credentials were rejected ({code})"
+            elif code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
+                cause = f"access denied ({code or status})"
+            else:
+                raise
+        except bx.BotoCoreError as err:
+            cause = f"{type(err).__name__}: {err}"
+        raise StoreError(f"store {self.url}: {cause}") from None
+
+    @staticmethod
+    def _code(err: Exception) -> str:
+        return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+
+    # -- what the store has to offer (Store)
+
+    def create(self, path: str, data: bytes) -> bool:
+        """A conditional ``PutObject`` (``If-None-Match: *``): ``False`` if the key exists."""
+        import botocore.exceptions as bx
+
+        try:
+            self._call(
+                lambda: self.client.put_object(
+                    Bucket=self.bucket, Key=self.key(path), Body=data, IfNoneMatch="*"
+                )
+            )
+        except bx.ClientError as err:
+            if self._code(err) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise
+        return True
+
+    def read(self, path: str) -> bytes | None:
+        """A small object's first bytes (a bounded ranged GET); ``None`` if absent."""
+        import botocore.exceptions as bx
+
+        try:
+            answer = self._call(
+                lambda: self.client.get_object(
+                    Bucket=self.bucket, Key=self.key(path), Range=f"bytes=0-{SMALL}"
+                )
+            )
+        except bx.ClientError as err:
+            code = self._code(err)
+            if code in ("NoSuchKey", "404"):
+                return None
+            if code == "InvalidRange":  # an empty object
+                return b""
+            raise
+        with answer["Body"] as body:
+            return body.read(SMALL + 1)
+
+    def write(self, path: str, data: bytes) -> None:
+        """``PutObject``: S3 replaces an object atomically (readers see old or new)."""
+        self._call(
+            lambda: self.client.put_object(Bucket=self.bucket, Key=self.key(path), Body=data)
+        )
+
+    def delete(self, path: str) -> None:
+        self._call(lambda: self.client.delete_object(Bucket=self.bucket, Key=self.key(path)))
+
+    def names(self, folder: str) -> list[str]:
+        """Entry names right below ``folder``: objects and "sub-folders" (common prefixes)."""
+        base = self.key(folder) + "/"
+        found = []
+        for page in self._pages(base, delimiter="/"):
+            found += [c["Prefix"][len(base) :].rstrip("/") for c in page.get("CommonPrefixes", [])]
+            found += [o["Key"][len(base) :] for o in page.get("Contents", [])]
+        return found
+
+    # -- what keeping a day's pair and the freshness decision need
+
+    def _pages(self, prefix: str, delimiter: str | None = None) -> Iterator[dict[str, Any]]:
+        kwargs = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        pages = self.client.get_paginator("list_objects_v2").paginate(**kwargs)
+        iterator = iter(pages)
+        while True:
+            page = self._call(lambda: next(iterator, None))
+            if page is None:
+                return
+            yield page
+
+    def listing(self, folder: str) -> dict[str, Entry]:
+        """Every object below ``folder`` (at any depth), by its path relative to it."""
+        base = self.key(folder) + "/"
+        for known, entries in self._listings.items():
+            if base.startswith(known):
+                cut = len(base) - len(known)
+                return {k[cut:]: e for k, e in entries.items() if k.startswith(base[len(known) :])}
+        found = {
+            o["Key"][len(base) :]: Entry(
+                int(o["Size"]), o["LastModified"].timestamp(), str(o.get("ETag", "")).strip('"')
+            )
+            for page in self._pages(base)
+            for o in page.get("Contents", [])
+        }
+        if self._remember:
+            self._listings[base] = found
+        return found
+
+    def prefetch(self, folder: str) -> None:
+        """List ``folder`` once; later questions below it are answered from memory."""
+        if self._remember:
+            self.listing(folder)
+
+    def stat(self, path: str) -> Entry | None:
+        """Size, LastModified and ETag of ``path``, ``None`` if absent."""
+        key = self.key(path)
+        for known, entries in self._listings.items():
+            if key.startswith(known):
+                return entries.get(key[len(known) :])
+        import botocore.exceptions as bx
+
+        try:
+            head = self._call(lambda: self.client.head_object(Bucket=self.bucket, Key=key))
+        except bx.ClientError as err:
+            if self._code(err) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+        return Entry(
+            int(head["ContentLength"]),
+            head["LastModified"].timestamp(),
+            str(head.get("ETag", "")).strip('"'),
+        )
+
+    def exists(self, path: str) -> bool:
+        return self.stat(path) is not None
+
+    def copy(self, source: str, target: str) -> None:
+        """A server-side copy: no bytes through this host; in parts above 5 GB.
+
+        No thread pool (boto3's managed copy has one): the end of a run settles
+        the day's pair from an ``atexit`` handler, where new threads are refused.
+        """
+        src = {"Bucket": self.bucket, "Key": self.key(source)}
+        dst = self.key(target)
+        info = self.stat(source)
+        if info is None or info.size <= _COPY_PART:
+            self._call(lambda: self.client.copy_object(CopySource=src, Bucket=self.bucket, Key=dst))
+            return
+        upload = self._call(
+            lambda: self.client.create_multipart_upload(Bucket=self.bucket, Key=dst)
+        )["UploadId"]
+        parts = []
+        for number, start in enumerate(range(0, info.size, _COPY_PART), start=1):
+            end = min(start + _COPY_PART, info.size) - 1
+            part = self._call(
+                lambda n=number, a=start, b=end: self.client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=dst,
+                    UploadId=upload,
+                    PartNumber=n,
+                    CopySource=src,
+                    CopySourceRange=f"bytes={a}-{b}",
+                )
+            )
+            parts.append({"PartNumber": number, "ETag": part["CopyPartResult"]["ETag"]})
+        self._call(
+            lambda: self.client.complete_multipart_upload(
+                Bucket=self.bucket, Key=dst, UploadId=upload, MultipartUpload={"Parts": parts}
+            )
+        )
+
+    def download(self, path: str, local: str | Path) -> None:
+        """``path`` into the local file ``local``, which appears whole or not at all."""
+        atomic.replace_with(
+            local,
+            lambda tmp: self._call(
+                lambda: self.client.download_file(self.bucket, self.key(path), str(tmp))
+            ),
+        )
+
+    def upload(self, local: str | Path, path: str) -> None:
+        self._call(lambda: self.client.upload_file(str(local), self.bucket, self.key(path)))
+
+    def delete_below(self, folder: str) -> None:
+        """Remove every object below ``folder``."""
+        for name in self.listing(folder):
+            self.delete(f"{folder}/{name}")
+
+    def preflight(self) -> None:
+        """Prove the store is usable before any warehouse query: one line if it is not.
+
+        Keeps the small object ``<prefix>/.lead-recovery-store``, so the bucket is
+        never empty: the storage plugin deletes a bucket that a removal left
+        empty, and Snakemake removes a job's outputs before rerunning it.
+        """
+        self.create(SENTINEL, b"lead-recovery store: markers, extracts and leases live below\n")
+
+
+def open_store(config: Mapping[str, Any], *, remember: bool = False) -> LocalStore | S3Store:
+    """The store the configuration names: ``store: s3://...``, else the local folders."""
+    url = config.get("store")
+    if url in (None, ""):
+        return LocalStore()
+    return S3Store(str(url), remember=remember)
+
+
+def is_remote(store: object) -> bool:
+    return isinstance(store, S3Store)

@@ -37,7 +37,17 @@ from typing import Any
 
 import click
 
-from lead_recovery import cache, freshness, jobs, layout, lease, markers, recipes, rundate
+from lead_recovery import (
+    cache,
+    freshness,
+    jobs,
+    layout,
+    lease,
+    markers,
+    recipes,
+    rundate,
+    s3cache,
+)
 from lead_recovery import config as lr_config
 from lead_recovery.cli.common import (
     CONTEXT,
@@ -56,6 +66,7 @@ from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.freshness import Policy
 from lead_recovery.markers import Marker
 from lead_recovery.recipes import Recipe
+from lead_recovery.store import S3Store, open_store
 
 PROG = "markers"
 ACTIONS = ("list", "check", "create", "delete", "prune")
@@ -86,6 +97,7 @@ class Context:
     tz: tzinfo | None
     today: str  # today's run date
     now: datetime
+    store: S3Store | None = None  # store: s3://... in the config; None: the local folders
     _recipes: dict[str, RecipeInfo] = field(default_factory=dict)
     _dates: dict[str, bool] = field(default_factory=dict)
     _listings: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -94,14 +106,19 @@ class Context:
     def load(cls, args: SimpleNamespace) -> Context:
         repo = find_repo(args.repo)
         config = lr_config.load(repo)
+        opened = open_store(config)
+        remote = opened if isinstance(opened, S3Store) else None
 
         def place(value: str) -> str:
+            if remote is not None:  # a key under the store's prefix, as the workflow writes it
+                return os.path.normpath(value)
             path = Path(value)
             return os.path.normpath(path if path.is_absolute() else repo / path)
 
-        marker_dir = (
-            os.path.abspath(args.marker_dir) if args.marker_dir else place(config["marker_dir"])
-        )
+        if args.marker_dir and remote is None:
+            marker_dir = os.path.abspath(args.marker_dir)
+        else:
+            marker_dir = place(args.marker_dir or config["marker_dir"])
         run = rundate.resolve(config["date"], config["timezone"], config["day_starts_at"])
         return cls(
             repo=repo,
@@ -112,7 +129,24 @@ class Context:
             tz=rundate.zone(config.get("timezone")),
             today=run.date,
             now=run.decided_at,
+            store=remote,
         )
+
+    def show(self, path: str | Path) -> str:
+        """A path as the user reads it: ``s3://bucket/key`` on S3, else relative if inside."""
+        return self.store.location(path) if self.store is not None else _show(path)
+
+    def where(self, path: str | Path) -> str:
+        """A path as ``--json`` gives it: ``s3://bucket/key`` on S3, else the path."""
+        return self.store.location(path) if self.store is not None else str(path)
+
+    def exists(self, path: str) -> bool:
+        return self.store.exists(path) if self.store is not None else os.path.exists(path)
+
+    def read_marker(self, path: str) -> Marker | None:
+        if self.store is not None:
+            return markers.read_stored(self.store, path)
+        return markers.read_marker(path) if os.path.exists(path) else None
 
     def day(self, given: str | None) -> str:
         """``--date`` checked, or today's run date."""
@@ -162,12 +196,17 @@ class Context:
         if self.info(name).exists:
             return name
         prefix = f"{markers.PREFIX}{name}_"
-        if os.path.isdir(self.marker_dir):
+        if self.store is not None:
+            names = self.store.names(self.marker_dir)
+        elif os.path.isdir(self.marker_dir):
             with os.scandir(self.marker_dir) as entries:
-                for entry in entries:
-                    parsed = markers.parse_marker_name(entry.name)
-                    if parsed and parsed[0] == name and entry.name.startswith(prefix):
-                        return name
+                names = [entry.name for entry in entries]
+        else:
+            names = []
+        for entry in names:
+            parsed = markers.parse_marker_name(entry)
+            if parsed and parsed[0] == name and entry.startswith(prefix):
+                return name
         try:
             known = ", ".join(recipes.discover(self.recipes_dir)) or "none"
         except LeadRecoveryError:
@@ -210,6 +249,10 @@ class Context:
         path = layout.leads_path(self.results_dir, recipe, run_date)
         folder = os.path.dirname(path)
         parent, name = os.path.split(folder)
+        if self.store is not None:  # one LIST per recipe, not a HEAD per marker
+            if parent not in self._listings:
+                self._listings[parent] = frozenset(self.store.listing(parent))
+            return path, f"{name}/leads.parquet" in self._listings[parent]
         if parent not in self._listings:
             try:
                 self._listings[parent] = frozenset(os.listdir(parent))
@@ -282,8 +325,8 @@ def describe(ctx: Context, marker: Marker) -> dict[str, Any]:
         "problem": marker.problem,
         "created_by": record.get("created_by"),
         "user@host": record.get("user@host"),
-        "path": str(marker.path),
-        "cache_path": cache,
+        "path": ctx.where(marker.path),
+        "cache_path": ctx.where(cache),
     }
 
 
@@ -304,19 +347,19 @@ def _lease(ctx: Context, holder: lease.Holder | None) -> dict[str, Any] | None:
 def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
     name = ctx.recipe_name(args.recipe) if args.recipe is not None else None
     day = ctx.day(args.date) if args.date is not None else None
-    found = markers.list_markers(ctx.marker_dir, name)
+    found = markers.list_markers(ctx.marker_dir, name, store=ctx.store)
     if day is not None:
         found = [m for m in found if m.run_date == day]
     rows = [describe(ctx, m) for m in found]
     leases = {
         held: holder
-        for held, holder in lease.live(ctx.marker_dir).items()
+        for held, holder in lease.live(ctx.marker_dir, ctx.store).items()
         if (parsed := markers.parse_marker_name(held))
         and (name is None or parsed[0] == name)
         and (day is None or parsed[1] == day)
     }
     for row in rows:
-        holder = leases.pop(Path(row["path"]).name, None)
+        holder = leases.pop(os.path.basename(row["path"]), None)
         row["lease"] = _lease(ctx, holder)
     for held, holder in sorted(leases.items()):  # a first query in progress: no marker yet
         recipe, run_date = markers.parse_marker_name(held)
@@ -328,7 +371,7 @@ def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
                 "format": "none",
                 "counts": None,
                 "reason": "being queried",
-                "path": str(Path(ctx.marker_dir) / held),
+                "path": ctx.where(f"{ctx.marker_dir}/{held}"),
                 "lease": _lease(ctx, holder),
             }
         )
@@ -336,7 +379,7 @@ def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
         print_json(rows)
         return OK
     out = [
-        f"# markers in {_show(ctx.marker_dir)}; run date now {ctx.today} "
+        f"# markers in {ctx.show(ctx.marker_dir)}; run date now {ctx.today} "
         f"(* = that date, read by the next run); now {ctx.when(ctx.now)}"
     ]
     if not rows:
@@ -380,27 +423,28 @@ def cmd_check(ctx: Context, args: SimpleNamespace) -> int:
             policy=info.policy,  # type: ignore[arg-type]
             now=ctx.now,
             tz=ctx.tz,
+            store=ctx.store,
         )
         counts, reason = decision.counts, decision.reason
-        present = os.path.exists(cache)
+        present = ctx.exists(cache)
     else:
-        found = markers.read_marker(path) if os.path.exists(path) else None
-        present = os.path.exists(cache)
+        found = ctx.read_marker(path)
+        present = ctx.exists(cache)
         counts, reason = ctx.explain(found, present, day, name)
 
     label = f"{name} {day}"
-    cache_text = f"cached extract {'present' if present else 'missing'} ({_show(cache)})"
+    cache_text = f"cached extract {'present' if present else 'missing'} ({ctx.show(cache)})"
     if found is None:
-        print(f"{label}: no marker ({_show(path)}); {cache_text}")
+        print(f"{label}: no marker ({ctx.show(path)}); {cache_text}")
         ok = False
     elif found.format == "corrupt":
-        print(f"{label}: marker unreadable: {found.problem} ({_show(path)}); {cache_text}")
+        print(f"{label}: marker unreadable: {found.problem} ({ctx.show(path)}); {cache_text}")
         ok = False
     else:
         rows = "" if found.rows is None else f", {found.rows} rows"
         print(
             f"{label}: marker present (queried_at {ctx.when(found.queried_at)}{rows}, "
-            f"{_show(path)}); {cache_text}"
+            f"{ctx.show(path)}); {cache_text}"
         )
         ok = present
     if counts:
@@ -414,12 +458,19 @@ def cmd_check(ctx: Context, args: SimpleNamespace) -> int:
     return OK if ok else NO
 
 
-def _parquet_rows(path: str) -> int:
+def _parquet_rows(path: str, store: S3Store | None = None) -> int:
     # Only `create` reads Parquet; importing pyarrow (~0.2 s) at the top would
     # make every other command (and `markers list` on 10,000 markers) slower.
     import pyarrow.parquet as pq
 
-    return pq.read_metadata(path).num_rows
+    if store is None:
+        return pq.read_metadata(path).num_rows
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="lead-recovery-") as tmp:
+        local = Path(tmp) / "leads.parquet"
+        store.download(path, local)  # rare (a person marking a day): the whole file
+        return pq.read_metadata(local).num_rows
 
 
 def cmd_create(ctx: Context, args: SimpleNamespace) -> int:
@@ -439,32 +490,32 @@ def cmd_create(ctx: Context, args: SimpleNamespace) -> int:
     label = f"{name} {day}"
 
     suspect = layout.suspect_path(ctx.results_dir, name, day)
-    if args.force and not os.path.isfile(cache) and os.path.isfile(suspect):
+    if ctx.store is None and args.force and not os.path.isfile(cache) and os.path.isfile(suspect):
         os.replace(suspect, cache)  # accept the extract that failed its expect: checks
         print(f"{label}: accepted the suspect extract {_show(suspect)} as {_show(cache)}")
-    present = os.path.isfile(cache)
+    present = ctx.exists(cache) if ctx.store is not None else os.path.isfile(cache)
     rows: int | None = None
     if present:
         try:
-            rows = _parquet_rows(cache)
+            rows = _parquet_rows(cache, ctx.store)
         except Exception as err:  # noqa: BLE001 - any unreadable file is refused the same way
             if not args.force:
                 raise Refused(
-                    f"{label}: cached extract {_show(cache)} is not a readable Parquet file "
+                    f"{label}: cached extract {ctx.show(cache)} is not a readable Parquet file "
                     f"({err.__class__.__name__}); no marker created (--force to create anyway)"
                 ) from None
     elif not args.force:
         raise Refused(
-            f"{label}: no cached extract ({_show(cache)}); a marker without it would not "
+            f"{label}: no cached extract ({ctx.show(cache)}); a marker without it would not "
             "spare a query. Run the workflow for that date, or use --force"
         )
 
-    if os.path.exists(path) and not args.force:
-        existing = markers.read_marker(path)
+    existing = ctx.read_marker(path) if not args.force else None
+    if existing is not None:
         if existing.format != "corrupt":
             print(
                 f"{label}: marker already exists (queried_at {ctx.when(existing.queried_at)}, "
-                f"{_show(path)}); left as is (--force to replace it)"
+                f"{ctx.show(path)}); left as is (--force to replace it)"
             )
             return OK
         print(f"{label}: replacing unreadable marker ({existing.problem})")
@@ -479,37 +530,50 @@ def cmd_create(ctx: Context, args: SimpleNamespace) -> int:
         "user@host": jobs.user_at_host(),
         "created_by": "markers create",
     }
-    markers.write_marker(path, record)
-    if present:
+    if ctx.store is not None:
+        # S3 dates the marker itself (now): the next run may redo the analysis, never the query
+        ctx.store.write(path, markers.render(record))
+    else:
+        markers.write_marker(path, record)
+    if present and ctx.store is None:
         # Dated like the extract it stands for, so Snakemake does not rerun the
         # analysis of unchanged data just because the marker is newer than it.
         stat = os.stat(cache)
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
-    print(f"{label}: created {_show(path)} ({'no' if rows is None else rows} rows)")
+    print(f"{label}: created {ctx.show(path)} ({'no' if rows is None else rows} rows)")
     if not present:
-        print(f"{label}: warning: no cached extract ({_show(cache)}); the next run still queries")
+        print(
+            f"{label}: warning: no cached extract ({ctx.show(cache)}); the next run still queries"
+        )
     return OK
 
 
 def cmd_delete(ctx: Context, args: SimpleNamespace) -> int:
     name = ctx.recipe_name(args.recipe)
     if args.all_dates:
-        targets = [str(m.path) for m in markers.list_markers(ctx.marker_dir, name)]
+        found = markers.list_markers(ctx.marker_dir, name, store=ctx.store)
+        targets = [str(m.path) for m in found]
         label = f"{name} (all dates)"
     else:
         day = ctx.day(args.date)
         path = markers.marker_path(ctx.marker_dir, name, day)
-        targets = [path] if os.path.lexists(path) else []
+        there = ctx.exists(path) if ctx.store is not None else os.path.lexists(path)
+        targets = [path] if there else []
         label = f"{name} {day}"
     if not targets:
         print(f"{label}: no marker to delete")
         return OK
     for target in targets:
-        os.unlink(target)
         _, day = markers.parse_marker_name(os.path.basename(target)) or (name, "")
+        kept = layout.kept_dir(ctx.results_dir, name, day)
         # what an interrupted re-query kept would otherwise come back instead of a query
-        cache.discard(layout.kept_dir(ctx.results_dir, name, day))
-        print(f"deleted {_show(target)}")
+        if ctx.store is not None:
+            ctx.store.delete(target)
+            s3cache.discard(ctx.store, kept)
+        else:
+            os.unlink(target)
+            cache.discard(kept)
+        print(f"deleted {ctx.show(target)}")
     print(f"{label}: {len(targets)} marker(s) deleted; a run of that date queries again")
     return OK
 
@@ -520,21 +584,29 @@ def cmd_prune(ctx: Context, args: SimpleNamespace) -> int:
     except LeadRecoveryError as err:
         raise UsageError(str(err)) from None
     name = ctx.recipe_name(args.recipe) if args.recipe is not None else None
-    found = markers.list_markers(ctx.marker_dir, name)
+    found = markers.list_markers(ctx.marker_dir, name, store=ctx.store)
     doomed = []
     for marker in found:
         if marker.run_date >= ctx.today:
             continue  # the next run reads these: delete them explicitly if meant
         when = marker.queried_at
         if when is None:
-            when = datetime.fromtimestamp(marker.path.stat().st_mtime).astimezone()
+            if ctx.store is not None:
+                written = ctx.store.stat(str(marker.path))
+                when = datetime.fromtimestamp(written.mtime if written else 0).astimezone()
+            else:
+                when = datetime.fromtimestamp(marker.path.stat().st_mtime).astimezone()
         if ctx.now - when > limit:
             doomed.append(marker)
     verb = "would delete" if args.dry_run else "deleted"
     for marker in doomed:
-        if not args.dry_run:
+        if args.dry_run:
+            pass
+        elif ctx.store is not None:
+            ctx.store.delete(str(marker.path))
+        else:
             marker.path.unlink(missing_ok=True)
-        print(f"{verb} {_show(marker.path)}")
+        print(f"{verb} {ctx.show(marker.path)}")
     print(f"{verb} {len(doomed)} of {len(found)} marker(s) older than {args.older_than}")
     return OK
 

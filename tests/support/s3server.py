@@ -29,8 +29,11 @@ def _free_port() -> int:
 class S3Server:
     """``with S3Server() as s3: s3.env`` is the environment that points boto3 at it."""
 
-    def __init__(self, region: str = "us-east-1") -> None:
+    def __init__(self, region: str = "us-east-1", server_env: dict[str, str] | None = None) -> None:
+        """``server_env``: moto's own settings, e.g. ``INITIAL_NO_AUTH_ACTION_COUNT`` to
+        check credentials and IAM policies after that many requests."""
         self.region = region
+        self.server_env = server_env or {}
         self.port: int | None = None
         self._proc: subprocess.Popen | None = None
 
@@ -57,6 +60,7 @@ class S3Server:
             self.port = _free_port()
             self._proc = subprocess.Popen(
                 [*cmd, "-H", "127.0.0.1", "-p", str(self.port)],
+                env={**os.environ, **self.server_env},
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

@@ -18,8 +18,10 @@ from lead_recovery import (
     history,
     jobs,
     layout,
+    lease,
     markers,
     rundate,
+    s3cache,
     store,
 )
 from lead_recovery import config as lr_config
@@ -86,6 +88,41 @@ except LeadRecoveryError as err:
 jobs.announce_invocation(RUN)
 
 
+# -- the store: local folders, or s3://bucket/prefix (lead_recovery/store.py) ------
+
+
+def open_the_store():
+    """The store; on S3 proven usable now (one line if not), before any warehouse query."""
+    try:
+        opened = store.open_store(config, remember=True)
+        if store.is_remote(opened):
+            opened.preflight()
+    except LeadRecoveryError as err:
+        _stop(err)
+    return opened
+
+
+STORE = open_the_store()
+REMOTE = STORE if store.is_remote(STORE) else None
+
+
+def stored(path):
+    """A marker's or cached extract's path as the rules name it.
+
+    On S3, a Snakemake storage object whose key is the local-layout path under
+    the store's prefix, so Snakemake itself still decides whether the extract
+    runs; on a folder, the path itself. Analyses, summaries and logs stay local.
+    """
+    return storage(REMOTE.location(path)) if REMOTE else path
+
+
+def cached_dates(name):
+    """Dates (oldest first) with a cached extract of ``name``, on the store."""
+    if not REMOTE:
+        return layout.cached_extract_dates(RESULTS, name)
+    return layout.dates_listed(REMOTE.listing(f"{RESULTS}/{name}"), "leads.parquet")
+
+
 _alternatives = lr_recipes.names_pattern
 
 
@@ -116,8 +153,8 @@ def all_targets():
     for name in SELECTED:
         for day in DATES:
             if uses_redshift(name):
-                targets.append(markers.marker_path(MARKER_DIR, name, day))
-                targets.append(layout.leads_path(RESULTS, name, day))
+                targets.append(stored(markers.marker_path(MARKER_DIR, name, day)))
+                targets.append(stored(layout.leads_path(RESULTS, name, day)))
             elif (
                 leads_source(name) == "skipped_redshift"
                 and skipped_redshift_leads(name, day) is None
@@ -183,16 +220,19 @@ def forced_on_cli(name, day):
         _ON_CLI.append((everything, files))
         jobs.export_forced_on_cli(everything, files)
     everything, files = _ON_CLI[0]
+    paths = [
+        markers.marker_path(MARKER_DIR, name, day),
+        layout.leads_path(RESULTS, name, day),
+    ]
     return everything or not files.isdisjoint(
-        {
-            markers.marker_path(MARKER_DIR, name, day),
-            layout.leads_path(RESULTS, name, day),
-        }
+        [*paths, *(str(stored(p)) for p in paths)]
     )
 
 
 def _decide(name, day):
     """Decide whether (recipe, day)'s marker counts; the line that tells the user."""
+    if REMOTE:
+        REMOTE.prefetch(f"{RESULTS}/{name}")  # one LIST per recipe, not a HEAD per key
     found, decision = freshness.assess(
         SELECTED[name],
         day,
@@ -201,13 +241,14 @@ def _decide(name, day):
         policy=_policy(name, forced_on_cli(name, day)),
         now=RUN.decided_at,
         tz=TZ,
+        store=REMOTE,
     )
     _DECIDED[(name, day)] = decision
     _FOUND[(name, day)] = found
     if decision.force:
         _force(
-            markers.marker_path(MARKER_DIR, name, day),
-            layout.leads_path(RESULTS, name, day),
+            stored(markers.marker_path(MARKER_DIR, name, day)),
+            stored(layout.leads_path(RESULTS, name, day)),
         )
     when = found.queried_at.isoformat(timespec="seconds") if decision.counts else None
     if decision.restore:
@@ -308,11 +349,11 @@ _SKIP_NOTED = set()
 def skipped_redshift_leads(name, day):
     """With skip_redshift: the newest cached extract dated on or before ``day``, else
     leads.csv, else ``None`` (the recipe is reported broken). No marker is read."""
-    cached = [d for d in layout.cached_extract_dates(RESULTS, name) if d <= day]
+    cached = [d for d in cached_dates(name) if d <= day]
     recipe = SELECTED[name]
     if cached:
         source, said = (
-            layout.leads_path(RESULTS, name, cached[-1]),
+            stored(layout.leads_path(RESULTS, name, cached[-1])),
             f"the extract of {cached[-1]}",
         )
     elif recipe.leads_csv is not None:
@@ -337,9 +378,10 @@ def analyze_inputs(wildcards):
     if source == "skipped_redshift":
         inputs["leads"] = ancient(skipped_redshift_leads(name, day))
     else:
-        inputs["leads"] = layout.leads_path(RESULTS, name, day)
+        leads = layout.leads_path(RESULTS, name, day)
+        inputs["leads"] = stored(leads) if source == "redshift" else leads
     if source == "redshift":
-        inputs["marker"] = markers.marker_path(MARKER_DIR, name, day)
+        inputs["marker"] = stored(markers.marker_path(MARKER_DIR, name, day))
     return inputs
 
 
@@ -395,6 +437,9 @@ def keep_before_extracts_run():
             for job in workflow.dag.needrun_jobs(exclude_finished=False)
         }
     )
+    if REMOTE:
+        keep_on_s3_before_extracts_run()
+        return
     for name, day in _DECIDED:
         if ("redshift_extract", name, day) not in _RUNS[0]:
             continue
@@ -431,6 +476,8 @@ def _ran(rule, name, day):
 
 def _settle(name, day):
     """Put a kept pair back if the day's pair is incomplete (a failed or killed query)."""
+    if REMOTE:
+        return _settle_on_s3(name, day)
     marker = markers.marker_path(MARKER_DIR, name, day)
     kept = layout.kept_dir(RESULTS, name, day)
     if not os.path.isdir(kept):
@@ -467,6 +514,7 @@ def _extract_line(name, day):
         marker_dir=MARKER_DIR,
         decided_query=decision is not None and not decision.counts,
         restored_at_exit=restored,
+        store=REMOTE,
     )
 
 
@@ -498,6 +546,62 @@ def account_lines():
             )
             lines.append(failed if failed and line.state != "failed" else line)
     return lines
+
+
+# -- on S3: the same keeping with server-side copies (lead_recovery/s3cache.py) ------
+
+_KEPT_ON_S3 = set()
+
+
+def keep_on_s3_before_extracts_run():
+    """onstart on S3: keep the complete pair of each extract job that will run.
+
+    Only those: a server-side copy costs requests, where a hard link cost
+    nothing, and a cached run keeps nothing. Snakemake removes a job's S3
+    outputs when it prepares the job, after this.
+    """
+    for job in workflow.dag.needrun_jobs():
+        if job.rule.name != "redshift_extract":
+            continue
+        name, day = job.wildcards.recipe, job.wildcards.date
+        marker = markers.marker_path(MARKER_DIR, name, day)
+        kept = layout.kept_dir(RESULTS, name, day)
+        if not s3cache.complete(REMOTE, layout.leads_path(RESULTS, name, day), marker):
+            continue  # a first query: nothing to keep
+        try:
+            with lease.held(
+                marker,
+                timeout_s=10,
+                what=f"{name} {day}",
+                store=store.S3Store(REMOTE.url),
+            ) as held:
+                s3cache.keep(
+                    held.store, layout.leads_path(RESULTS, name, day), marker, kept
+                )
+        except LeaseTimeout:
+            logger.warning(f"{name} {day}: another run holds the query lease; not kept")
+        except LeadRecoveryError as err:
+            _stop(err)
+        _KEPT_ON_S3.add((name, day))
+
+
+def _settle_on_s3(name, day):
+    """As _settle, for the days this run kept or whose extract job ran."""
+    ran = jobs.read_outcome(layout.log_path(LOGS, "redshift_extract", name, day))
+    if (name, day) not in _KEPT_ON_S3 and ran is None:
+        return None
+    fresh = store.S3Store(REMOTE.url)  # the store as it is now, not the DAG's listing
+    marker = markers.marker_path(MARKER_DIR, name, day)
+    try:
+        with lease.held(marker, timeout_s=10, what=f"{name} {day}", store=fresh):
+            return s3cache.settle(
+                fresh,
+                layout.leads_path(RESULTS, name, day),
+                marker,
+                layout.kept_dir(RESULTS, name, day),
+            )
+    except LeaseTimeout:
+        return None  # a run that is querying it now settles it
 
 
 def at_exit():

@@ -2,14 +2,15 @@
 # outputs of this one job, so Snakemake decides whether it runs: both present
 # -> nothing to do; either missing or a new date -> query; a marker that no
 # longer counts (forced, expired, SQL changed) -> forced, see common.smk.
+# With `store: s3://...` both are Snakemake storage outputs on S3 (stored()).
 
 
 rule redshift_extract:
     input:
         unpack(extract_inputs),
     output:
-        leads=layout.leads_path(RESULTS, "{recipe}", "{date}"),
-        marker=markers.marker_path(MARKER_DIR, "{recipe}", "{date}"),
+        leads=stored(layout.leads_path(RESULTS, "{recipe}", "{date}")),
+        marker=stored(markers.marker_path(MARKER_DIR, "{recipe}", "{date}")),
     log:
         layout.log_path(LOGS, "redshift_extract", "{recipe}", "{date}"),
     wildcard_constraints:

@@ -1,0 +1,135 @@
+"""The ``markers`` helper against S3, the store's own operations, and clones sharing one
+S3 store. moto's server stands in for AWS; nothing else is mocked.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from lead_recovery import store as lr_store
+from lead_recovery.store import S3Store
+from tests.s3.conftest import DAY, SQL, OnS3, account
+from tests.support.workflow import clean_env
+
+
+def test_markers_helper_lists_checks_creates_deletes_and_prunes_on_s3(on_s3):
+    assert on_s3.run(config={"date": DAY}).queries == 1
+    env = {"LEAD_RECOVERY_NOW": "2026-11-27T12:00:00+00:00", "TZ": "UTC"}
+
+    rows = on_s3.markers_json()
+    assert [(r["recipe"], r["run_date"], r["counts"]) for r in rows] == [(SQL, DAY, True)]
+    row = rows[0]
+    assert row["path"] == f"{on_s3.url}/results/markers/redshift_queried_{SQL}_{DAY}.marker"
+    assert row["cache_path"] == f"{on_s3.url}/results/{SQL}/{DAY}/leads.parquet"
+    assert row["cache_present"] is True and row["lease"] is None and row["rows"] == 142
+    assert set(row) == {  # the same keys as on a local store
+        *("recipe", "run_date", "current_run_date", "format", "queried_at", "rows", "age_s"),
+        *("cache_present", "counts", "reason", "problem", "created_by", "user@host", "path"),
+        *("cache_path", "lease"),
+    }
+    table = on_s3.markers("list", env=env)
+    assert table.returncode == 0 and f"# markers in {on_s3.url}/results/markers" in table.stdout
+
+    check = on_s3.markers("check", SQL, "--date", DAY, "--strict", env=env)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "marker counts; the next run does not query" in check.stdout
+
+    refused = on_s3.markers("create", SQL, "--date", "20261001", env=env)
+    assert refused.returncode == 1 and "no cached extract" in refused.stdout + refused.stderr
+    then = {**env, "LEAD_RECOVERY_NOW": "2026-10-01T12:00:00+00:00"}  # marked back then
+    assert on_s3.markers("create", SQL, "--date", "20261001", "--force", env=then).returncode == 0
+    existing = on_s3.markers("create", SQL, "--date", DAY, env=env)
+    assert "marker already exists" in existing.stdout
+
+    pruned = on_s3.markers("prune", "--older-than", "30d", env=env)
+    assert pruned.returncode == 0, pruned.stderr
+    assert f"deleted {on_s3.url}/results/markers/redshift_queried_{SQL}_20261001.marker" in (
+        pruned.stdout
+    )
+    assert on_s3.get(on_s3.marker_key(day="20261001")) is None
+    assert on_s3.get(on_s3.marker_key()) is not None  # today's is never pruned
+
+    deleted = on_s3.markers("delete", SQL, "--date", DAY, env=env)
+    assert deleted.returncode == 0 and on_s3.get(on_s3.marker_key()) is None
+    after = on_s3.markers("check", SQL, "--date", DAY, env=env)
+    assert after.returncode == 1 and "no marker" in after.stdout
+    assert on_s3.run("-n", config={"date": DAY}).queries == 1  # the next run queries
+
+
+def test_s3_store_operations(s3_server, monkeypatch):
+    monkeypatch.setattr(os, "environ", {**os.environ, **s3_server.env})
+    s3_server.client().create_bucket(Bucket="lr-ops")
+    st = S3Store("s3://lr-ops/p")
+    assert st.create("x/a.lease", b"1") and not st.create("x/a.lease", b"2")
+    assert st.read("x/a.lease") == b"1" and st.read("x/none") is None
+    st.write("x/big", b"m" * (lr_store.SMALL + 10))
+    assert len(st.read("x/big")) == lr_store.SMALL + 1  # a bounded read
+    st.write("x/sub/deeper/q", b"")
+    assert st.read("x/sub/deeper/q") == b""
+    assert sorted(st.names("x")) == ["a.lease", "big", "sub"]
+    assert sorted(st.listing("x")) == ["a.lease", "big", "sub/deeper/q"]
+    # copies above CopyObject's limit go in parts (the limit lowered to moto's minimum part)
+    monkeypatch.setattr(lr_store, "_COPY_PART", 5 * 1024 * 1024)
+    data = os.urandom(11 * 1024 * 1024)
+    st.write("x/large", data)
+    st.copy("x/large", "y/large")
+    assert s3_server.client().get_object(Bucket="lr-ops", Key="p/y/large")["Body"].read() == data
+    st.delete_below("x")
+    assert st.listing("x") == {}
+
+
+SLOW_SQL = """
+    SELECT COUNT(*) AS lead_id
+    FROM leads AS a
+    CROSS JOIN (SELECT lead_id FROM leads LIMIT 3000) AS b
+    WHERE a.lead_id + b.lead_id > 0 AND a.created_at < DATEADD(day, 1000, :run_date::date)
+"""
+
+
+@pytest.mark.timeout(400)
+def test_clones_sharing_an_s3_store_started_together_query_once(on_s3: OnS3, tmp_path):
+    on_s3.wf.add_recipe("slow_count", sql=SLOW_SQL)
+    roots = [on_s3.root]
+    for i in range(3):
+        roots.append(tmp_path / f"clone{i}")
+        shutil.copytree(on_s3.root, roots[-1])
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "snakemake", "--config", "recipe=slow_count", f"date={DAY}"],
+            cwd=root,
+            env=clean_env(**on_s3.server.env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for root in roots
+    ]
+    outputs = [run.communicate(timeout=360)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0] * 4, [o[-3000:] for o in outputs]
+    lines = [next(x for x in account(out) if x.startswith(f"slow_count {DAY}")) for out in outputs]
+    assert sum(" queried (" in x for x in lines) == 1, lines
+    assert sum(" cached (" in x for x in lines) == 3, lines
+    assert all("LockException" not in out for out in outputs)
+    analyses = {(root / f"results/slow_count/{DAY}/analysis.csv").read_bytes() for root in roots}
+    assert len(analyses) == 1
+    assert not [k for k in on_s3.objects() if "/.kept/" in k]
+
+
+def test_markers_list_shows_who_is_querying_a_day_on_s3(on_s3, monkeypatch):
+    from lead_recovery import lease
+
+    monkeypatch.setattr(os, "environ", {**os.environ, **on_s3.server.env})
+    marker = f"results/markers/redshift_queried_{SQL}_{DAY}.marker"
+    with lease.held(marker, timeout_s=5, store=S3Store(on_s3.url)):
+        rows = on_s3.markers_json()
+    assert [(r["recipe"], r["run_date"], r["reason"]) for r in rows] == [
+        (SQL, DAY, "being queried")
+    ]
+    assert rows[0]["lease"]["pid"] == os.getpid()
+    assert rows[0]["path"] == f"{on_s3.url}/{marker}"
+    assert on_s3.markers_json() == []  # released

@@ -1,0 +1,180 @@
+"""Everything the local store does, with ``store: s3://bucket/prefix``, end to end.
+
+The marker and the cached extract are Snakemake storage outputs on S3 (moto's
+server stands in for AWS; nothing else is mocked). Queries are counted from
+the jobs Snakemake ran and from the end-of-run account.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import boto3
+
+from tests.s3.conftest import DAY, SQL, OnS3, account
+from tests.support.s3server import S3Server
+
+# tests/support/s3server.py's dummy credentials: neither may be written anywhere
+CREDENTIALS = (b"lr-test-secret-key-never-logged", b"lr-test-access-key")
+
+
+def said(result, recipe: str = SQL, day: str = DAY) -> str:
+    """The workflow's one line about a recipe-day's marker."""
+    prefix = f"{recipe} {day}: "
+    lines = [line[len(prefix) :] for line in result.output.splitlines() if line.startswith(prefix)]
+    assert len(lines) == 1, result.output[-4000:]
+    return lines[0]
+
+
+def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3):
+    first = on_s3.run(config={"date": DAY})
+    assert first.queries == 1
+    assert said(first) == "will query: no marker for this date"
+    assert f"{SQL} {DAY} queried (142 rows" in "\n".join(account(first.output))
+    keys = on_s3.objects()
+    assert on_s3.marker_key() in keys and on_s3.leads_key() in keys
+    assert "team/.lead-recovery-store" in keys  # the bucket is never left empty
+    assert not any("/.kept/" in k for k in keys), keys  # the run settled what it kept
+    # extracts and markers live on S3 only; analyses stay local
+    assert not on_s3.wf.leads(SQL, DAY).exists() and not on_s3.wf.marker(SQL, DAY).exists()
+    assert on_s3.wf.analysis(SQL, DAY).is_file()
+    assert not list((on_s3.root / ".snakemake/storage").rglob("*.parquet"))
+
+    second = on_s3.run(config={"date": DAY})
+    assert second.queries == 0
+    assert said(second).startswith("marker counts (queried ")
+    assert "Nothing to be done" in second.output
+    assert account(second.output)[-1].endswith("1 cached, 1 skipped, 0 failed; 1 query avoided")
+
+    dry = on_s3.run("-n", config={"date": DAY})
+    assert dry.queries == 0 and said(dry).startswith("marker counts")
+
+    on_s3.delete(on_s3.leads_key())
+    again = on_s3.run(config={"date": DAY})
+    assert said(again) == "will query: marker present but cached extract missing"
+    assert again.queries == 1 and on_s3.get(on_s3.leads_key())
+
+    forced = on_s3.run(config={"date": DAY, "ignore_redshift_marker": True})
+    assert said(forced) == "will query: forced by ignore_redshift_marker=true"
+    assert "Forced execution" in forced.output and forced.queries == 1
+    assert f"{SQL} {DAY} queried (" in "\n".join(account(forced.output))
+    assert not [k for k in on_s3.objects() if "/.kept/" in k]  # kept, then settled
+
+    # No credential anywhere: the checkout (logs, .snakemake metadata), nor the bucket.
+    for path in on_s3.root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            data = path.read_bytes()
+            assert not [c for c in CREDENTIALS if c in data], path
+    for key in on_s3.objects(""):
+        data = on_s3.get(key) or b""
+        assert not [c for c in CREDENTIALS if c in data], key
+
+
+def test_marker_ttl_and_refresh_times_read_the_marker_on_s3(on_s3):
+    def at(hhmm: str, dry: bool = False, **config):
+        return on_s3.run(
+            *(["-n"] if dry else []),
+            config={"date": DAY, "timezone": "UTC", **config},
+            env={"LEAD_RECOVERY_NOW": f"2026-11-27T{hhmm}:00+00:00", "TZ": "UTC"},
+        )
+
+    assert at("06:00").queries == 1
+    expired = at("09:00", marker_ttl="2h")
+    assert said(expired) == "will query: expired at 2026-11-27T08:00:00+00:00 (marker_ttl 2h)"
+    assert expired.queries == 1
+    refreshed = at("09:30", refresh_after=["09:15"])
+    assert said(refreshed) == (
+        "will query: written before the 2026-11-27T09:15:00+00:00 refresh (refresh_after)"
+    )
+    assert refreshed.queries == 1
+    counts = at("09:45", refresh_after=["09:15"], marker_ttl="2h", dry=True)
+    assert said(counts) == "marker counts (queried 2026-11-27T09:30:00+00:00); no query"
+    assert counts.queries == 0
+
+
+def test_failed_forced_requery_keeps_the_s3_pair_then_skip_redshift_reads_it(on_s3):
+    assert on_s3.run(config={"date": DAY}).queries == 1
+    before = {k: on_s3.get(k) for k in (on_s3.leads_key(), on_s3.marker_key())}
+    sql = on_s3.root / f"recipes/{SQL}/redshift.sql"
+    original = sql.read_text()
+    sql.write_text(original.replace("SELECT", "SELECT nope_no_such_column,", 1))
+
+    failed = on_s3.run(config={"date": DAY}, ok=False)
+    assert said(failed).startswith("will query: SQL changed since the marker")
+    line = next(x for x in account(failed.output) if x.startswith(f"{SQL} {DAY}"))
+    assert line.startswith(f"{SQL} {DAY} failed: recipe '{SQL}': query failed")
+    assert line.endswith("; the previous extract and marker were kept")
+    assert {k: on_s3.get(k) for k in before} == before  # byte for byte
+    assert not [k for k in on_s3.objects() if "/.kept/" in k]
+
+    sql.write_text(original)
+    skipped = on_s3.run(config={"date": "20261128", "skip_redshift": True})
+    assert skipped.queries == 0
+    assert said(skipped, day="20261128") == f"skip_redshift: using the extract of {DAY}"
+    summary = (on_s3.wf.summary(SQL, "20261128")).read_text()
+    assert '"cache_date": "20261127"' in summary and '"source": "skipped_redshift"' in summary
+    assert f"{SQL} 20261128 skipped (skip_redshift; extract of {DAY})" in account(skipped.output)
+
+
+def test_bad_store_settings_stop_before_any_query_with_one_line(on_s3, tmp_path: Path):
+    nothing = {
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+    }
+    cases = [
+        ({"store": "s3://no-such-bucket-here/team"}, {}, "no such bucket 'no-such-bucket-here'"),
+        ({}, nothing, "no AWS credentials"),
+        ({}, {"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}, "cannot reach the S3 endpoint"),
+    ]
+    for config, env, cause in cases:
+        result = on_s3.run(config={"date": DAY, **config}, env=env, ok=False)
+        errors = [x for x in result.output.splitlines() if x.startswith("lead-recovery: error:")]
+        assert len(errors) == 1, result.output[-3000:]
+        assert errors[0].startswith("lead-recovery: error: store s3://"), errors
+        assert cause in errors[0], errors
+        assert "Traceback" not in result.output and result.queries == 0
+    assert on_s3.objects() == []  # nothing was written, not even the store's own object
+    assert not (on_s3.root / "logs").exists()
+
+
+def test_a_store_the_credentials_may_not_write_to_is_denied_in_one_line(workflow):
+    """moto checks credentials and IAM policies after its first 4 requests (the setup)."""
+    with S3Server(server_env={"INITIAL_NO_AUTH_ACTION_COUNT": "4"}) as server:
+        server.client().create_bucket(Bucket="lr-read-only")
+        iam = boto3.client(
+            "iam",
+            endpoint_url=server.endpoint,
+            region_name=server.region,
+            aws_access_key_id="setup",
+            aws_secret_access_key="setup",
+        )
+        iam.create_user(UserName="reader")
+        key = iam.create_access_key(UserName="reader")["AccessKey"]
+        read_only = {
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:ListBucket"],
+            "Resource": "*",
+        }
+        iam.put_user_policy(
+            UserName="reader",
+            PolicyName="read-only",
+            PolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [read_only]}),
+        )
+        on_s3 = OnS3(workflow, server, "lr-read-only")
+        reader = {
+            "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
+            "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
+        }
+        for env, cause in [
+            (reader, "access denied (AccessDenied)"),
+            ({"AWS_ACCESS_KEY_ID": "AKIANOSUCHKEY0000000"}, "credentials were rejected"),
+        ]:
+            result = on_s3.run("-n", config={"date": DAY}, env=env, ok=False)
+            errors = [x for x in result.output.splitlines() if x.startswith("lead-recovery: error")]
+            assert len(errors) == 1, result.output[-3000:]
+            assert errors[0].startswith("lead-recovery: error: store s3://lr-read-only/team: ")
+            assert cause in errors[0] and result.queries == 0
+            assert "Traceback" not in result.output
