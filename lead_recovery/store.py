@@ -93,6 +93,24 @@ class LocalStore:
             return []
 
 
+def writable_folder(key: str, folder: Path) -> None:
+    """A folder this run will write to: writable, or creatable under its nearest existing
+    parent; else one line naming it. Read-only (dry runs call it too), and done while
+    the workflow is parsed: before Snakemake lists the folder and before any query."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise LeadRecoveryError(
+            f"{key} {folder}/ cannot be created: {existing} is not a folder; nothing was run"
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise LeadRecoveryError(
+            f"{key} {folder}/ is not writable by this user ({existing}/); nothing was run "
+            "(store_group and store_umask: docs/operations.md)"
+        )
+
+
 def share(config: Mapping[str, object]) -> None:
     """Make what this process (and its jobs, which inherit the umask) creates shareable.
 

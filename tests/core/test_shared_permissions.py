@@ -59,3 +59,22 @@ def test_an_unknown_store_group_is_one_line_and_changes_nothing(workflow):
     assert "store_group 'no-such-group-xyz' is not a group on this machine" in result.output
     assert not workflow.marker(RECIPE, DAY).exists()
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("kind", ["a file in the way", "read-only"])
+def test_a_store_folder_that_cannot_be_written_is_one_line_before_any_query(workflow, kind):
+    blocked = workflow.root / "blocked"
+    if kind == "a file in the way":
+        blocked.write_text("not a folder")
+        results = blocked / "results"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes to any folder: the read-only case needs another user")
+        blocked.mkdir(mode=0o555)
+        results = blocked
+    result = workflow.run(
+        config={"recipe": RECIPE, "date": DAY, "results_dir": str(results)}, ok=False
+    )
+    errors = [line for line in result.output.splitlines() if "lead-recovery: error:" in line]
+    assert len(errors) == 1 and f"results_dir {results}/" in errors[0], result.output
+    assert result.queries == 0 and "Traceback" not in result.output

@@ -44,6 +44,12 @@ try:
     RESULTS = os.path.normpath(config["results_dir"])
     LOGS = os.path.normpath(config["logs_dir"])
     MARKER_DIR = os.path.normpath(config["marker_dir"])
+    for _key, _folder in (
+        ("results_dir", RESULTS),
+        ("marker_dir", MARKER_DIR),
+        ("logs_dir", LOGS),
+    ):
+        store.writable_folder(_key, Path(_folder))
     TZ = rundate.zone(config.get("timezone"))
     RUN = rundate.resolve(
         config.get("date"), config.get("timezone"), config.get("day_starts_at", "00:00")
