@@ -84,3 +84,20 @@ def test_markers_create_force_accepts_a_suspect_extract(workflow):
     assert "accepted the suspect extract" in created.stdout
     assert json.loads(workflow.marker("late", "20250512").read_text())["rows"] == 2
     assert workflow.run(config={"recipe": "late", "date": "20250512"}).queries == 0
+
+
+def test_a_forced_requery_that_comes_back_suspect_keeps_the_marked_day(workflow):
+    workflow.add_recipe("late", sql=SQL, meta=META)
+    load(workflow, 0, 12)
+    config = {"recipe": "late", "date": "20250512"}
+    workflow.run(config=config)
+    marker, leads = workflow.marker("late", "20250512"), workflow.leads("late", "20250512")
+    before = (marker.read_bytes(), leads.read_bytes())
+    with duckdb.connect(str(workflow.root / DEMO_DB)) as db:
+        db.execute("DELETE FROM late_leads WHERE lead_id > 1")  # upstream half-reloaded
+
+    forced = workflow.run(config={**config, "ignore_redshift_marker": True}, ok=False)
+
+    assert "suspect: 2 rows where at least 5 were expected" in forced.output
+    assert (marker.read_bytes(), leads.read_bytes()) == before  # the paid-for day survives
+    assert workflow.run(config=config).queries == 0

@@ -53,6 +53,18 @@ def test_an_unchanged_source_keeps_the_marker_counting_and_a_changed_one_queries
     # the TTL now counts from the check: no watermark query within the hour
     assert workflow.run(config=config, env=at("08:30")).queries == 0
 
+    paid = (
+        workflow.marker("sourced", DAY).read_bytes(),
+        workflow.leads("sourced", DAY).read_bytes(),
+    )
+    (folder / "watermark.sql").write_text("SELECT no_such_column FROM sourced")
+    workflow.run(config=config, env=at("09:40"), ok=False)  # the watermark query fails
+    assert (
+        workflow.marker("sourced", DAY).read_bytes(),
+        workflow.leads("sourced", DAY).read_bytes(),
+    ) == paid  # the day's pair survives a failed check
+    (folder / "watermark.sql").write_text(WATERMARK)
+
     load(workflow, 2, "2025-05-12 09:00:00")
     changed = workflow.run(config=config, env=at("09:45"))
     final = json.loads(workflow.marker("sourced", DAY).read_text())
