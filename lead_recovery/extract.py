@@ -173,6 +173,31 @@ def extract(
     return record
 
 
+def _extract_for(
+    config: Mapping[str, Any],
+    recipe: Recipe,
+    run_date: str,
+    warehouse: Warehouse,
+    leads_out: Path,
+    marker_out: Path,
+    claim: Lease,
+    keep_new: Callable[[Path, Path], object] | None = None,
+) -> dict[str, Any]:
+    """:func:`extract` with what the configuration decides (kept pairs, checks)."""
+    return extract(
+        recipe,
+        run_date,
+        warehouse,
+        leads_out,
+        marker_out,
+        layout.kept_dir(config["results_dir"], recipe.name, run_date),
+        claim,
+        accept_suspect=bool(config.get("accept_suspect")),
+        results_dir=config["results_dir"],
+        keep_new=keep_new,
+    )
+
+
 def recent_rows(marker: str | Path, recipe: str) -> list[int]:
     """Row counts of the recipe's marked days before this one, oldest first (max_drop)."""
     day = markers.parse_marker_name(Path(marker).name)
@@ -315,16 +340,8 @@ def run_job(
                     )
                     return {"outcome": "confirmed", **record}
                 log.info("recipe %s %s: querying: %s", recipe.name, run_date, decision.reason)
-                record = extract(
-                    recipe,
-                    run_date,
-                    warehouse,
-                    leads_out,
-                    marker_out,
-                    kept_dir,
-                    claim,
-                    accept_suspect=bool(config.get("accept_suspect")),
-                    results_dir=config["results_dir"],
+                record = _extract_for(
+                    config, recipe, run_date, warehouse, leads_out, marker_out, claim
                 )
             finally:
                 warehouse.close()
@@ -410,16 +427,14 @@ def _run_job_s3(
                 raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
             new: list[s3cache.Kept] = []
             try:
-                record = extract(
+                record = _extract_for(
+                    config,
                     recipe,
                     run_date,
                     warehouse,
                     leads_out,
                     marker_out,
-                    kept_dir,
                     claim,
-                    accept_suspect=bool(config.get("accept_suspect")),
-                    results_dir=config["results_dir"],
                     keep_new=lambda lt, mt: new.append(s3cache.keep_new(store, lt, mt, kept_dir)),
                 )
             finally:
