@@ -10,7 +10,7 @@ configuration a reader got, so no module types a default again.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
@@ -195,3 +195,11 @@ def env_file_values(path: str | Path) -> dict[str, str]:
     if not Path(path).is_file():
         return {}
     return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+def add_env_file(path: str | Path, environ: MutableMapping[str, str]) -> list[str]:
+    """Add the ``.env`` settings ``environ`` lacks (the environment always wins); their
+    names, for the cron log (never their values)."""
+    added = {k: v for k, v in env_file_values(path).items() if k not in environ}
+    environ.update(added)
+    return list(added)

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,3 +269,20 @@ def load(recipes_dir: str | Path, name: object, meta_cache: MetaCache | None = N
     if recipe.sql_path is not None:
         recipe.sql()  # an empty query is caught before anything runs
     return recipe
+
+
+def runnable(recipes_dir: str | Path, names: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """The recipes to run (default: every one) and the named ones that cannot run, with
+    why: Snakemake stops at a named recipe it cannot load but reports only one of an
+    all-recipe run, so the cron run leaves those out and reports each itself."""
+    names = [validate_name(n) for n in dict.fromkeys(names)]
+    known = discover(recipes_dir)
+    broken = {}
+    for name in names:
+        try:
+            load(recipes_dir, name)
+        except LeadRecoveryError as err:
+            if name not in known:
+                raise  # "unknown recipe ... known: ...": bad input
+            broken[name] = str(err)
+    return ([n for n in names if n not in broken] if names else known), broken

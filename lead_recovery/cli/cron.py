@@ -11,7 +11,6 @@ import contextlib
 import ctypes
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -32,9 +31,9 @@ from lead_recovery import account, cache, jobs, layout, markers, rundate
 from lead_recovery import config as lr_config
 from lead_recovery import recipes as lr_recipes
 from lead_recovery.cli.common import CONTEXT, UsageError, find_repo, invoke, table
-from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.cronlog import DailyLog, prune_logs, report
 
-PROG, PROFILE, TAG = "lead-recovery cron", "profiles/cron", "cron["
+PROG, PROFILE = "lead-recovery cron", "profiles/cron"
 EXIT_OK, EXIT_FAILED, EXIT_BUSY = 0, 1, 75  # 75 = EX_TEMPFAIL: busy for longer than `wait`
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 COLUMNS = ("recipe", "date", "status", "rows", "rows_out", "detail")
@@ -74,52 +73,6 @@ def _home(repo: Path) -> str:
     fallback = repo / ".snakemake" / "cron-home"
     fallback.mkdir(parents=True, exist_ok=True)
     return str(fallback)
-
-
-def load_env_file(path: Path, environ: dict[str, str]) -> list[str]:
-    """Add the ``.env`` settings ``environ`` lacks (it always wins); their names."""
-    added = {k: v for k, v in lr_config.env_file_values(path).items() if k not in environ}
-    environ.update(added)
-    return list(added)
-
-
-class DailyLog:
-    """``<log_dir>/YYYYMMDD.log``, appended to; echoed to the terminal if asked."""
-
-    def __init__(self, path: Path, echo: bool) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path, self.echo = path, echo
-        self.file = open(path, "a", encoding="utf-8", errors="replace")  # noqa: SIM115
-
-    def note(self, message: str) -> list[str]:
-        """The wrapper's own lines, timestamped and tagged ``cron[pid]``; returns them."""
-        stamp = datetime.now().astimezone().isoformat(timespec="seconds")
-        lines = [f"{stamp} {TAG}{os.getpid()}] {text}" for text in message.splitlines() or [""]]
-        self.file.write("".join(line + "\n" for line in lines))
-        self.file.flush()
-        if self.echo:
-            print(*lines, sep="\n", flush=True)
-        return lines
-
-
-def prune_logs(log_dir: Path, today: str, keep_days: int) -> list[str]:
-    """Delete ``YYYYMMDD.log`` files dated more than ``keep_days`` days before today."""
-    oldest = rundate.days_before(today, keep_days)
-    doomed = [p for p in sorted(log_dir.glob("*.log")) if re.fullmatch(r"\d{8}\.log", p.name)]
-    doomed = [p for p in doomed if p.name[:8] < oldest and p.is_file()]
-    for path in doomed:
-        path.unlink(missing_ok=True)
-    return [p.name for p in doomed]
-
-
-def report(log_path: Path, as_json: bool) -> str:
-    """The wrapper's lines of a day's log, or (``as_json``) its runs' results."""
-    lines = log_path.read_text(errors="replace").splitlines() if log_path.is_file() else []
-    ours = [line for line in lines if f" {TAG}" in line]
-    if as_json:
-        results = [line.split("] result ", 1)[1] for line in ours if "] result " in line]
-        return json.dumps([json.loads(r) for r in results], indent=2)
-    return "\n".join(line for line in ours if "] result " not in line) or "no cron run that day"
 
 
 def is_snakemake(argv: list[str]) -> bool:
@@ -327,7 +280,7 @@ class Cron:
             said.append(f"snakemake exited with {code}: {_last_error(self.printed)}")
         shown = self.log.note("\n".join(said))
         result = {"run_id": self.run_id, "pid": os.getpid(), "exit": exit_code, "lines": figures}
-        self.log.note(f"result {json.dumps(result)}")
+        self.log.result(result)
         shown += self.log.note(f"exit {exit_code}")
         if exit_code and not self.log.echo:  # cron mails what a failed run printed
             sys.stderr.write("\n".join(shown) + f"\nLog: {self.log.path}\n")
@@ -349,23 +302,6 @@ def _config_items(items: tuple[str, ...]) -> dict[str, Any]:
     return overrides
 
 
-def select(cfg: dict[str, Any], recipes: tuple[str, ...]) -> tuple[list[str], dict[str, str]]:
-    """The recipes to run (default: every one) and the named ones that cannot run, with
-    why: Snakemake stops at a named recipe it cannot load, but only reports one of an
-    all-recipe run, so cron leaves those out and reports them itself."""
-    names = [lr_recipes.validate_name(n) for n in dict.fromkeys(recipes)]
-    known = lr_recipes.discover(cfg["recipes_dir"])
-    broken = {}
-    for name in names:
-        try:
-            lr_recipes.load(cfg["recipes_dir"], name)
-        except LeadRecoveryError as err:
-            if name not in known:
-                raise  # "unknown recipe ... known: ...": bad input
-            broken[name] = str(err)
-    return ([n for n in names if n not in broken] if names else known), broken
-
-
 def run_cron(repo: Path, opts: dict[str, Any]) -> int:
     """The whole invocation; its exit code."""
     os.chdir(repo := repo.resolve())
@@ -380,7 +316,7 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
         return EXIT_OK
     day = rundate.resolve(opts["date"], cfg["timezone"], cfg["day_starts_at"]).date
     since = rundate.parse_date(opts["since"]) if opts["since"] else None
-    names, broken = select(cfg, opts["recipes"])
+    names, broken = lr_recipes.runnable(cfg["recipes_dir"], opts["recipes"])
     config = [f"date={day}", *([f"since={since}"] if since else [])]
     config += [f"recipes=[{','.join(names)}]"] if opts["recipes"] else []
     wait = opts["wait"] if opts["wait"] is not None else settings["wait"]
@@ -399,7 +335,7 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
     if filled:
         log.note(f"environment: set {', '.join(filled)} (not given)")
     env_file = repo / cfg["redshift"]["env_file"]
-    if loaded := load_env_file(env_file, os.environ):  # type: ignore[arg-type]
+    if loaded := lr_config.add_env_file(env_file, os.environ):  # type: ignore[arg-type]
         log.note(f"credentials: {len(loaded)} setting(s) read from {env_file.name}")
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, run.handle)

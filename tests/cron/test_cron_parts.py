@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lead_recovery import account, cache, layout, markers
+from lead_recovery import account, cache, cronlog, layout, markers
+from lead_recovery import config as lr_config
 from lead_recovery.cli import cron
 from lead_recovery.errors import LeadRecoveryError
 
@@ -63,7 +64,7 @@ def test_old_logs_are_pruned_and_nothing_else(tmp_path):
     names = ("20250401.log", "20250413.log", "20250414.log", "20250514.log")
     for name in (*names, "notes.txt", "2025041.log"):
         (tmp_path / name).write_text("x")
-    removed = cron.prune_logs(tmp_path, "20250514", keep_days=30)
+    removed = cronlog.prune_logs(tmp_path, "20250514", keep_days=30)
     assert removed == ["20250401.log", "20250413.log"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "2025041.log",
@@ -90,9 +91,9 @@ def test_environment_for_cron_fills_only_what_is_missing(tmp_path):
 def test_dotenv_never_overrides_the_environment(tmp_path):
     (tmp_path / ".env").write_text("REDSHIFT_HOST=from-file\nREDSHIFT_USER=etl\n")
     env = {"REDSHIFT_HOST": "from-env"}
-    assert cron.load_env_file(tmp_path / ".env", env) == ["REDSHIFT_USER"]
+    assert lr_config.add_env_file(tmp_path / ".env", env) == ["REDSHIFT_USER"]
     assert env == {"REDSHIFT_HOST": "from-env", "REDSHIFT_USER": "etl"}
-    assert cron.load_env_file(tmp_path / "missing.env", env) == []
+    assert lr_config.add_env_file(tmp_path / "missing.env", env) == []
 
 
 def test_the_account_of_this_run_is_read_from_snakemakes_output():
