@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml requirements.lock | cksum | cut -d' ' -f1)
 SNAKEMAKE_ARGS ?=
+UV_VERSION := 0.13.9
 
 .PHONY: run test lint fmt bench bench-redshift bench-markers cron clean venv
 
@@ -12,7 +13,9 @@ venv: $(STAMP)
 # Create .venv if missing and install the pinned dependencies (once per lock change).
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
+	@# uv installs the same pinned set as pip would, several times faster on a fresh machine
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements.lock -e '.[dev]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
