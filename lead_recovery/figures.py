@@ -15,6 +15,7 @@ is a small HTML page with no script at all; every text in it is escaped.
 from __future__ import annotations
 
 import html
+import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime, tzinfo
@@ -98,10 +99,15 @@ def _figure(title: str) -> tuple[Any, Any]:
     return figure, axes
 
 
-def _dates_axis(axes: Any) -> None:
+def _days_axis(axes: Any, days: Iterable[date], since: datetime, now: datetime) -> None:
+    """An x axis of whole days covering the period and every day drawn (a catch-up
+    run's older run dates too), at most about ten labels."""
     import matplotlib.dates as mdates
 
-    locator = mdates.AutoDateLocator(minticks=3, maxticks=10)
+    first = min(since.date(), *days)
+    last = max(now.date(), *days)
+    axes.set_xlim(mdates.date2num(first) - 0.6, mdates.date2num(last) + 0.6)
+    locator = mdates.DayLocator(interval=max(1, math.ceil(((last - first).days + 1) / 10)))
     axes.xaxis.set_major_locator(locator)
     axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 
@@ -145,11 +151,7 @@ def draw_queries(
         for i, (name, colour) in enumerate(series):
             heights = [counts[name] for counts in days.values()]
             axes.bar([x + (i - 1) * width for x in xs], heights, width, label=name, color=colour)
-        axes.set_xlim(
-            mdates.date2num(min(since.date(), *days)) - 0.6,
-            mdates.date2num(max(now.date(), *days)) + 0.6,
-        )
-        _dates_axis(axes)
+        _days_axis(axes, days, since, now)
         axes.yaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel("recipe-days")
         axes.legend(loc="upper left", frameon=False, ncols=3)
@@ -171,14 +173,13 @@ def draw_rows(
         for name in sorted(shown):
             days = rows[name]
             axes.plot(list(days), list(days.values()), marker="o", linewidth=1.6, label=name)
-        _dates_axis(axes)
+        _days_axis(axes, [day for name in shown for day in rows[name]], since, now)
         axes.yaxis.set_major_locator(MaxNLocator(integer=True))
-        axes.set_ylim(bottom=0)
+        axes.set_ylim(0, max(max(rows[name].values()) for name in shown) * 1.15 or 1)
         axes.set_ylabel("rows")
         left_out = len(rows) - len(shown)
         title = f"recipes ({left_out} smaller ones not shown)" if left_out else None
         axes.legend(loc="lower left", frameon=False, title=title, fontsize="small")
-        axes.margins(x=0.05, y=0.1)
     _save(figure, out)
 
 
@@ -189,7 +190,8 @@ h2 { font-size: 1.05em; margin: 1.4em 0 0.4em; }
 p.when { color: #555; margin: 0; }
 pre { background: #f6f6f6; padding: 0.8em; overflow-x: auto; }
 table { border-collapse: collapse; }
-th, td { padding: 0.25em 0.8em; text-align: right; border-bottom: 1px solid #ddd; }
+table { font-size: 13px; }
+th, td { padding: 0.2em 0.55em; text-align: right; border-bottom: 1px solid #ddd; }
 th:first-child, td:first-child { text-align: left; }
 tr.total td { font-weight: bold; }
 """
