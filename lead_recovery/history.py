@@ -122,13 +122,15 @@ class Totals:
     skipped: int = 0
     failures: int = 0
     suspect: int = 0  # extracts that failed their recipe's expect: checks (not marked)
-    watermark_checks: int = 0  # cheap source checks that spared a query
+    watermark_checks: int = 0  # cheap source checks run: spared a query, or found a change
     seconds_spent: float = 0.0
     seconds_avoided: float = 0.0
     rows: int = 0
 
     def add(self, event: Event) -> None:
         seconds = float(event.seconds or 0.0)
+        # a watermark query that ran as a check: the source unchanged (cached) or changed (queried)
+        self.watermark_checks += int(event.watermark_check)
         if event.decision == "queried":
             self.queries += 1
             self.seconds_spent += seconds
@@ -136,7 +138,6 @@ class Totals:
         elif event.decision == "cached":
             self.avoided += 1
             self.seconds_avoided += seconds
-            self.watermark_checks += int(event.watermark_check)
         elif event.decision == "skipped":
             self.skipped += 1
         elif event.decision == "suspect":
