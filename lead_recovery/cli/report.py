@@ -115,12 +115,20 @@ def write_page(repo: Path, page: Path, *, since: str, marker_dir: str | None) ->
 
 
 def _step(cmd: list[str], repo: Path, what: str) -> None:
-    """Run one Snakemake step quietly; on failure, its last line (the full output is in
-    Snakemake's log) as the error."""
+    """Run one Snakemake step quietly; on failure, the cause it printed as the error."""
     done = subprocess.run(
         cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     if done.returncode != 0:
-        lines = [line for line in done.stdout.splitlines() if line.strip()]
-        last = lines[-1].strip() if lines else "no output"
-        raise SnakemakeFailed(f"{what} failed (exit {done.returncode}): {last}")
+        raise SnakemakeFailed(f"{what} failed (exit {done.returncode}): {_cause(done.stdout)}")
+
+
+def _cause(output: str) -> str:
+    """The line that says why: ours (``lead-recovery: error:`` or a job's ERROR line),
+    else Snakemake's last error line, else its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("lead-recovery: error:") or " ERROR " in line:
+            return line.split("error: ", 1)[-1] if line.startswith("lead-recovery") else line
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or ["no output"])[-1]
