@@ -8,18 +8,23 @@ min_version("9.27.1")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/warehouse.smk"
 include: "workflow/rules/extract.smk"
 include: "workflow/rules/leads.smk"
 include: "workflow/rules/analyze.smk"
 include: "workflow/rules/broken.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
         TARGETS,
+        report_pages,
 
 
 onstart:

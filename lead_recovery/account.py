@@ -39,7 +39,8 @@ class Line:
     rows: int | None = None
     seconds: float | None = None  # warehouse time: spent (queried) or spared (cached)
     warehouse: str | None = None
-    watermark_check: bool = False  # a cheap watermark query ran (and found the source unchanged)
+    # a cheap watermark query decided the day: cached (unchanged) or queried (changed)
+    watermark_check: bool = False
 
     def __str__(self) -> str:
         if self.state == "failed":
@@ -88,7 +89,10 @@ def extract_line(
         if outcome.get("outcome") == "queried":
             rows = outcome.get("rows")
             detail = f"{rows} rows, {_seconds(outcome.get('duration_s'))}"
-            return Line(recipe, day, "queried", detail, **known)
+            checked = bool(outcome.get("watermark_checked"))
+            if checked:
+                detail += "; source changed (watermark checked)"
+            return Line(recipe, day, "queried", detail, **known, watermark_check=checked)
         how = {
             "restored": "put back after an interrupted run",
             "confirmed": "source unchanged (watermark checked)",

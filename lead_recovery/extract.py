@@ -216,18 +216,21 @@ def _confirmed(
     decision: freshness.Decision,
     found: markers.Marker | None,
     kept_dir: str | Path,
-) -> bool:
-    """Whether an expired marker still counts because the source has not changed.
+) -> bool | None:
+    """Whether an expired marker still counts because the source has not changed;
+    ``None`` if no watermark query ran (``False``: it ran and the source changed).
 
     Only time ran out (TTL, refresh), the recipe has ``watermark.sql``, the
     marker recorded a watermark and its extract was kept: then the cheap
-    watermark query decides instead of the expensive one.
+    watermark query decides instead of the expensive one. A check that finds
+    the source changed is still a query the warehouse ran: the account and
+    the history count it (``watermark_checked``).
     """
     if not (decision.expired and recipe.watermark_path is not None and found is not None):
-        return False
+        return None
     before = found.record.get("watermark")
     if before is None or not cache.kept(kept_dir):
-        return False
+        return None
     now = watermark(recipe, run_date, warehouse)
     if now != before:
         log.info(
@@ -326,7 +329,8 @@ def run_job(
             except LeadRecoveryError as err:
                 raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
             try:
-                if _confirmed(recipe, run_date, warehouse, decision, found, kept_dir):
+                checked = _confirmed(recipe, run_date, warehouse, decision, found, kept_dir)
+                if checked:
                     cache.put_back(cache.kept(kept_dir)[0], leads_out, marker_out)
                     record = {**found.record, "confirmed_at": rundate.now().isoformat()}
                     atomic.write_bytes(marker_out, markers.render(record))
@@ -345,7 +349,7 @@ def run_job(
                 )
             finally:
                 warehouse.close()
-            return {"outcome": "queried", **record}
+            return {"outcome": "queried", **record, "watermark_checked": checked is False}
     except LeaseTimeout as err:
         raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
 

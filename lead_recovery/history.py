@@ -15,11 +15,11 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from lead_recovery import atomic
+from lead_recovery import atomic, rundate
 
 FOLDER = ".history"
 DECISIONS = ("queried", "cached", "skipped", "failed", "suspect")
@@ -75,21 +75,42 @@ def _parse(line: str) -> Event | None:
     return event if event.decision in DECISIONS else None
 
 
-def read(marker_dir: str | Path, since: datetime) -> Iterator[Event]:
-    """Every event at or after ``since`` (files of older months are not opened)."""
+def files(marker_dir: str | Path, since: datetime) -> list[Path]:
+    """The run files that may hold events at or after ``since``, oldest first.
+
+    Only the months from ``since`` on are listed. The report's figures take
+    these as their inputs, so Snakemake redraws them when a run was recorded.
+    """
     base = folder(marker_dir)
     if not base.is_dir():
-        return
+        return []
     month = since.astimezone(UTC).strftime("%Y%m")
-    for sub in sorted(p for p in base.iterdir() if p.is_dir() and p.name >= month):
-        for path in sorted(sub.glob("*.jsonl")):
-            if not path.is_file() or path.is_symlink():
-                continue
-            with open(path, encoding="utf-8", errors="replace") as handle:
-                for line in handle:
-                    event = _parse(line)
-                    if event is not None and datetime.fromisoformat(event.at) >= since:
-                        yield event
+    return [
+        path
+        for sub in sorted(p for p in base.iterdir() if p.is_dir() and p.name >= month)
+        for path in sorted(sub.glob("*.jsonl"))
+        if path.is_file() and not path.is_symlink()
+    ]
+
+
+def read(marker_dir: str | Path, since: datetime) -> Iterator[Event]:
+    """Every event at or after ``since`` (files of older months are not opened)."""
+    for path in files(marker_dir, since):
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                event = _parse(line)
+                if event is not None and datetime.fromisoformat(event.at) >= since:
+                    yield event
+
+
+def since_instant(text: str, now: datetime, what: str = "--since") -> datetime:
+    """A period's start: a duration back from now (``30d``, ``12h``) or a date (YYYYMMDD,
+    its midnight in ``now``'s zone). One grammar for ``lead-recovery report --since``
+    and the report's figures (``report_since``)."""
+    if text.isdigit() and len(text) == 8:
+        day = rundate.to_date(rundate.parse_date(text))
+        return datetime.combine(day, datetime.min.time(), now.tzinfo)
+    return now - rundate.parse_duration(text, what)
 
 
 @dataclass
@@ -101,13 +122,15 @@ class Totals:
     skipped: int = 0
     failures: int = 0
     suspect: int = 0  # extracts that failed their recipe's expect: checks (not marked)
-    watermark_checks: int = 0  # cheap source checks that spared a query
+    watermark_checks: int = 0  # cheap source checks run: spared a query, or found a change
     seconds_spent: float = 0.0
     seconds_avoided: float = 0.0
     rows: int = 0
 
     def add(self, event: Event) -> None:
         seconds = float(event.seconds or 0.0)
+        # a watermark query that ran as a check: the source unchanged (cached) or changed (queried)
+        self.watermark_checks += int(event.watermark_check)
         if event.decision == "queried":
             self.queries += 1
             self.seconds_spent += seconds
@@ -115,7 +138,6 @@ class Totals:
         elif event.decision == "cached":
             self.avoided += 1
             self.seconds_avoided += seconds
-            self.watermark_checks += int(event.watermark_check)
         elif event.decision == "skipped":
             self.skipped += 1
         elif event.decision == "suspect":
@@ -131,3 +153,43 @@ def summarize(events: Iterable[Event]) -> tuple[dict[str, Totals], Totals]:
         per_recipe.setdefault(event.recipe, Totals()).add(event)
         total.add(event)
     return dict(sorted(per_recipe.items())), total
+
+
+HEADERS = (
+    "RECIPE",
+    "QUERIES",
+    "AVOIDED",
+    "WATERMARK CHECKS",
+    "WAREHOUSE TIME",
+    "TIME AVOIDED",
+    "ROWS",
+    "SKIPPED",
+    "SUSPECT",
+    "FAILED",
+)
+
+
+def seconds_text(value: float) -> str:
+    return f"{value:.1f} s" if value < 60 else str(timedelta(seconds=round(value)))
+
+
+def table_rows(per_recipe: dict[str, Totals], total: Totals) -> list[list[Any]]:
+    """The report's table under :data:`HEADERS`: one row per recipe, then TOTAL.
+
+    One home for it: ``lead-recovery report`` prints it, the report page shows it.
+    """
+    return [
+        [
+            name,
+            t.queries,
+            t.avoided,
+            t.watermark_checks,
+            seconds_text(t.seconds_spent),
+            seconds_text(t.seconds_avoided),
+            t.rows,
+            t.skipped,
+            t.suspect,
+            t.failures,
+        ]
+        for name, t in [*per_recipe.items(), ("TOTAL", total)]
+    ]

@@ -80,6 +80,8 @@ SLOW_FIRST = (
     "test_freshness_workflow.py",
     "test_without_redshift.py::test_skip_redshift_never_queries",
     "test_freshness_at_server.py",
+    "test_report_page.py",
+    "test_report_at_server.py",
 )
 
 

@@ -1,17 +1,19 @@
-"""``lead-recovery report``: what the markers saved over a period, from the run history."""
+"""``lead-recovery report``: what the markers saved over a period, from the run history;
+with ``--html FILE``, also the Snakemake report page (account, rule graph, figures)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import click
 
-from lead_recovery import history, rundate
-from lead_recovery.cli.common import CONTEXT, UsageError, print_json, table
+from lead_recovery import history
+from lead_recovery.cli.common import CONTEXT, NO, UsageError, print_json, show_path, table
 from lead_recovery.cli.markers import Context, _where
 from lead_recovery.errors import LeadRecoveryError
 
@@ -20,36 +22,47 @@ Examples:
   lead-recovery report                  the last 30 days, per recipe and in total
   lead-recovery report --since 7d
   lead-recovery report --since 20261101 --json
+  lead-recovery report --html report.html   also the page: account, rule graph, figures
 
 \b
 queries avoided: recipe-days served from a marker's cached extract;
 seconds avoided: the warehouse time those markers' queries had taken.
+--html runs `snakemake report_figures` then `snakemake --report FILE` in the
+workflow folder: it reads the history and never queries the warehouse.
 """
 
-
-def since_instant(text: str, now: datetime) -> datetime:
-    """``--since``: a duration back from now (``30d``, ``12h``) or a date (YYYYMMDD)."""
-    if text.isdigit() and len(text) == 8:
-        day = rundate.to_date(rundate.parse_date(text))
-        return datetime.combine(day, datetime.min.time(), now.tzinfo)
-    return now - rundate.parse_duration(text, "--since")
+# Kept for callers of the CLI module; the grammar lives in history.py.
+since_instant = history.since_instant
 
 
-def _seconds(value: float) -> str:
-    return f"{value:.1f} s" if value < 60 else str(timedelta(seconds=round(value)))
+class SnakemakeFailed(LeadRecoveryError):
+    """A Snakemake step of ``--html`` failed: exit 1, its last line on stderr."""
 
 
 @click.command("report", context_settings=CONTEXT, epilog=_EPILOG)
 @click.option("--since", default="30d", show_default=True, metavar="30d|YYYYMMDD")
 @click.option("--json", "json", is_flag=True, help="One JSON object instead of a table.")
+@click.option(
+    "--html",
+    "html",
+    metavar="FILE",
+    type=click.Path(dir_okay=False),
+    help="Also write the Snakemake report page (self-contained HTML) to FILE.",
+)
 @_where
-def command(since: str, json: bool, repo: str | None, marker_dir: str | None) -> int:
+def command(
+    since: str, json: bool, html: str | None, repo: str | None, marker_dir: str | None
+) -> int:
     """How many warehouse queries and seconds the markers spent and avoided."""
     ctx = Context.load(SimpleNamespace(repo=repo, marker_dir=marker_dir))
     try:
-        start = since_instant(since, ctx.now)
+        start = history.since_instant(since, ctx.now)
     except LeadRecoveryError as err:
         raise UsageError(f"--since: {err}") from None
+    if html is not None and not html.endswith(".html"):
+        raise UsageError(f"--html {html}: the page's file name must end in .html")
+    if html is not None and not Path(html).resolve().parent.is_dir():
+        raise UsageError(f"--html {html}: no folder {Path(html).parent}/ to write it in")
     per_recipe, total = history.summarize(history.read(ctx.marker_dir, start))
     if json:
         print_json(
@@ -59,34 +72,63 @@ def command(since: str, json: bool, repo: str | None, marker_dir: str | None) ->
                 "total": asdict(total),
             }
         )
+    else:
+        sys.stdout.write(f"# since {start.isoformat(timespec='seconds')} ({ctx.marker_dir})\n")
+        sys.stdout.write(table(history.table_rows(per_recipe, total), history.HEADERS) + "\n")
+    if html is None:
         return 0
-    rows: list[list[Any]] = [
-        [
-            name,
-            t.queries,
-            t.avoided,
-            t.watermark_checks,
-            _seconds(t.seconds_spent),
-            _seconds(t.seconds_avoided),
-            t.rows,
-            t.skipped,
-            t.suspect,
-            t.failures,
-        ]
-        for name, t in [*per_recipe.items(), ("TOTAL", total)]
-    ]
-    headers = [
-        "RECIPE",
-        "QUERIES",
-        "AVOIDED",
-        "WATERMARK CHECKS",
-        "WAREHOUSE TIME",
-        "TIME AVOIDED",
-        "ROWS",
-        "SKIPPED",
-        "SUSPECT",
-        "FAILED",
-    ]
-    sys.stdout.write(f"# since {start.isoformat(timespec='seconds')} ({ctx.marker_dir})\n")
-    sys.stdout.write(table(rows, headers) + "\n")
+    sys.stdout.flush()
+    try:
+        write_page(ctx.repo, Path(html).resolve(), since=since, marker_dir=marker_dir)
+    except SnakemakeFailed as err:
+        print(f"lead-recovery: error: {err}", file=sys.stderr)
+        return NO
+    print(
+        f"lead-recovery: report page written to {show_path(Path(html).resolve())}", file=sys.stderr
+    )
     return 0
+
+
+def write_page(repo: Path, page: Path, *, since: str, marker_dir: str | None) -> None:
+    """Draw the report's pages, then let Snakemake write its report around them.
+
+    Two Snakemake runs in the workflow folder: ``report_figures`` (forced, so
+    the page is as of now) builds the account and figures from the history,
+    and ``--report`` collects them with the rule graph into one HTML file.
+    Neither can query: the first has no recipe in its DAG, the second runs no
+    job. ``--nolock``: the report only reads, so a run in progress never stops it.
+    """
+    settings = [f"report_since={since}"]
+    if marker_dir:
+        settings.append(f"marker_dir={os.path.abspath(marker_dir)}")
+    snakemake = [sys.executable, "-m", "snakemake"]
+    _step(
+        [*snakemake, "report_figures", "--forcerun", "report_figures", "--config", *settings],
+        repo,
+        "snakemake report_figures",
+    )
+    _step(
+        [*snakemake, "--report", str(page), "--nolock", "--config", *settings],
+        repo,
+        "snakemake --report",
+    )
+
+
+def _step(cmd: list[str], repo: Path, what: str) -> None:
+    """Run one Snakemake step quietly; on failure, the cause it printed as the error."""
+    done = subprocess.run(
+        cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    if done.returncode != 0:
+        raise SnakemakeFailed(f"{what} failed (exit {done.returncode}): {_cause(done.stdout)}")
+
+
+def _cause(output: str) -> str:
+    """The line that says why: ours (``lead-recovery: error:`` or a job's ERROR line),
+    else Snakemake's last error line, else its last line."""
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith("lead-recovery: error:") or " ERROR " in line:
+            return line.split("error: ", 1)[-1] if line.startswith("lead-recovery") else line
+    errors = [line for line in lines if "error" in line.lower()]
+    return (errors or lines or ["no output"])[-1]

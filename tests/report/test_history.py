@@ -76,3 +76,13 @@ def test_the_totals_count_queries_and_what_the_reused_markers_had_cost():
         10,
         1,
     )
+
+
+def test_a_watermark_check_counts_whether_it_spared_the_query_or_found_a_change():
+    events = [
+        event(0, "cached", watermark_check=True),  # source unchanged: no query
+        event(1, "queried", watermark_check=True),  # source changed: then the query
+        event(2, "queried"),
+    ]
+    _, total = history.summarize(events)
+    assert (total.watermark_checks, total.queries, total.avoided) == (2, 2, 1)

@@ -3,10 +3,14 @@
 #   postgresql - server binaries (initdb, pg_ctl, postgres); the tests start
 #                their own throw-away server from them, nothing is started here
 #   faketime   - moves the clock of real processes (midnight and DST tests)
+#   chromium, chromium-driver - headless Chromium and its WebDriver, to render the
+#                Snakemake report page as a person sees it (tests/report/)
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v faketime >/dev/null 2>&1 || need+=(faketime)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "setup_system: installing ${need[*]} (Debian packages the tests need)" >&2
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -88,6 +88,9 @@ try:
         config["ignore_all_markers"] = True
     if config.get("marker_ttl"):
         freshness.parse_duration(config["marker_ttl"])
+    REPORT_SINCE = history.since_instant(
+        str(config["report_since"]), RUN.decided_at, "report_since"
+    )
 except LeadRecoveryError as err:
     _stop(err)
 
@@ -410,6 +413,37 @@ _ANALYZE_INPUTS = {
 TARGETS = all_targets()
 
 
+# -- the Snakemake report's pages (rules/report.smk) --------------------------------
+
+REPORT_PAGES = [
+    f"{RESULTS}/report/{name}"
+    for name in ("account.html", "rows_per_day.svg", "queries_per_day.svg")
+]
+
+
+def report_history_files(wildcards):
+    """The run history's files of the report's period: redrawn when a run is recorded."""
+    return [str(path) for path in history.files(MARKER_DIR, REPORT_SINCE)]
+
+
+def report_pages(wildcards):
+    """Rule all's report pages: asked for only by `snakemake --report` (and --dag...).
+
+    A run (a dry run too) has an executor and never builds them, so a daily
+    run costs nothing more. A report includes the pages as they were built
+    (`snakemake report_figures`); Snakemake's report does not run jobs.
+    """
+    if workflow.executor_plugin is not None:
+        return []
+    if not all(os.path.exists(page) for page in REPORT_PAGES):
+        logger.warning(
+            "lead-recovery: no account or figures for the report yet: run "
+            "`snakemake report_figures` first (`lead-recovery report --html FILE` does both)"
+        )
+        return []
+    return REPORT_PAGES
+
+
 # -- after the DAG: keep what a forced query could lose; account for the run ---------
 
 
@@ -610,10 +644,17 @@ def _settle_on_s3(name, day):
         return None  # a run that is querying it now settles it
 
 
+def _only_report_pages():
+    """Whether this run only built the report's pages (no recipe in its DAG)."""
+    return {job.rule.name for job in workflow.dag.jobs} <= {"report_figures"}
+
+
 def at_exit():
     """The last thing a real run prints: what it did for each recipe and date."""
     if workflow.executor_plugin is None or workflow.dryrun:
         return  # a dry run, --lint, --list...: nothing ran, nothing to settle
+    if _only_report_pages():
+        return  # `snakemake report_figures`: no recipe-day to account for or record
     META_CACHE.save()
     try:
         lines = account_lines()

@@ -1,0 +1,193 @@
+"""The Snakemake report page as a person sees it: three days of real runs, then
+``lead-recovery report --html``, then the page rendered by Debian's headless Chromium.
+
+Chromium resolves no host name here (``--host-resolver-rules``), so anything the
+page tried to fetch from a CDN would fail and show up as a console error; the
+page must render from the file alone. Chromium and its driver come from
+tests/support/setup_system.sh (``make test``); Selenium is given the driver's
+path, so it never downloads one.
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.workflow import clean_env
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+RECIPE = "simulation_to_handoff"
+# Colours of the figures' series (lead_recovery/figures.py) and matplotlib's first line.
+QUERIED, AVOIDED, CHECKED, FIRST_LINE = (
+    (59, 111, 212),
+    (46, 157, 91),
+    (224, 160, 48),
+    (31, 119, 180),
+)
+
+
+def at(day: str, hhmm: str) -> dict[str, str]:
+    return {"LEAD_RECOVERY_NOW": f"{day[:4]}-{day[4:6]}-{day[6:]}T{hhmm}:00+00:00", "TZ": "UTC"}
+
+
+@pytest.fixture
+def browser(tmp_path: Path):
+    """Headless Chromium through /usr/bin/chromedriver, with a fresh profile and no DNS."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.fail(
+            f"{CHROMIUM} and {CHROMEDRIVER} are needed: run `make test` "
+            "(tests/support/setup_system.sh installs Debian's chromium and chromium-driver)"
+        )
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in (
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(
+        service=Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp_path / "driver.log")),
+        options=options,
+    )
+    driver.set_page_load_timeout(60)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def _pixels_like(png: bytes, colour: tuple[int, int, int], tolerance: int = 24) -> int:
+    """How many pixels of a screenshot have (about) this colour."""
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    return sum(
+        count
+        for count, rgb in image.getcolors(maxcolors=image.width * image.height)
+        if sum(abs(a - b) for a, b in zip(rgb, colour, strict=True)) <= tolerance
+    )
+
+
+@pytest.mark.timeout(240)
+def test_the_report_page_shows_the_account_rule_graph_and_both_figures_drawn(
+    workflow, browser, tmp_path
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    secret = f"lr-secret-{secrets.token_hex(8)}"
+    env = {"REDSHIFT_PASSWORD": secret, "AWS_SECRET_ACCESS_KEY": secret}
+    for day, hhmm in [
+        ("20250512", "09:00"),
+        ("20250512", "10:00"),  # cached
+        ("20250513", "09:00"),
+        ("20250514", "09:00"),
+    ]:
+        workflow.run(env={**at(day, hhmm), **env})
+    data_before = workflow.snapshot()
+
+    page = tmp_path / "report.html"
+    made = subprocess.run(
+        [sys.executable, "-m", "lead_recovery.cli.main", "report", "--since", "7d"]
+        + ["--html", str(page)],
+        cwd=workflow.root,
+        env=clean_env(**at("20250514", "11:00"), **env),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert made.returncode == 0, made.stderr
+    assert "report page written to" in made.stderr
+    text = page.read_text(encoding="utf-8")
+    assert secret not in text  # neither the environment nor anything read from it
+    after = {k: v for k, v in workflow.snapshot().items() if not k.startswith("results/report/")}
+    assert after == data_before  # the report read the history: no query, no data file touched
+
+    wait = WebDriverWait(browser, 30)
+    browser.get(page.as_uri())
+    wait.until(lambda d: not d.find_element(By.ID, "loading-screen").is_displayed())
+    graph = wait.until(
+        lambda d: d.find_element(By.CSS_SELECTOR, "#rulegraph canvas, #rulegraph svg")
+    )
+    assert graph.size["width"] > 100 and graph.size["height"] > 100
+    assert (
+        _pixels_like(graph.screenshot_as_png, (255, 255, 255), 60)
+        < graph.size["width"] * (graph.size["height"])
+    )  # something drawn on it
+    shown_rules = browser.find_element(By.CSS_SELECTOR, "script#rulegraph").get_attribute("text")
+    for rule in ("redshift_extract", "analyze", "report_figures"):
+        assert f'"{rule}"' in shown_rules
+    browser.save_screenshot(str(tmp_path / "report_page_rulegraph.png"))
+
+    def show(category: str, label: str) -> None:
+        """Back to the menu (the breadcrumb's home), the category, then its result's eye."""
+        home = browser.find_elements(By.XPATH, "//nav//ol/li[1]/a")
+        if home:
+            home[0].click()
+        wait.until(lambda d: d.find_element(By.LINK_TEXT, category)).click()
+        eye = f"//tr[td[normalize-space()={label!r}]]//a[@iconname='eye']"
+        wait.until(lambda d: d.find_element(By.XPATH, eye)).click()
+
+    show("Account", "the last run's account and the period's totals")
+    frame = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "iframe[src^='data:text/html']"))
+    assert frame.size["width"] > 300 and frame.size["height"] > 200
+    browser.save_screenshot(str(tmp_path / "report_page_account.png"))
+    browser.switch_to.frame(frame)
+    last_run = browser.find_element(By.ID, "last-run").text
+    total_row = browser.find_element(By.CSS_SELECTOR, "#totals tr.total").text.split()
+    browser.switch_to.default_content()
+    assert f"{RECIPE} 20250514 queried (" in last_run
+    assert "total: 2 recipe-days: 1 queried, 0 cached, 1 skipped, 0 failed" in last_run
+    assert total_row[:4] == ["TOTAL", "3", "1", "0"]  # queries, avoided, watermark checks
+
+    drawn = {}
+    for label, name in [
+        ("queries run and avoided per day", "queries_per_day.svg"),
+        ("rows per day per recipe", "rows_per_day.svg"),
+    ]:
+        show("Figures", label)
+        image = wait.until(
+            lambda d, name=name: d.find_element(By.CSS_SELECTOR, f"img[src*='filename={name}']")
+        )
+        wait.until(
+            lambda d, image=image: d.execute_script(
+                "return arguments[0].complete && arguments[0].naturalWidth > 0", image
+            )
+        )
+        assert image.size["width"] > 400 and image.size["height"] > 200
+        drawn[label] = image.screenshot_as_png
+        browser.save_screenshot(str(tmp_path / f"report_page_{name.split('_')[0]}.png"))
+
+    queries = drawn["queries run and avoided per day"]
+    # bars for 3 queries and 1 avoided are far more than their legend keys; no watermark check
+    assert _pixels_like(queries, QUERIED) > 1500
+    assert _pixels_like(queries, AVOIDED) > 1000
+    assert _pixels_like(queries, CHECKED) < 400
+    assert _pixels_like(drawn["rows per day per recipe"], FIRST_LINE) > 300
+
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
+    fetched = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert [u for u in fetched if not u.startswith(("data:", "file:", "blob:"))] == []
