@@ -66,20 +66,16 @@ def _corrupt_marker(workflow):
     workflow.marker(RECIPE, DAY).write_text("{not json")
 
 
-# (command-line args, config, environment, set-up) for every way a query is forced.
+# (command-line args, config, environment, set-up): one per way a forced query reaches
+# the job. The workflow's own reasons all go through one path (``decide`` puts the
+# marker in Snakemake's forced files): ignore_all_markers and LEAD_RECOVERY_IGNORE_MARKERS
+# take the path of ignore_redshift_marker, marker_ttl that of refresh_after (each
+# reason's forcing: tests/freshness). Snakemake's own: --forcerun (-R is its short
+# form) and -F, which also make Snakemake delete the outputs before the job.
 FORCING = {
     "ignore_redshift_marker": ([], {"ignore_redshift_marker": True}, {}, None),
-    "ignore_all_markers": ([], {"ignore_all_markers": True}, {}, None),
-    "LEAD_RECOVERY_IGNORE_MARKERS": ([], {}, {"LEAD_RECOVERY_IGNORE_MARKERS": "1"}, None),
     "--forcerun": (["--forcerun", "redshift_extract"], {}, {}, None),
-    "-R": (["-R", "redshift_extract"], {}, {}, None),
     "-F": (["-F"], {}, {}, None),
-    "marker_ttl": (
-        [],
-        {"marker_ttl": "1h"},
-        {"LEAD_RECOVERY_NOW": "2025-05-12T12:00:00+00:00"},
-        None,
-    ),
     "refresh_after": (
         [],
         {"refresh_after": '["11:00"]', "timezone": "UTC"},
