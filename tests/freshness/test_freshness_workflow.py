@@ -22,7 +22,6 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-import pytest
 import yaml
 
 from tests.support.workflow import clean_env
@@ -31,7 +30,6 @@ RECIPE = "simulation_to_handoff"
 DAY = "20250512"
 PINNED_SNAKEMAKE = "9.27.1"
 REPO = Path(__file__).resolve().parents[2]
-IGNORE_ENV = "LEAD_RECOVERY_IGNORE_MARKERS"
 DAY_SQL = "SELECT lead_id FROM leads WHERE created_at::date = :run_date::date ORDER BY lead_id\n"
 _EXTRACT_RE = re.compile(
     r"^(?:local)?rule redshift_extract:\n(?:[ \t]+.*\n)*?[ \t]+wildcards: recipe=([^,\s]+), "
@@ -153,24 +151,64 @@ CLOCK_CASES = {
 }
 
 
-# Every case is checked to the second as a pure decision (test_decide_clock.py); the
-# two without a time-zone change also run end to end, through Snakemake's forcing.
-END_TO_END = [case for case in CLOCK_CASES if "forward" not in case and "autumn" not in case]
+# Every case is checked to the second as a pure decision (test_decide_clock.py). The
+# two without a time-zone change also run end to end, together: one recipe with a TTL
+# and one with refresh times, in the same runs, through Snakemake's forcing.
+TTL, REFRESH = "two_hour_ttl", "refreshed_at_two"
+BOUNDARY_STEPS = [
+    # (now, {recipe: None = marker counts | the reason it queries})
+    (
+        "2025-05-12T10:00:00+00:00",
+        {TTL: "no marker for this date", REFRESH: "no marker for this date"},
+    ),
+    ("2025-05-12T11:59:59+00:00", {TTL: None, REFRESH: None}),
+    (
+        "2025-05-12T12:00:00+00:00",
+        {TTL: "expired at 2025-05-12T12:00:00+00:00 (marker_ttl 2h)", REFRESH: None},
+    ),
+    # 06:00 has passed, but before the marker; the new TTL marker counts from 12:00
+    ("2025-05-12T13:59:59+00:00", {TTL: None, REFRESH: None}),
+    (
+        "2025-05-12T14:00:01+00:00",
+        {
+            TTL: "expired at 2025-05-12T14:00:00+00:00 (marker_ttl 2h)",
+            REFRESH: "written before the 2025-05-12T14:00:00+00:00 refresh (refresh_after)",
+        },
+    ),
+    ("2025-05-12T16:00:00+00:00", {TTL: None, REFRESH: None}),  # TTL: 1 s before 16:00:01
+]
+_FORCED_BLOCK = re.compile(r"^\s+forced:\n\s+redshift_extract$", re.MULTILINE)
 
 
-@pytest.mark.parametrize("case", END_TO_END)
-def test_marker_freshness_at_the_boundaries(workflow, case):
-    config, day, steps = CLOCK_CASES[case]
-    for now, expected in steps:
-        result = run(workflow, now, config={"recipe": RECIPE, **config})
+def test_marker_freshness_at_the_boundaries(workflow):
+    workflow.add_recipe(TTL, sql=DAY_SQL, meta={"output_columns": ["lead_id"], "marker_ttl": "2h"})
+    workflow.add_recipe(
+        REFRESH,
+        sql=DAY_SQL,
+        meta={"output_columns": ["lead_id"], "refresh_after": ["06:00", "14:00"]},
+    )
+    both = {"recipes": [TTL, REFRESH]}
+    for now, expected in BOUNDARY_STEPS:
+        if now == "2025-05-12T12:00:00+00:00":
+            # What the user sees from Snakemake when a marker no longer counts: the
+            # same "Forced execution" a --forcerun gives, in a plain `snakemake -n`.
+            dry = run(workflow, now, "-n", config=both)
+            block = dry.output[dry.output.index("rule redshift_extract:") :]
+            assert "reason: Forced execution" in block[: block.index("resources:")]
+            assert _FORCED_BLOCK.search(dry.output)
+            forcerun = run(workflow, now, "-n", "--forcerun", "redshift_extract", config=both)
+            assert _FORCED_BLOCK.search(forcerun.output)
+        result = run(workflow, now, config=both)
 
-        assert_decision(result, RECIPE, day, expected)
-        assert result.queries == (0 if expected is None else 1), f"at {now}"
-        forced = expected is not None and expected != "no marker for this date"
-        assert ("reason: Forced execution" in result.output) is forced, f"at {now}"
-        if expected is not None:  # queried_at follows the injected clock
-            queried_at = datetime.fromisoformat(marker(workflow, day=day)["queried_at"])
-            assert queried_at == datetime.fromisoformat(now)
+        for recipe, reason in expected.items():
+            assert_decision(result, recipe, DAY, reason)
+            if reason is not None:  # queried_at follows the injected clock
+                queried_at = datetime.fromisoformat(marker(workflow, recipe)["queried_at"])
+                assert queried_at == datetime.fromisoformat(now), (recipe, now)
+        queried = [r for r in expected.values() if r is not None]
+        assert result.queries == len(queried), f"at {now}"
+        forced = [r for r in queried if r != "no marker for this date"]
+        assert result.output.count("reason: Forced execution") == len(forced), f"at {now}"
 
 
 def test_meta_yml_overrides_the_global_ttl_and_refresh_times(workflow):
@@ -207,32 +245,26 @@ def test_meta_yml_overrides_the_global_ttl_and_refresh_times(workflow):
 # --- ignoring every marker ---------------------------------------------------
 
 
-@pytest.mark.parametrize("where", ["config_file", "environment"])
-def test_ignore_all_markers_forces_every_recipe_and_date_whatever_the_command_line(workflow, where):
+# The environment variable's forcing of every recipe, counted at the warehouse:
+# tests/redshift/test_freshness_at_server.py.
+def test_ignore_all_markers_forces_every_recipe_and_date_whatever_the_command_line(workflow):
     workflow.add_recipe("second", sql=DAY_SQL, meta={"output_columns": ["lead_id"]})
-    dates = ("20250511", DAY) if where == "environment" else (DAY,)
+    dates = ("20250511", DAY)
     pairs = {(r, d) for r in (RECIPE, "second") for d in dates}
     days = {"date": DAY, "since": dates[0]}
     now = "2025-05-12T10:00:00+00:00"
     assert run(workflow, now, config=days).queries == len(pairs)
     run_ids = {pair: marker(workflow, *pair)["run_id"] for pair in pairs}
 
-    if where == "config_file":
-        configure(workflow, ignore_all_markers=True)
-        env, said = None, "forced by ignore_all_markers=true"
-        command_line = {"ignore_redshift_marker": False}
-    else:
-        env, said = {IGNORE_ENV: "1"}, f"forced by {IGNORE_ENV}=1"
-        command_line = {"ignore_redshift_marker": False, "ignore_all_markers": False}
-    forced = run(workflow, now, config={**days, **command_line}, env=env)
+    configure(workflow, ignore_all_markers=True)
+    forced = run(workflow, now, config={**days, "ignore_redshift_marker": False})
 
     assert extracted(forced) == pairs
     for recipe, day in pairs:
-        assert explanation(forced, recipe, day) == f"will query: {said}"
+        assert explanation(forced, recipe, day) == "will query: forced by ignore_all_markers=true"
         assert marker(workflow, recipe, day)["run_id"] != run_ids[recipe, day]
     assert forced.output.count("reason: Forced execution") == len(pairs)
-    if where == "config_file":
-        configure(workflow, ignore_all_markers=False)
+    configure(workflow, ignore_all_markers=False)
     assert run(workflow, now, config=days).queries == 0  # and once unset, they count again
 
 
@@ -395,23 +427,3 @@ def test_snakemake_is_the_pinned_version_whose_forcing_internals_we_use():
     assert "self.forcefiles.isdisjoint(job.output)" in inspect.getsource(DAG.update_needrun)
     assert callable(PathModifier.apply_default_storage)
     assert "workflow.dag.forcefiles.update(" in (REPO / "workflow/rules/common.smk").read_text()
-
-
-def test_a_stale_marker_is_forced_through_snakemakes_forced_files(workflow):
-    """What the user sees from Snakemake itself when a marker no longer counts:
-    the same "Forced execution" a ``--forcerun`` gives, in a plain ``snakemake``."""
-    config = {"recipe": RECIPE, "marker_ttl": "1h"}
-    run(workflow, "2025-05-12T10:00:00+00:00", config=config)
-
-    dry = run(workflow, "2025-05-12T11:00:00+00:00", "-n", config=config)
-    forcerun = run(
-        workflow, "2025-05-12T10:30:00+00:00", "-n", "--forcerun", "redshift_extract", config=config
-    )
-    real = run(workflow, "2025-05-12T11:00:00+00:00", config=config)
-
-    block = dry.output[dry.output.index("rule redshift_extract:") :]
-    assert "reason: Forced execution" in block[: block.index("resources:")]
-    assert re.search(r"^\s+forced:\n\s+redshift_extract$", dry.output, re.MULTILINE)
-    assert re.search(r"^\s+forced:\n\s+redshift_extract$", forcerun.output, re.MULTILINE)
-    assert real.queries == 1
-    assert marker(workflow)["queried_at"] == "2025-05-12T11:00:00+00:00"
