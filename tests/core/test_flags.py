@@ -11,8 +11,18 @@ OTHER_SQL = """
 """
 
 
-def test_ignore_redshift_marker_queries_again_and_replaces_the_marker(workflow, ran_before):
+def test_forcerun_redshift_extract_queries_again(workflow, ran_before):
     ran_before(workflow, {"recipe": RECIPE, "date": DAY})
+
+    result = workflow.run("--forcerun", "redshift_extract", config={"recipe": RECIPE, "date": DAY})
+
+    assert result.queries == 1
+
+
+def test_ignore_flag_queries_the_selected_recipe_again_and_replaces_only_its_marker(workflow):
+    workflow.add_recipe("yesterdays_leads", sql=OTHER_SQL, meta={"output_columns": ["lead_id"]})
+    workflow.run(config={"recipes": [RECIPE, "yesterdays_leads"], "date": DAY})
+    other_marker = workflow.marker("yesterdays_leads", DAY).read_text()
     first = json.loads(workflow.marker(RECIPE, DAY).read_text())
 
     result = workflow.run(config={"recipe": RECIPE, "date": DAY, "ignore_redshift_marker": True})
@@ -22,24 +32,6 @@ def test_ignore_redshift_marker_queries_again_and_replaces_the_marker(workflow, 
     second = json.loads(workflow.marker(RECIPE, DAY).read_text())
     assert second["run_id"] != first["run_id"]
     assert json.loads(workflow.summary(RECIPE, DAY).read_text())["source"] == "queried"
-
-
-def test_forcerun_redshift_extract_queries_again(workflow, ran_before):
-    ran_before(workflow, {"recipe": RECIPE, "date": DAY})
-
-    result = workflow.run("--forcerun", "redshift_extract", config={"recipe": RECIPE, "date": DAY})
-
-    assert result.queries == 1
-
-
-def test_ignore_flag_forces_only_the_selected_recipe(workflow):
-    workflow.add_recipe("yesterdays_leads", sql=OTHER_SQL, meta={"output_columns": ["lead_id"]})
-    workflow.run(config={"recipes": [RECIPE, "yesterdays_leads"], "date": DAY})
-    other_marker = workflow.marker("yesterdays_leads", DAY).read_text()
-
-    result = workflow.run(config={"recipe": RECIPE, "date": DAY, "ignore_redshift_marker": True})
-
-    assert result.queries == 1
     assert "recipe=simulation_to_handoff" in result.output
     assert "recipe=yesterdays_leads" not in result.output
     assert workflow.marker("yesterdays_leads", DAY).read_text() == other_marker

@@ -26,7 +26,7 @@ def ran(workflow, ran_before):
     return ran_before(workflow, ONE, PINNED)
 
 
-def test_a_workflow_marker_is_listed_as_counting(ran, helper):
+def test_a_workflow_marker_is_listed_as_counting_and_after_delete_the_next_run_queries(ran, helper):
     [entry] = helper("list", "--json").json()
     check = helper("check", RECIPE)
 
@@ -36,10 +36,6 @@ def test_a_workflow_marker_is_listed_as_counting(ran, helper):
     assert entry["cache_present"] is True and entry["counts"] is True
     assert check.returncode == 0
     assert run(ran).queries == 0  # and Snakemake agrees
-
-
-def test_after_delete_the_next_run_queries(ran, helper):
-    assert run(ran).queries == 0
 
     deleted = helper("delete", RECIPE)
 
@@ -62,8 +58,10 @@ def test_after_create_with_the_cache_present_the_next_run_does_not_query(ran, he
     assert json.loads(ran.marker(RECIPE, DAY).read_text())["created_by"] == "markers create"
 
 
-def test_delete_and_create_for_another_date(workflow, helper):
-    run(workflow, config={**ONE, "date": OLD})
+def test_delete_and_create_for_another_date_and_delete_all_dates(workflow, helper):
+    since = {**ONE, "since": OLD}
+    run(workflow, config={**since, "date": "20250506"})
+    assert len(markers.list_markers(workflow.root / "results/markers")) == 2
 
     helper("delete", RECIPE, "--date", OLD)
     assert run(workflow, config={**ONE, "date": OLD}).queries == 1
@@ -72,15 +70,9 @@ def test_delete_and_create_for_another_date(workflow, helper):
     helper("create", RECIPE, "--date", OLD)
     assert run(workflow, config={**ONE, "date": OLD}).queries == 0
 
-
-def test_delete_all_dates_requeries_every_date(workflow, helper):
-    since = {**ONE, "since": "20250511"}
-    run(workflow, config=since)
-    assert len(markers.list_markers(workflow.root / "results/markers")) == 2
-
     helper("delete", RECIPE, "--all-dates")
-
-    assert run(workflow, config=since).queries == 2
+    assert markers.list_markers(workflow.root / "results/markers") == []
+    assert run(workflow, config={**since, "date": "20250506"}).queries == 2
 
 
 @pytest.mark.parametrize("content", ["2025-05-12T09:30:00", "1747042200.0"])
