@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -209,13 +210,26 @@ def recent_rows(marker: str | Path, recipe: str) -> list[int]:
     return [m.rows for m in sorted(earlier, key=lambda m: m.run_date)][-checks.RECENT_DAYS :]
 
 
+@dataclass(frozen=True)
+class _Day:
+    """What differs between a folder and S3 for one day's pair, in the steps they share.
+
+    Everything else (whether the marker counts, the watermark check, the
+    query) is the same code on both stores: :func:`_confirm_or_query`.
+    """
+
+    kept: Callable[[], bool]  # a complete pair of the day was kept before this job
+    put_back: Callable[[], None]  # make the newest kept pair the day's pair again
+    mark: Callable[[bytes], None]  # (re)write the day's marker, last
+
+
 def _confirmed(
     recipe: Recipe,
     run_date: str,
     warehouse: Warehouse,
     decision: freshness.Decision,
     found: markers.Marker | None,
-    kept_dir: str | Path,
+    day: _Day,
 ) -> bool | None:
     """Whether an expired marker still counts because the source has not changed;
     ``None`` if no watermark query ran (``False``: it ran and the source changed).
@@ -229,7 +243,7 @@ def _confirmed(
     if not (decision.expired and recipe.watermark_path is not None and found is not None):
         return None
     before = found.record.get("watermark")
-    if before is None or not cache.kept(kept_dir):
+    if before is None or not day.kept():
         return None
     now = watermark(recipe, run_date, warehouse)
     if now != before:
@@ -237,6 +251,41 @@ def _confirmed(
             "recipe %s %s: source changed (watermark %s -> %s)", recipe.name, run_date, before, now
         )
     return now == before
+
+
+def _confirm_or_query(
+    config: Mapping[str, Any],
+    recipe: Recipe,
+    run_date: str,
+    decision: freshness.Decision,
+    found: markers.Marker | None,
+    day: _Day,
+    query: Callable[[Warehouse], dict[str, Any]],
+) -> dict[str, Any]:
+    """The day's marker does not count: a watermark check that spares the query, or the
+    query (``query(warehouse)``, which publishes the new pair), on either store."""
+    try:
+        warehouse = open_warehouse(config["warehouse"], config)
+    except LeadRecoveryError as err:
+        raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
+    try:
+        checked = _confirmed(recipe, run_date, warehouse, decision, found, day)
+        if checked and found is not None:
+            day.put_back()
+            record = {**found.record, "confirmed_at": rundate.now().isoformat()}
+            day.mark(markers.render(record))
+            log.info(
+                "recipe %s %s: marker counts: source unchanged since %s (watermark %s); no query",
+                recipe.name,
+                run_date,
+                found.record.get("queried_at"),
+                found.record.get("watermark"),
+            )
+            return {"outcome": "confirmed", **record}
+        log.info("recipe %s %s: querying: %s", recipe.name, run_date, decision.reason)
+        return {"outcome": "queried", **query(warehouse), "watermark_checked": checked is False}
+    finally:
+        warehouse.close()
 
 
 def _written_meanwhile(leads_out: Path, marker_out: Path, since: float) -> bool:
@@ -324,32 +373,21 @@ def run_job(
             if decision.counts:  # another run put the pair back or completed it meanwhile
                 log.info("recipe %s %s: marker counts; no query", recipe.name, run_date)
                 return {"outcome": "cached", **found.record}
-            try:
-                warehouse = open_warehouse(config["warehouse"], config)
-            except LeadRecoveryError as err:
-                raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
-            try:
-                checked = _confirmed(recipe, run_date, warehouse, decision, found, kept_dir)
-                if checked:
-                    cache.put_back(cache.kept(kept_dir)[0], leads_out, marker_out)
-                    record = {**found.record, "confirmed_at": rundate.now().isoformat()}
-                    atomic.write_bytes(marker_out, markers.render(record))
-                    log.info(
-                        "recipe %s %s: marker counts: source unchanged since %s (watermark %s); "
-                        "no query",
-                        recipe.name,
-                        run_date,
-                        found.record.get("queried_at"),
-                        found.record.get("watermark"),
-                    )
-                    return {"outcome": "confirmed", **record}
-                log.info("recipe %s %s: querying: %s", recipe.name, run_date, decision.reason)
-                record = _extract_for(
+            return _confirm_or_query(
+                config,
+                recipe,
+                run_date,
+                decision,
+                found,
+                _Day(
+                    kept=lambda: bool(cache.kept(kept_dir)),
+                    put_back=lambda: cache.put_back(cache.kept(kept_dir)[0], leads_out, marker_out),
+                    mark=lambda data: atomic.write_bytes(marker_out, data),
+                ),
+                lambda warehouse: _extract_for(
                     config, recipe, run_date, warehouse, leads_out, marker_out, claim
-                )
-            finally:
-                warehouse.close()
-            return {"outcome": "queried", **record, "watermark_checked": checked is False}
+                ),
+            )
     except LeaseTimeout as err:
         raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
 
@@ -424,13 +462,9 @@ def _run_job_s3(
                 fetch()
                 log.info("%s: marker counts; no query", label)
                 return {"outcome": "cached", **(found.record if found else {})}
-            log.info("%s: querying: %s", label, decision.reason)
-            try:
-                warehouse = open_warehouse(config["warehouse"], config)
-            except LeadRecoveryError as err:
-                raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
-            new: list[s3cache.Kept] = []
-            try:
+
+            def query(warehouse: Warehouse) -> dict[str, Any]:
+                new: list[s3cache.Kept] = []
                 record = _extract_for(
                     config,
                     recipe,
@@ -441,10 +475,28 @@ def _run_job_s3(
                     claim,
                     keep_new=lambda lt, mt: new.append(s3cache.keep_new(store, lt, mt, kept_dir)),
                 )
-            finally:
-                warehouse.close()
-            claim.check()
-            s3cache.put_back(store, new[0], leads, marker)  # published before the lease goes
-            return {"outcome": "queried", **record}
+                claim.check()
+                s3cache.put_back(store, new[0], leads, marker)  # published before the lease goes
+                return record
+
+            def mark(data: bytes) -> None:
+                store.write(marker, data)
+                fetch()
+
+            return _confirm_or_query(
+                config,
+                recipe,
+                run_date,
+                decision,
+                found,
+                _Day(
+                    kept=lambda: bool(s3cache.kept(store, kept_dir)),
+                    put_back=lambda: s3cache.put_back(
+                        store, s3cache.kept(store, kept_dir)[0], leads, marker
+                    ),
+                    mark=mark,
+                ),
+                query,
+            )
     except LeaseTimeout as err:
         raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None

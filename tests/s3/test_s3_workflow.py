@@ -12,6 +12,9 @@ from pathlib import Path
 
 import boto3
 
+from tests.checks.test_watermarks import DAY as WM_DAY
+from tests.checks.test_watermarks import SQL as WATERMARKED_SQL
+from tests.checks.test_watermarks import WATERMARK, at, load
 from tests.s3.conftest import DAY, SQL, OnS3, account
 from tests.support.s3server import S3Server
 
@@ -178,3 +181,45 @@ def test_a_store_the_credentials_may_not_write_to_is_denied_in_one_line(workflow
             assert errors[0].startswith("lead-recovery: error: store s3://lr-read-only/team: ")
             assert cause in errors[0] and result.queries == 0
             assert "Traceback" not in result.output
+
+
+def test_an_unchanged_source_watermark_keeps_the_s3_marker_and_a_changed_one_queries(on_s3):
+    """As tests/checks/test_watermarks.py on a folder. A recipe query is seen at the
+    server: it uploads an extract; putting the kept one back is a server-side copy."""
+    folder = on_s3.wf.add_recipe("sourced", sql=WATERMARKED_SQL)
+    (folder / "watermark.sql").write_text(WATERMARK)
+    load(on_s3.wf, 1, "2025-05-12 05:00:00")
+    config = {"recipe": "sourced", "date": WM_DAY, "marker_ttl": "1h"}
+    marker_key, leads_key = on_s3.marker_key("sourced", WM_DAY), on_s3.leads_key("sourced", WM_DAY)
+
+    assert on_s3.run(config=config, env=at("06:00")).queries == 1
+    first = json.loads(on_s3.get(marker_key))
+    paid = on_s3.get(leads_key)
+    assert first["watermark"] == "2025-05-12 05:00:00"
+
+    since = len(on_s3.requests())
+    unchanged = on_s3.run(config=config, env=at("08:00"))
+    assert said(unchanged, "sourced", WM_DAY).endswith(
+        "will check the source watermark and query only if it changed"
+    )
+    # no new extract was uploaded: the recipe's query did not run
+    assert [k for k in on_s3.uploads(since) if "/.kept/" in k] == []
+    after = json.loads(on_s3.get(marker_key))
+    assert after["run_id"] == first["run_id"] and after["queried_at"] == first["queried_at"]
+    assert after["confirmed_at"].startswith("2025-05-12T08:00")
+    assert on_s3.get(leads_key) == paid
+    assert "marker counts: source unchanged since" in unchanged.output
+    assert "sourced 20250512 cached (" in "\n".join(account(unchanged.output))
+    assert "source unchanged (watermark checked)" in unchanged.output
+    assert not [k for k in on_s3.objects() if "/.kept/" in k]
+
+    load(on_s3.wf, 2, "2025-05-12 09:00:00")
+    since = len(on_s3.requests())
+    changed = on_s3.run(config=config, env=at("09:45"))
+    final = json.loads(on_s3.get(marker_key))
+    assert final["run_id"] != first["run_id"] and final["rows"] == 2
+    assert final["watermark"] == "2025-05-12 09:00:00"
+    assert "source changed (watermark 2025-05-12 05:00:00 -> 2025-05-12 09:00:00)" in (
+        changed.output
+    )
+    assert len([k for k in on_s3.uploads(since) if "/.kept/" in k]) == 1  # one query
