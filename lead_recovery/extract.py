@@ -214,8 +214,8 @@ def recent_rows(marker: str | Path, recipe: str) -> list[int]:
 class _Day:
     """What differs between a folder and S3 for one day's pair, in the steps they share.
 
-    Everything else (whether the marker counts, the watermark check, the
-    query) is the same code on both stores: :func:`_confirm_or_query`.
+    Everything else (putting back, the watermark check, the query) is the same
+    code on both stores: :func:`_carry_out`.
     """
 
     kept: Callable[[], bool]  # a complete pair of the day was kept before this job
@@ -253,7 +253,7 @@ def _confirmed(
     return now == before
 
 
-def _confirm_or_query(
+def _carry_out(
     config: Mapping[str, Any],
     recipe: Recipe,
     run_date: str,
@@ -262,8 +262,22 @@ def _confirm_or_query(
     day: _Day,
     query: Callable[[Warehouse], dict[str, Any]],
 ) -> dict[str, Any]:
-    """The day's marker does not count: a watermark check that spares the query, or the
-    query (``query(warehouse)``, which publishes the new pair), on either store."""
+    """What the job does once the day is decided, the same on either store: put the
+    kept pair back, keep what is there, confirm an expired marker by the source's
+    watermark, or query (``query(warehouse)``, which publishes the new pair)."""
+    if decision.restore:
+        day.put_back()
+        log.info(
+            "recipe %s %s: put back the extract queried at %s, kept from an interrupted run "
+            "(no query)",
+            recipe.name,
+            run_date,
+            found.record.get("queried_at") if found else "?",
+        )
+        return {"outcome": "restored", **(found.record if found else {})}
+    if decision.counts:  # another run put the pair back or completed it meanwhile
+        log.info("recipe %s %s: marker counts; no query", recipe.name, run_date)
+        return {"outcome": "cached", **(found.record if found else {})}
     try:
         warehouse = open_warehouse(config["warehouse"], config)
     except LeadRecoveryError as err:
@@ -360,20 +374,7 @@ def run_job(
                 now=run.decided_at,
                 tz=rundate.zone(config.get("timezone")),
             )
-            if decision.restore:
-                cache.put_back(cache.kept(kept_dir)[0], leads_out, marker_out)
-                log.info(
-                    "recipe %s %s: put back the extract queried at %s, kept from an "
-                    "interrupted run (no query)",
-                    recipe.name,
-                    run_date,
-                    found.record.get("queried_at") if found else "?",
-                )
-                return {"outcome": "restored", **(found.record if found else {})}
-            if decision.counts:  # another run put the pair back or completed it meanwhile
-                log.info("recipe %s %s: marker counts; no query", recipe.name, run_date)
-                return {"outcome": "cached", **found.record}
-            return _confirm_or_query(
+            return _carry_out(
                 config,
                 recipe,
                 run_date,
@@ -405,25 +406,27 @@ def _run_job_s3(
     wait: float,
     ttl: float,
 ) -> dict[str, Any]:
-    """run_job on S3: the outputs are Snakemake's local copies, uploaded after the job.
+    """run_job on S3: the job alone writes the day's pair on S3, under the day's lease.
 
     The day's lease lives under ``<prefix>/<marker_dir>/.leases/``. Snakemake
     removed this job's S3 outputs before the job, so a complete S3 pair found
     under the lease was written by another run meanwhile (or put back by one):
-    it is downloaded into the local outputs and no query runs. A new pair is
-    uploaded into ``.kept/`` and published on S3 before the lease is released,
-    so a run waiting for the lease finds it without waiting for Snakemake's
-    upload (s3cache.py).
+    no query runs. A new pair is uploaded once, into ``.kept/``, and published
+    by server-side copies before the lease is released, so a run waiting for
+    the lease finds it at once (s3cache.py). Snakemake does not upload the
+    outputs again (``retrieve=False``, workflow/rules/common.smk): the local
+    files are only its copies for the analysis, written when this job queried,
+    else downloaded by Snakemake from S3 when the analysis needs them.
     """
     results = os.path.normpath(config["results_dir"])
     leads = layout.leads_path(results, recipe.name, run_date)
     marker = markers.marker_path(os.path.normpath(config["marker_dir"]), recipe.name, run_date)
     kept_dir = layout.kept_dir(results, recipe.name, run_date)
     label = f"recipe {recipe.name} {run_date}"
-
-    def fetch() -> None:
-        store.download(leads, leads_out)
-        store.download(marker, marker_out)
+    # A local copy left by an earlier run is not the day's pair: Snakemake would
+    # touch it after the job and read it instead of downloading what is on S3.
+    leads_out.unlink(missing_ok=True)
+    marker_out.unlink(missing_ok=True)
 
     started = time.time()
     try:
@@ -431,14 +434,13 @@ def _run_job_s3(
             written = store.stat(marker)
             # S3 times are whole seconds: a pair written in the second this job began counts
             if written is not None and written.mtime >= int(started) and store.exists(leads):
-                fetch()
                 log.info(
                     "%s: another run queried it while this one waited; keeping its extract "
                     "and marker (no query)",
                     label,
                 )
-                found = markers.read_marker(marker_out)
-                return {"outcome": "cached", **found.record}
+                found = markers.read_stored(store, marker)
+                return {"outcome": "cached", **(found.record if found else {})}
             found, decision = freshness.assess(
                 recipe,
                 run_date,
@@ -449,19 +451,6 @@ def _run_job_s3(
                 tz=rundate.zone(config.get("timezone")),
                 store=store,
             )
-            if decision.restore:
-                s3cache.put_back(store, s3cache.kept(store, kept_dir)[0], leads, marker)
-                fetch()
-                log.info(
-                    "%s: put back the extract queried at %s, kept on S3 (no query)",
-                    label,
-                    found.record.get("queried_at") if found else "?",
-                )
-                return {"outcome": "restored", **(found.record if found else {})}
-            if decision.counts:
-                fetch()
-                log.info("%s: marker counts; no query", label)
-                return {"outcome": "cached", **(found.record if found else {})}
 
             def query(warehouse: Warehouse) -> dict[str, Any]:
                 new: list[s3cache.Kept] = []
@@ -479,11 +468,7 @@ def _run_job_s3(
                 s3cache.put_back(store, new[0], leads, marker)  # published before the lease goes
                 return record
 
-            def mark(data: bytes) -> None:
-                store.write(marker, data)
-                fetch()
-
-            return _confirm_or_query(
+            return _carry_out(
                 config,
                 recipe,
                 run_date,
@@ -494,7 +479,7 @@ def _run_job_s3(
                     put_back=lambda: s3cache.put_back(
                         store, s3cache.kept(store, kept_dir)[0], leads, marker
                     ),
-                    mark=mark,
+                    mark=lambda data: store.write(marker, data),
                 ),
                 query,
             )

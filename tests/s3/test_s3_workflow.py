@@ -33,6 +33,12 @@ def said(result, recipe: str = SQL, day: str = DAY) -> str:
 def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3):
     first = on_s3.run(config={"date": DAY})
     assert first.queries == 1
+    # The new extract crossed the network once: one upload (into .kept/, under the
+    # lease), published by a server-side copy; Snakemake did not upload it again.
+    assert len(on_s3.uploads()) == 1 and "/.kept/" in on_s3.uploads()[0]
+    copied = [r["key"] for r in on_s3.requests() if r["copy"]]
+    assert copied == [on_s3.leads_key(), on_s3.marker_key()]
+    assert len(on_s3.uploads(suffix=".marker")) == 1
     assert said(first) == "will query: no marker for this date"
     assert f"{SQL} {DAY} queried (142 rows" in "\n".join(account(first.output))
     keys = on_s3.objects()
@@ -58,8 +64,10 @@ def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3)
     assert said(again) == "will query: marker present but cached extract missing"
     assert again.queries == 1 and on_s3.get(on_s3.leads_key())
 
+    since = len(on_s3.requests())
     forced = on_s3.run(config={"date": DAY, "ignore_redshift_marker": True})
     assert said(forced) == "will query: forced by ignore_redshift_marker=true"
+    assert len(on_s3.uploads(since)) == 1  # a re-query too: the previous pair kept by copies
     assert "Forced execution" in forced.output and forced.queries == 1
     assert f"{SQL} {DAY} queried (" in "\n".join(account(forced.output))
     assert not [k for k in on_s3.objects() if "/.kept/" in k]  # kept, then settled
@@ -202,8 +210,7 @@ def test_an_unchanged_source_watermark_keeps_the_s3_marker_and_a_changed_one_que
     assert said(unchanged, "sourced", WM_DAY).endswith(
         "will check the source watermark and query only if it changed"
     )
-    # no new extract was uploaded: the recipe's query did not run
-    assert [k for k in on_s3.uploads(since) if "/.kept/" in k] == []
+    assert on_s3.uploads(since) == []  # no extract was made: the recipe's query did not run
     after = json.loads(on_s3.get(marker_key))
     assert after["run_id"] == first["run_id"] and after["queried_at"] == first["queried_at"]
     assert after["confirmed_at"].startswith("2025-05-12T08:00")
@@ -222,4 +229,4 @@ def test_an_unchanged_source_watermark_keeps_the_s3_marker_and_a_changed_one_que
     assert "source changed (watermark 2025-05-12 05:00:00 -> 2025-05-12 09:00:00)" in (
         changed.output
     )
-    assert len([k for k in on_s3.uploads(since) if "/.kept/" in k]) == 1  # one query
+    assert len(on_s3.uploads(since)) == 1  # one query
