@@ -8,6 +8,7 @@ the jobs Snakemake ran and from the end-of-run account.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import boto3
@@ -230,3 +231,47 @@ def test_an_unchanged_source_watermark_keeps_the_s3_marker_and_a_changed_one_que
         changed.output
     )
     assert len(on_s3.uploads(since)) == 1  # one query
+
+
+def test_every_request_is_signed_for_the_region_aws_region_or_the_profile_names(
+    workflow, s3_server, tmp_path: Path
+):
+    """boto3 reads only AWS_DEFAULT_REGION, and Snakemake's S3 plugin signs for us-east-1
+    unless told otherwise. Seen at the server: every request of a run, ours (ListObjectsV2)
+    and the plugin's (ListObjects v1, HEADs), is signed for the region the standard
+    settings name: AWS_REGION alone, or the AWS_PROFILE's config with its credentials."""
+    bucket = f"lr-{os.getpid()}-region"
+    where = {"LocationConstraint": "eu-west-1"}
+    s3_server.client().create_bucket(Bucket=bucket, CreateBucketConfiguration=where)
+    on_s3 = OnS3(workflow, s3_server, bucket)
+
+    def signed(since: int) -> set[str | None]:
+        made = on_s3.requests()[since:]
+        lists = {"list-type=2" in r["query"] for r in made if r["method"] == "GET" and not r["key"]}
+        assert lists == {True, False}, "both our client and the plugin listed the bucket"
+        return {r["region"] for r in made}
+
+    since = len(on_s3.requests())
+    only_region = {"AWS_DEFAULT_REGION": None, "AWS_REGION": "eu-west-1"}
+    assert on_s3.run(config={"date": DAY}, env=only_region).queries == 1
+    assert signed(since) == {"eu-west-1"}
+
+    secret = "lr-profile-secret-never-logged"
+    (tmp_path / "config").write_text("[profile team]\nregion = eu-west-1\n")
+    (tmp_path / "credentials").write_text(
+        f"[team]\naws_access_key_id = lr-profile-key\naws_secret_access_key = {secret}\n"
+    )
+    profile = {
+        **{k: None for k in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID")},
+        "AWS_SECRET_ACCESS_KEY": None,
+        "AWS_PROFILE": "team",
+        "AWS_CONFIG_FILE": str(tmp_path / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+    }
+    since = len(on_s3.requests())
+    dry = on_s3.run("-n", config={"date": DAY}, env=profile)
+    assert said(dry).startswith("marker counts") and dry.queries == 0
+    assert signed(since) == {"eu-west-1"}
+    for path in on_s3.root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            assert secret.encode() not in path.read_bytes(), path

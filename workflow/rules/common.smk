@@ -115,6 +115,18 @@ STORE = open_the_store()
 REMOTE = STORE if store.is_remote(STORE) else None
 
 
+if REMOTE:
+
+    # Snakemake's S3 plugin takes endpoint and credentials from the standard AWS
+    # settings (boto3's chain), but its region from its own setting, which
+    # defaults to us-east-1 whatever AWS_REGION or the profile says. Hand it the
+    # region our own requests are signed for (store.aws_region); nothing else,
+    # and never a credential.
+    storage:
+        provider="s3",
+        region=REMOTE.region,
+
+
 def stored(path, published_by_job=False):
     """A marker's or cached extract's path as the rules name it.
 
