@@ -4,10 +4,14 @@ S3 store. moto's server stands in for AWS; nothing else is mocked.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -133,3 +137,43 @@ def test_markers_list_shows_who_is_querying_a_day_on_s3(on_s3, monkeypatch):
     assert rows[0]["lease"]["pid"] == os.getpid()
     assert rows[0]["path"] == f"{on_s3.url}/{marker}"
     assert on_s3.markers_json() == []  # released
+
+
+@pytest.mark.timeout(300)
+def test_a_run_killed_mid_query_leaves_an_s3_lease_the_next_run_takes_over(on_s3, monkeypatch):
+    """As tests/keep/test_lease_takeover.py on a folder: SIGKILL of the querying run
+    leaves its S3 lease, no marker and no extract; once the lease has expired (a short
+    lease_ttl), the next run takes it over, says whose, and queries once."""
+    from lead_recovery import lease
+
+    monkeypatch.setattr(os, "environ", {**os.environ, **on_s3.server.env})
+    on_s3.wf.add_recipe("slow_count", sql=SLOW_SQL)
+    config = {"recipe": "slow_count", "date": DAY, "lease_ttl": "3s"}
+    st = S3Store(on_s3.url)
+    marker = f"results/markers/redshift_queried_slow_count_{DAY}.marker"
+    killed = on_s3.wf.start(config=config, env=on_s3.server.env)
+    deadline = time.monotonic() + 120
+    while not lease.is_live(lease.current(marker, st)):  # the extract job holds the lease
+        assert killed.poll() is None and time.monotonic() < deadline, "never took the lease"
+        time.sleep(0.05)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait(30)
+
+    holder = lease.current(marker, st)
+    assert holder is not None and not holder.released  # left behind, not released
+    assert on_s3.get(on_s3.marker_key("slow_count")) is None
+    assert on_s3.objects("results/slow_count/") == []  # no extract, whole or partial
+    while datetime.now(UTC) < holder.expiry():
+        time.sleep(0.2)
+    since = len(on_s3.requests())
+
+    on_s3.run("--unlock", config=config)
+    after = on_s3.run(config=config)
+
+    assert after.queries == 1 and len(on_s3.uploads(since)) == 1
+    assert f"took over the expired lease of {holder.describe()}" in after.output
+    record = json.loads(on_s3.get(on_s3.marker_key("slow_count")))
+    assert record["run_id"] != holder.run_id
+    assert on_s3.get(on_s3.leads_key("slow_count"))
+    assert lease.current(marker, st).released
+    assert not [k for k in on_s3.objects() if "/.kept/" in k]
