@@ -18,6 +18,9 @@ With ``--s3`` the same markers and extracts are uploaded to a local S3 server
 ``store: s3://<bucket>/team``. The baselines are then a plain boto3 listing of
 the same marker keys (``ListObjectsV2``, pages of 1,000), and that listing
 plus one GET per marker on 16 threads (what reading every marker costs).
+``markers list (cold)`` runs without the checkout's cache of markers already
+read (``.snakemake/lead_recovery/s3_markers.json``), as on a new host;
+``markers list`` with it, as every later listing.
 
     .venv/bin/python bench/bench_markers_list.py [--markers 10000] [--repeat 5] [--s3]
 """
@@ -35,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -135,7 +139,11 @@ with ThreadPoolExecutor(max_workers=16) as pool:
 
 
 def timed(
-    cmd: list[str], cwd: Path, repeat: int, env: dict[str, str] | None = None
+    cmd: list[str],
+    cwd: Path,
+    repeat: int,
+    env: dict[str, str] | None = None,
+    before: Callable[[], object] | None = None,
 ) -> tuple[float, float]:
     """Median wall-clock and CPU (user + sys) seconds of ``repeat`` runs, after a warm-up.
 
@@ -144,7 +152,9 @@ def timed(
     """
     walls, cpus = [], []
     for attempt in range(repeat + 1):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if before is not None:
+            before()
+        used = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         proc = subprocess.run(
             cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -155,7 +165,7 @@ def timed(
             sys.exit(f"{cmd} failed: {proc.stderr.decode()[-2000:]}")
         if attempt:
             walls.append(elapsed)
-            cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+            cpus.append(after.ru_utime - used.ru_utime + after.ru_stime - used.ru_stime)
     return statistics.median(walls), statistics.median(cpus)
 
 
@@ -202,6 +212,11 @@ def main() -> int:
                 "ls -l <marker dir>": timed(["ls", "-l", str(marker_dir)], root, args.repeat)
             }
         figures.update(baselines)
+        if args.s3:  # every marker read from S3: a checkout that never listed them
+            cache = root / ".snakemake/lead_recovery/s3_markers.json"
+            figures["markers list (cold)"] = timed(
+                [*helper, "list"], root, args.repeat, env, lambda: cache.unlink(missing_ok=True)
+            )
         figures["markers list"] = timed([*helper, "list"], root, args.repeat, env)
         figures["markers list --json"] = timed([*helper, "list", "--json"], root, args.repeat, env)
 
