@@ -52,7 +52,7 @@ bench-redshift: $(STAMP)
 	$(BIN)/python bench/bench_redshift_extract.py $(BENCH_ARGS)
 
 bench-markers: $(STAMP)
-	$(BIN)/python bench/bench_markers_list.py
+	$(BIN)/python bench/bench_markers_list.py $(BENCH_ARGS)
 
 clean:
 	rm -rf .snakemake results logs

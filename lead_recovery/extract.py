@@ -12,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -209,13 +210,26 @@ def recent_rows(marker: str | Path, recipe: str) -> list[int]:
     return [m.rows for m in sorted(earlier, key=lambda m: m.run_date)][-checks.RECENT_DAYS :]
 
 
+@dataclass(frozen=True)
+class _Day:
+    """What differs between a folder and S3 for one day's pair, in the steps they share.
+
+    Everything else (putting back, the watermark check, the query) is the same
+    code on both stores: :func:`_carry_out`.
+    """
+
+    kept: Callable[[], bool]  # a complete pair of the day was kept before this job
+    put_back: Callable[[], None]  # make the newest kept pair the day's pair again
+    mark: Callable[[bytes], None]  # (re)write the day's marker, last
+
+
 def _confirmed(
     recipe: Recipe,
     run_date: str,
     warehouse: Warehouse,
     decision: freshness.Decision,
     found: markers.Marker | None,
-    kept_dir: str | Path,
+    day: _Day,
 ) -> bool | None:
     """Whether an expired marker still counts because the source has not changed;
     ``None`` if no watermark query ran (``False``: it ran and the source changed).
@@ -229,7 +243,7 @@ def _confirmed(
     if not (decision.expired and recipe.watermark_path is not None and found is not None):
         return None
     before = found.record.get("watermark")
-    if before is None or not cache.kept(kept_dir):
+    if before is None or not day.kept():
         return None
     now = watermark(recipe, run_date, warehouse)
     if now != before:
@@ -237,6 +251,55 @@ def _confirmed(
             "recipe %s %s: source changed (watermark %s -> %s)", recipe.name, run_date, before, now
         )
     return now == before
+
+
+def _carry_out(
+    config: Mapping[str, Any],
+    recipe: Recipe,
+    run_date: str,
+    decision: freshness.Decision,
+    found: markers.Marker | None,
+    day: _Day,
+    query: Callable[[Warehouse], dict[str, Any]],
+) -> dict[str, Any]:
+    """What the job does once the day is decided, the same on either store: put the
+    kept pair back, keep what is there, confirm an expired marker by the source's
+    watermark, or query (``query(warehouse)``, which publishes the new pair)."""
+    if decision.restore:
+        day.put_back()
+        log.info(
+            "recipe %s %s: put back the extract queried at %s, kept from an interrupted run "
+            "(no query)",
+            recipe.name,
+            run_date,
+            found.record.get("queried_at") if found else "?",
+        )
+        return {"outcome": "restored", **(found.record if found else {})}
+    if decision.counts:  # another run put the pair back or completed it meanwhile
+        log.info("recipe %s %s: marker counts; no query", recipe.name, run_date)
+        return {"outcome": "cached", **(found.record if found else {})}
+    try:
+        warehouse = open_warehouse(config["warehouse"], config)
+    except LeadRecoveryError as err:
+        raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
+    try:
+        checked = _confirmed(recipe, run_date, warehouse, decision, found, day)
+        if checked and found is not None:
+            day.put_back()
+            record = {**found.record, "confirmed_at": rundate.now().isoformat()}
+            day.mark(markers.render(record))
+            log.info(
+                "recipe %s %s: marker counts: source unchanged since %s (watermark %s); no query",
+                recipe.name,
+                run_date,
+                found.record.get("queried_at"),
+                found.record.get("watermark"),
+            )
+            return {"outcome": "confirmed", **record}
+        log.info("recipe %s %s: querying: %s", recipe.name, run_date, decision.reason)
+        return {"outcome": "queried", **query(warehouse), "watermark_checked": checked is False}
+    finally:
+        warehouse.close()
 
 
 def _written_meanwhile(leads_out: Path, marker_out: Path, since: float) -> bool:
@@ -311,45 +374,21 @@ def run_job(
                 now=run.decided_at,
                 tz=rundate.zone(config.get("timezone")),
             )
-            if decision.restore:
-                cache.put_back(cache.kept(kept_dir)[0], leads_out, marker_out)
-                log.info(
-                    "recipe %s %s: put back the extract queried at %s, kept from an "
-                    "interrupted run (no query)",
-                    recipe.name,
-                    run_date,
-                    found.record.get("queried_at") if found else "?",
-                )
-                return {"outcome": "restored", **(found.record if found else {})}
-            if decision.counts:  # another run put the pair back or completed it meanwhile
-                log.info("recipe %s %s: marker counts; no query", recipe.name, run_date)
-                return {"outcome": "cached", **found.record}
-            try:
-                warehouse = open_warehouse(config["warehouse"], config)
-            except LeadRecoveryError as err:
-                raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
-            try:
-                checked = _confirmed(recipe, run_date, warehouse, decision, found, kept_dir)
-                if checked:
-                    cache.put_back(cache.kept(kept_dir)[0], leads_out, marker_out)
-                    record = {**found.record, "confirmed_at": rundate.now().isoformat()}
-                    atomic.write_bytes(marker_out, markers.render(record))
-                    log.info(
-                        "recipe %s %s: marker counts: source unchanged since %s (watermark %s); "
-                        "no query",
-                        recipe.name,
-                        run_date,
-                        found.record.get("queried_at"),
-                        found.record.get("watermark"),
-                    )
-                    return {"outcome": "confirmed", **record}
-                log.info("recipe %s %s: querying: %s", recipe.name, run_date, decision.reason)
-                record = _extract_for(
+            return _carry_out(
+                config,
+                recipe,
+                run_date,
+                decision,
+                found,
+                _Day(
+                    kept=lambda: bool(cache.kept(kept_dir)),
+                    put_back=lambda: cache.put_back(cache.kept(kept_dir)[0], leads_out, marker_out),
+                    mark=lambda data: atomic.write_bytes(marker_out, data),
+                ),
+                lambda warehouse: _extract_for(
                     config, recipe, run_date, warehouse, leads_out, marker_out, claim
-                )
-            finally:
-                warehouse.close()
-            return {"outcome": "queried", **record, "watermark_checked": checked is False}
+                ),
+            )
     except LeaseTimeout as err:
         raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
 
@@ -367,25 +406,27 @@ def _run_job_s3(
     wait: float,
     ttl: float,
 ) -> dict[str, Any]:
-    """run_job on S3: the outputs are Snakemake's local copies, uploaded after the job.
+    """run_job on S3: the job alone writes the day's pair on S3, under the day's lease.
 
     The day's lease lives under ``<prefix>/<marker_dir>/.leases/``. Snakemake
     removed this job's S3 outputs before the job, so a complete S3 pair found
     under the lease was written by another run meanwhile (or put back by one):
-    it is downloaded into the local outputs and no query runs. A new pair is
-    uploaded into ``.kept/`` and published on S3 before the lease is released,
-    so a run waiting for the lease finds it without waiting for Snakemake's
-    upload (s3cache.py).
+    no query runs. A new pair is uploaded once, into ``.kept/``, and published
+    by server-side copies before the lease is released, so a run waiting for
+    the lease finds it at once (s3cache.py). Snakemake does not upload the
+    outputs again (``retrieve=False``, workflow/rules/common.smk): the local
+    files are only its copies for the analysis, written when this job queried,
+    else downloaded by Snakemake from S3 when the analysis needs them.
     """
     results = os.path.normpath(config["results_dir"])
     leads = layout.leads_path(results, recipe.name, run_date)
     marker = markers.marker_path(os.path.normpath(config["marker_dir"]), recipe.name, run_date)
     kept_dir = layout.kept_dir(results, recipe.name, run_date)
     label = f"recipe {recipe.name} {run_date}"
-
-    def fetch() -> None:
-        store.download(leads, leads_out)
-        store.download(marker, marker_out)
+    # A local copy left by an earlier run is not the day's pair: Snakemake would
+    # touch it after the job and read it instead of downloading what is on S3.
+    leads_out.unlink(missing_ok=True)
+    marker_out.unlink(missing_ok=True)
 
     started = time.time()
     try:
@@ -393,14 +434,13 @@ def _run_job_s3(
             written = store.stat(marker)
             # S3 times are whole seconds: a pair written in the second this job began counts
             if written is not None and written.mtime >= int(started) and store.exists(leads):
-                fetch()
                 log.info(
                     "%s: another run queried it while this one waited; keeping its extract "
                     "and marker (no query)",
                     label,
                 )
-                found = markers.read_marker(marker_out)
-                return {"outcome": "cached", **found.record}
+                found = markers.read_stored(store, marker)
+                return {"outcome": "cached", **(found.record if found else {})}
             found, decision = freshness.assess(
                 recipe,
                 run_date,
@@ -411,26 +451,9 @@ def _run_job_s3(
                 tz=rundate.zone(config.get("timezone")),
                 store=store,
             )
-            if decision.restore:
-                s3cache.put_back(store, s3cache.kept(store, kept_dir)[0], leads, marker)
-                fetch()
-                log.info(
-                    "%s: put back the extract queried at %s, kept on S3 (no query)",
-                    label,
-                    found.record.get("queried_at") if found else "?",
-                )
-                return {"outcome": "restored", **(found.record if found else {})}
-            if decision.counts:
-                fetch()
-                log.info("%s: marker counts; no query", label)
-                return {"outcome": "cached", **(found.record if found else {})}
-            log.info("%s: querying: %s", label, decision.reason)
-            try:
-                warehouse = open_warehouse(config["warehouse"], config)
-            except LeadRecoveryError as err:
-                raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None
-            new: list[s3cache.Kept] = []
-            try:
+
+            def query(warehouse: Warehouse) -> dict[str, Any]:
+                new: list[s3cache.Kept] = []
                 record = _extract_for(
                     config,
                     recipe,
@@ -441,10 +464,24 @@ def _run_job_s3(
                     claim,
                     keep_new=lambda lt, mt: new.append(s3cache.keep_new(store, lt, mt, kept_dir)),
                 )
-            finally:
-                warehouse.close()
-            claim.check()
-            s3cache.put_back(store, new[0], leads, marker)  # published before the lease goes
-            return {"outcome": "queried", **record}
+                claim.check()
+                s3cache.put_back(store, new[0], leads, marker)  # published before the lease goes
+                return record
+
+            return _carry_out(
+                config,
+                recipe,
+                run_date,
+                decision,
+                found,
+                _Day(
+                    kept=lambda: bool(s3cache.kept(store, kept_dir)),
+                    put_back=lambda: s3cache.put_back(
+                        store, s3cache.kept(store, kept_dir)[0], leads, marker
+                    ),
+                    mark=lambda data: store.write(marker, data),
+                ),
+                query,
+            )
     except LeaseTimeout as err:
         raise LeadRecoveryError(f"recipe '{recipe.name}': {err}") from None

@@ -9,6 +9,7 @@ left by the previous system hold only a timestamp and are still understood.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from lead_recovery import atomic
+from lead_recovery.jsoncache import JsonCache
 
 PREFIX = "redshift_queried_"
 SUFFIX = ".marker"
@@ -202,28 +204,18 @@ def parse_marker(path: str | Path, data: bytes) -> Marker:
 
 
 def list_markers(
-    marker_dir: str | Path, recipe: str | None = None, store: Any = None
+    marker_dir: str | Path,
+    recipe: str | None = None,
+    store: Any = None,
+    cache_file: str | Path | None = None,
 ) -> list[Marker]:
     """Every marker in ``marker_dir`` (optionally one recipe's), by recipe then date.
 
-    On S3 (``store``) the folder is listed once and the markers are read with
-    concurrent small GETs: one request after another would take minutes over
-    thousands of markers.
+    On S3 (``store``) see :func:`_list_stored`; ``cache_file`` keeps what was
+    read there for the next listing.
     """
     if store is not None:
-        names = [
-            n
-            for n in store.names(str(marker_dir))
-            if (parsed := parse_marker_name(n)) and (recipe is None or parsed[0] == recipe)
-        ]
-        from concurrent.futures import ThreadPoolExecutor
-
-        def one(name: str) -> Marker | None:
-            return read_stored(store, f"{marker_dir}/{name}")
-
-        with ThreadPoolExecutor(max_workers=16) as pool:
-            found = [m for m in pool.map(one, names) if m is not None]
-        return sorted(found, key=lambda m: (m.recipe, m.run_date))
+        return _list_stored(store, str(marker_dir), recipe, cache_file)
     base = Path(marker_dir)
     if not base.is_dir():
         return []
@@ -234,4 +226,59 @@ def list_markers(
             if parsed is None or (recipe is not None and parsed[0] != recipe):
                 continue
             found.append(read_marker(entry.path))
+    return sorted(found, key=lambda m: (m.recipe, m.run_date))
+
+
+S3_CACHE_KEY = "s3-markers:1"
+KEEP_BYTES = 8 * 1024  # markers are a few hundred bytes; a larger one is read every time
+READERS = 16  # concurrent GETs: the bound on what one listing asks of the store at once
+
+
+def _list_stored(
+    store: Any, marker_dir: str, recipe: str | None, cache_file: str | Path | None
+) -> list[Marker]:
+    """Markers on S3: one listing, then a small GET for each marker not already read.
+
+    One GET after another would take minutes over thousands of markers, and
+    even concurrent ones cost a request each. The listing gives each object's
+    ETag, size and time; a marker read before at exactly those (``cache_file``,
+    a :class:`~lead_recovery.jsoncache.JsonCache`) is not read again. A
+    rewritten marker has a new time (and ETag), so an old copy is never used.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    listed = {
+        name: entry
+        for name, entry in store.entries(marker_dir).items()
+        if (parsed := parse_marker_name(name)) and (recipe is None or parsed[0] == recipe)
+    }
+    cache = JsonCache(cache_file, S3_CACHE_KEY) if cache_file is not None else None
+    base = store.location(marker_dir) + "/"
+
+    def stamp(name: str) -> list[Any]:
+        entry = listed[name]
+        return [entry.etag, entry.size, entry.mtime]
+
+    data: dict[str, bytes | None] = {}
+    for name in listed:
+        kept = cache.get(base + name, stamp(name)) if cache and listed[name].etag else None
+        if isinstance(kept, str):
+            data[name] = kept.encode("utf-8")
+    unread = [name for name in listed if name not in data]
+    with ThreadPoolExecutor(max_workers=READERS) as pool:
+        read = pool.map(lambda name: store.read(f"{marker_dir}/{name}"), unread)
+        for name, got in zip(unread, read, strict=True):
+            data[name] = got
+            if cache and got is not None and listed[name].etag and len(got) <= KEEP_BYTES:
+                with contextlib.suppress(UnicodeDecodeError):
+                    cache.put(base + name, stamp(name), got.decode("utf-8"))
+    if cache is not None:
+        if recipe is None:  # the whole folder was listed: what is not there is gone
+            cache.forget(lambda key: key.startswith(base) and key[len(base) :] not in listed)
+        cache.save()
+    found = [
+        parse_marker(Path(f"{marker_dir}/{name}"), got)
+        for name, got in data.items()
+        if got is not None
+    ]
     return sorted(found, key=lambda m: (m.recipe, m.run_date))

@@ -8,10 +8,8 @@ file names, so they are checked before anything touches the disk.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -19,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lead_recovery import atomic
 from lead_recovery.config import RECIPE_SCHEMA, load_yaml, schema_problem
 from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.jsoncache import JsonCache
 from lead_recovery.rundate import parse_duration, parse_hhmm
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -198,30 +196,20 @@ def _parse_meta(name: str, path: Path) -> dict[str, Any]:
     return parsed
 
 
-class MetaCache:
+class MetaCache(JsonCache):
     """``meta.yml`` files already parsed and checked, kept by their ``stat`` in one JSON file.
 
     A cached run of a thousand recipes would otherwise parse a thousand YAML
     files. An entry is used only while the file has the size, inode and both
     times it was parsed at (the change time cannot be set back by hand), and
-    only with the recipe schema it was checked against. Nothing is written
-    until :meth:`save`; an unreadable cache file is an empty cache.
+    only with the recipe schema it was checked against.
     """
 
-    VERSION = 1
+    VERSION = 2
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self._key = f"{self.VERSION}:{hashlib.sha256(RECIPE_SCHEMA.read_bytes()).hexdigest()}"
-        self._entries: dict[str, Any] = {}
-        self._dirty = False
-        try:
-            with open(self.path, encoding="utf-8") as handle:
-                data = json.load(handle)
-            if isinstance(data, dict) and data.get("key") == self._key:
-                self._entries = dict(data.get("entries") or {})
-        except (OSError, ValueError):
-            pass
+        schema = hashlib.sha256(RECIPE_SCHEMA.read_bytes()).hexdigest()
+        super().__init__(path, f"{self.VERSION}:{schema}")
 
     @staticmethod
     def _stamp(info: os.stat_result) -> list[int]:
@@ -230,22 +218,12 @@ class MetaCache:
     def parse(self, name: str, path: Path) -> dict[str, Any]:
         """``_parse_meta(name, path)``, from the cache while the file is unchanged."""
         stamp = self._stamp(os.stat(path))
-        entry = self._entries.get(str(path))
-        if isinstance(entry, dict) and entry.get("stamp") == stamp:
-            return dict(entry["meta"])
+        cached = self.get(str(path), stamp)
+        if isinstance(cached, dict):
+            return dict(cached)
         parsed = _parse_meta(name, path)
-        self._entries[str(path)] = {"stamp": stamp, "meta": parsed}
-        self._dirty = True
+        self.put(str(path), stamp, parsed)
         return parsed
-
-    def save(self) -> None:
-        """Write the cache if anything was parsed (atomically; best effort)."""
-        if not self._dirty:
-            return
-        with contextlib.suppress(OSError):
-            data = {"key": self._key, "entries": self._entries}
-            atomic.write_bytes(self.path, json.dumps(data).encode("utf-8"))
-            self._dirty = False
 
 
 def load(recipes_dir: str | Path, name: object, meta_cache: MetaCache | None = None) -> Recipe:

@@ -8,14 +8,15 @@ first and marker last, named with the run id so that a run settles only its
 own entries. Snakemake deletes a storage output on S3 before it reruns the
 job and after a failed job; these entries are what comes back.
 
-Two more things are specific to S3, because Snakemake uploads a job's
+Two more things are specific to S3, where Snakemake would upload a job's
 outputs only after the job (and after its lease is released):
 
 - the extract job uploads its new pair into ``.kept/`` itself, under the
-  lease, before it writes its local outputs, and publishes it (server-side
-  copies into place) before releasing the lease. Another run that waited for
-  the lease finds the pair at once. The cost: the extract is uploaded twice
-  (here, then by Snakemake), plus one server-side copy;
+  lease, and publishes it (server-side copies into place) before releasing
+  the lease. Another run that waited for the lease finds the pair at once.
+  Snakemake does not upload the outputs again (they are declared with
+  ``retrieve=False``), so the extract is uploaded once, plus one
+  server-side copy;
 - a job that finds the day's pair gone (another run's Snakemake deleted it
   before its own job, having decided "missing" before this pair was
   published) but a kept pair that counts puts that back instead of querying.

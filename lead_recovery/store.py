@@ -167,6 +167,23 @@ class Entry:
     etag: str
 
 
+def _entry(listed: Mapping[str, Any]) -> Entry:
+    """An object as a listing describes it."""
+    etag = str(listed.get("ETag", "")).strip('"')
+    return Entry(int(listed["Size"]), listed["LastModified"].timestamp(), etag)
+
+
+def aws_region(session: Any) -> str | None:
+    """The region the standard AWS settings name, for a boto3 ``session``.
+
+    ``AWS_REGION`` first, as the AWS CLI and the other SDKs read it: boto3
+    itself reads only ``AWS_DEFAULT_REGION`` and the profile's ``region``
+    (what ``session.region_name`` holds), so without this a store whose
+    region is set the usual way would be addressed as ``us-east-1``.
+    """
+    return os.environ.get("AWS_REGION", "").strip() or session.region_name or None
+
+
 def parse_url(url: str) -> tuple[str, str]:
     """``s3://bucket/prefix`` -> ``("bucket", "prefix")`` (the prefix may be empty)."""
     if not url.startswith("s3://"):
@@ -182,7 +199,9 @@ class S3Store:
 
     Endpoint, region and credentials come only from the standard AWS settings
     (``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``/``..._SECRET...``,
-    ``AWS_PROFILE``, instance roles): nothing here reads, stores or prints one.
+    ``AWS_PROFILE``, instance roles): nothing here reads, stores or prints a
+    credential. The workflow hands Snakemake's S3 plugin the same region
+    (:attr:`region`), the one setting the plugin does not take from them.
     Timeouts are short and retries few, so a wrong endpoint fails in seconds
     with one line instead of hanging the run.
 
@@ -220,8 +239,10 @@ class S3Store:
             for name in ("boto3", "botocore", "s3transfer", "urllib3"):
                 logging.getLogger(name).setLevel(logging.WARNING)
 
-            self._client = boto3.session.Session().client(
+            session = boto3.session.Session()
+            self._client = session.client(
                 "s3",
+                region_name=aws_region(session),
                 config=Config(
                     connect_timeout=5,
                     read_timeout=60,
@@ -232,6 +253,11 @@ class S3Store:
                 ),
             )
         return self._client
+
+    @property
+    def region(self) -> str:
+        """The region this store's requests are signed for (:func:`aws_region`)."""
+        return str(self._call(lambda: self.client.meta.region_name))
 
     def _call(self, what: Callable[[], _T]) -> _T:
         """Run one S3 call; a failure the user must fix becomes one line naming the store."""
@@ -343,15 +369,23 @@ class S3Store:
                 cut = len(base) - len(known)
                 return {k[cut:]: e for k, e in entries.items() if k.startswith(base[len(known) :])}
         found = {
-            o["Key"][len(base) :]: Entry(
-                int(o["Size"]), o["LastModified"].timestamp(), str(o.get("ETag", "")).strip('"')
-            )
+            o["Key"][len(base) :]: _entry(o)
             for page in self._pages(base)
             for o in page.get("Contents", [])
         }
         if self._remember:
             self._listings[base] = found
         return found
+
+    def entries(self, folder: str) -> dict[str, Entry]:
+        """The objects right below ``folder`` (not in sub-folders), by name, with what
+        the listing says of each: a thousand per request, no GET."""
+        base = self.key(folder) + "/"
+        return {
+            o["Key"][len(base) :]: _entry(o)
+            for page in self._pages(base, delimiter="/")
+            for o in page.get("Contents", [])
+        }
 
     def prefetch(self, folder: str) -> None:
         """List ``folder`` once; later questions below it are answered from memory."""

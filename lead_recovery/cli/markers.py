@@ -132,6 +132,13 @@ class Context:
             store=remote,
         )
 
+    def markers(self, recipe: str | None = None) -> list[Marker]:
+        """The markers (one recipe's) in the marker folder. On S3, those already read
+        at the ETag, size and time the listing shows come from this checkout's
+        ``.snakemake/lead_recovery/s3_markers.json``, not from a GET each."""
+        cache = self.repo / ".snakemake/lead_recovery/s3_markers.json" if self.store else None
+        return markers.list_markers(self.marker_dir, recipe, store=self.store, cache_file=cache)
+
     def show(self, path: str | Path) -> str:
         """A path as the user reads it: ``s3://bucket/key`` on S3, else relative if inside."""
         return self.store.location(path) if self.store is not None else _show(path)
@@ -347,7 +354,7 @@ def _lease(ctx: Context, holder: lease.Holder | None) -> dict[str, Any] | None:
 def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
     name = ctx.recipe_name(args.recipe) if args.recipe is not None else None
     day = ctx.day(args.date) if args.date is not None else None
-    found = markers.list_markers(ctx.marker_dir, name, store=ctx.store)
+    found = ctx.markers(name)
     if day is not None:
         found = [m for m in found if m.run_date == day]
     rows = [describe(ctx, m) for m in found]
@@ -551,7 +558,7 @@ def cmd_create(ctx: Context, args: SimpleNamespace) -> int:
 def cmd_delete(ctx: Context, args: SimpleNamespace) -> int:
     name = ctx.recipe_name(args.recipe)
     if args.all_dates:
-        found = markers.list_markers(ctx.marker_dir, name, store=ctx.store)
+        found = ctx.markers(name)
         targets = [str(m.path) for m in found]
         label = f"{name} (all dates)"
     else:
@@ -584,7 +591,7 @@ def cmd_prune(ctx: Context, args: SimpleNamespace) -> int:
     except LeadRecoveryError as err:
         raise UsageError(str(err)) from None
     name = ctx.recipe_name(args.recipe) if args.recipe is not None else None
-    found = markers.list_markers(ctx.marker_dir, name, store=ctx.store)
+    found = ctx.markers(name)
     doomed = []
     for marker in found:
         if marker.run_date >= ctx.today:

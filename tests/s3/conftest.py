@@ -16,6 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import parse_qs
 
 import pytest
 import yaml
@@ -29,8 +30,10 @@ _buckets = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def s3_server() -> Iterator[S3Server]:
-    with S3Server() as server:
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """The module's server; it notes every request (``on_s3.requests()``)."""
+    log = tmp_path_factory.mktemp("s3server") / "requests.jsonl"
+    with S3Server(request_log=log) as server:
         yield server
 
 
@@ -70,6 +73,23 @@ class OnS3:
 
     def objects(self, under: str = "") -> list[str]:
         return self.server.keys(self.bucket, self.key(under))
+
+    def requests(self) -> list[dict]:
+        """The requests the server received for this bucket so far, oldest first."""
+        return self.server.requests(self.bucket)
+
+    def uploads(self, since: int = 0, suffix: str = ".parquet") -> list[str]:
+        """Keys whose bytes were sent to the server, once per upload (a ``PutObject``, or
+        the start of a multipart upload; never a server-side copy), among the requests
+        from number ``since`` on."""
+        found = []
+        for r in self.requests()[since:]:
+            query = parse_qs(r["query"], keep_blank_values=True)
+            put = r["method"] == "PUT" and not r["copy"] and "partNumber" not in query
+            multipart = r["method"] == "POST" and "uploads" in query
+            if (put or multipart) and r["key"].endswith(suffix):
+                found.append(r["key"])
+        return found
 
     def delete(self, key: str) -> None:
         self.server.client().delete_object(Bucket=self.bucket, Key=key)

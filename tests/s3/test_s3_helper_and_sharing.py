@@ -4,10 +4,14 @@ S3 store. moto's server stands in for AWS; nothing else is mocked.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 
 import pytest
 
@@ -133,3 +137,82 @@ def test_markers_list_shows_who_is_querying_a_day_on_s3(on_s3, monkeypatch):
     assert rows[0]["lease"]["pid"] == os.getpid()
     assert rows[0]["path"] == f"{on_s3.url}/{marker}"
     assert on_s3.markers_json() == []  # released
+
+
+@pytest.mark.timeout(300)
+def test_a_run_killed_mid_query_leaves_an_s3_lease_the_next_run_takes_over(on_s3, monkeypatch):
+    """As tests/keep/test_lease_takeover.py on a folder: SIGKILL of the querying run
+    leaves its S3 lease, no marker and no extract; once the lease has expired (a short
+    lease_ttl), the next run takes it over, says whose, and queries once."""
+    from lead_recovery import lease
+
+    monkeypatch.setattr(os, "environ", {**os.environ, **on_s3.server.env})
+    on_s3.wf.add_recipe("slow_count", sql=SLOW_SQL)
+    config = {"recipe": "slow_count", "date": DAY, "lease_ttl": "3s"}
+    st = S3Store(on_s3.url)
+    marker = f"results/markers/redshift_queried_slow_count_{DAY}.marker"
+    killed = on_s3.wf.start(config=config, env=on_s3.server.env)
+    deadline = time.monotonic() + 120
+    while not lease.is_live(lease.current(marker, st)):  # the extract job holds the lease
+        assert killed.poll() is None and time.monotonic() < deadline, "never took the lease"
+        time.sleep(0.05)
+    os.killpg(killed.pid, signal.SIGKILL)
+    killed.wait(30)
+
+    holder = lease.current(marker, st)
+    assert holder is not None and not holder.released  # left behind, not released
+    assert on_s3.get(on_s3.marker_key("slow_count")) is None
+    assert on_s3.objects("results/slow_count/") == []  # no extract, whole or partial
+    while datetime.now(UTC) < holder.expiry():
+        time.sleep(0.2)
+    since = len(on_s3.requests())
+
+    on_s3.run("--unlock", config=config)
+    after = on_s3.run(config=config)
+
+    assert after.queries == 1 and len(on_s3.uploads(since)) == 1
+    assert f"took over the expired lease of {holder.describe()}" in after.output
+    record = json.loads(on_s3.get(on_s3.marker_key("slow_count")))
+    assert record["run_id"] != holder.run_id
+    assert on_s3.get(on_s3.leads_key("slow_count"))
+    assert lease.current(marker, st).released
+    assert not [k for k in on_s3.objects() if "/.kept/" in k]
+
+
+def test_markers_on_s3_are_read_once_and_again_only_when_rewritten(on_s3, monkeypatch, tmp_path):
+    """``markers list`` over thousands of markers cannot GET each one every time: a marker
+    already read at the ETag, size and time the listing shows comes from the cache file.
+    Counted at the server: GETs of marker keys."""
+    from lead_recovery import markers
+
+    monkeypatch.setattr(os, "environ", {**os.environ, **on_s3.server.env})
+    st = S3Store(on_s3.url)
+    folder, cache = "results/markers", tmp_path / "s3_markers.json"
+
+    def record(day: str, rows: int) -> bytes:
+        queried = f"2026-11-{day[-2:]}T06:00:00+00:00"
+        return markers.render({"recipe": SQL, "run_date": day, "queried_at": queried, "rows": rows})
+
+    for day in ("20261125", "20261126", "20261127"):
+        st.write(markers.marker_path(folder, SQL, day), record(day, 1))
+    st.write(f"{folder}/redshift_queried_{SQL}_20261124.marker", b"\xff not utf-8")
+
+    def listed() -> tuple[dict[str, int | None], list[str]]:
+        since = len(on_s3.requests())
+        found = markers.list_markers(folder, store=st, cache_file=cache)
+        gets = [r["key"] for r in on_s3.requests()[since:] if r["method"] == "GET" and r["key"]]
+        return {m.run_date: m.rows for m in found}, gets
+
+    first, gets = listed()
+    assert first == {"20261124": None, "20261125": 1, "20261126": 1, "20261127": 1}
+    assert len(gets) == 4
+    again, gets = listed()
+    assert again == first and gets == [on_s3.marker_key(day="20261124")]  # not kept: corrupt
+
+    # a rewrite has a new ETag (and time): that marker, and only it, is read again
+    st.write(markers.marker_path(folder, SQL, "20261127"), record("20261127", 2))
+    st.delete(markers.marker_path(folder, SQL, "20261125"))
+    changed, gets = listed()
+    assert changed == {"20261124": None, "20261126": 1, "20261127": 2}
+    assert sorted(gets) == sorted([on_s3.marker_key(day="20261124"), on_s3.marker_key()])
+    assert "20261125" not in cache.read_text()  # a deleted marker is forgotten

@@ -8,10 +8,14 @@ the jobs Snakemake ran and from the end-of-run account.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import boto3
 
+from tests.checks.test_watermarks import DAY as WM_DAY
+from tests.checks.test_watermarks import SQL as WATERMARKED_SQL
+from tests.checks.test_watermarks import WATERMARK, at, load
 from tests.s3.conftest import DAY, SQL, OnS3, account
 from tests.support.s3server import S3Server
 
@@ -30,6 +34,12 @@ def said(result, recipe: str = SQL, day: str = DAY) -> str:
 def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3):
     first = on_s3.run(config={"date": DAY})
     assert first.queries == 1
+    # The new extract crossed the network once: one upload (into .kept/, under the
+    # lease), published by a server-side copy; Snakemake did not upload it again.
+    assert len(on_s3.uploads()) == 1 and "/.kept/" in on_s3.uploads()[0]
+    copied = [r["key"] for r in on_s3.requests() if r["copy"]]
+    assert copied == [on_s3.leads_key(), on_s3.marker_key()]
+    assert len(on_s3.uploads(suffix=".marker")) == 1
     assert said(first) == "will query: no marker for this date"
     assert f"{SQL} {DAY} queried (142 rows" in "\n".join(account(first.output))
     keys = on_s3.objects()
@@ -55,8 +65,10 @@ def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3)
     assert said(again) == "will query: marker present but cached extract missing"
     assert again.queries == 1 and on_s3.get(on_s3.leads_key())
 
+    since = len(on_s3.requests())
     forced = on_s3.run(config={"date": DAY, "ignore_redshift_marker": True})
     assert said(forced) == "will query: forced by ignore_redshift_marker=true"
+    assert len(on_s3.uploads(since)) == 1  # a re-query too: the previous pair kept by copies
     assert "Forced execution" in forced.output and forced.queries == 1
     assert f"{SQL} {DAY} queried (" in "\n".join(account(forced.output))
     assert not [k for k in on_s3.objects() if "/.kept/" in k]  # kept, then settled
@@ -178,3 +190,88 @@ def test_a_store_the_credentials_may_not_write_to_is_denied_in_one_line(workflow
             assert errors[0].startswith("lead-recovery: error: store s3://lr-read-only/team: ")
             assert cause in errors[0] and result.queries == 0
             assert "Traceback" not in result.output
+
+
+def test_an_unchanged_source_watermark_keeps_the_s3_marker_and_a_changed_one_queries(on_s3):
+    """As tests/checks/test_watermarks.py on a folder. A recipe query is seen at the
+    server: it uploads an extract; putting the kept one back is a server-side copy."""
+    folder = on_s3.wf.add_recipe("sourced", sql=WATERMARKED_SQL)
+    (folder / "watermark.sql").write_text(WATERMARK)
+    load(on_s3.wf, 1, "2025-05-12 05:00:00")
+    config = {"recipe": "sourced", "date": WM_DAY, "marker_ttl": "1h"}
+    marker_key, leads_key = on_s3.marker_key("sourced", WM_DAY), on_s3.leads_key("sourced", WM_DAY)
+
+    assert on_s3.run(config=config, env=at("06:00")).queries == 1
+    first = json.loads(on_s3.get(marker_key))
+    paid = on_s3.get(leads_key)
+    assert first["watermark"] == "2025-05-12 05:00:00"
+
+    since = len(on_s3.requests())
+    unchanged = on_s3.run(config=config, env=at("08:00"))
+    assert said(unchanged, "sourced", WM_DAY).endswith(
+        "will check the source watermark and query only if it changed"
+    )
+    assert on_s3.uploads(since) == []  # no extract was made: the recipe's query did not run
+    after = json.loads(on_s3.get(marker_key))
+    assert after["run_id"] == first["run_id"] and after["queried_at"] == first["queried_at"]
+    assert after["confirmed_at"].startswith("2025-05-12T08:00")
+    assert on_s3.get(leads_key) == paid
+    assert "marker counts: source unchanged since" in unchanged.output
+    assert "sourced 20250512 cached (" in "\n".join(account(unchanged.output))
+    assert "source unchanged (watermark checked)" in unchanged.output
+    assert not [k for k in on_s3.objects() if "/.kept/" in k]
+
+    load(on_s3.wf, 2, "2025-05-12 09:00:00")
+    since = len(on_s3.requests())
+    changed = on_s3.run(config=config, env=at("09:45"))
+    final = json.loads(on_s3.get(marker_key))
+    assert final["run_id"] != first["run_id"] and final["rows"] == 2
+    assert final["watermark"] == "2025-05-12 09:00:00"
+    assert "source changed (watermark 2025-05-12 05:00:00 -> 2025-05-12 09:00:00)" in (
+        changed.output
+    )
+    assert len(on_s3.uploads(since)) == 1  # one query
+
+
+def test_every_request_is_signed_for_the_region_aws_region_or_the_profile_names(
+    workflow, s3_server, tmp_path: Path
+):
+    """boto3 reads only AWS_DEFAULT_REGION, and Snakemake's S3 plugin signs for us-east-1
+    unless told otherwise. Seen at the server: every request of a run, ours (ListObjectsV2)
+    and the plugin's (ListObjects v1, HEADs), is signed for the region the standard
+    settings name: AWS_REGION alone, or the AWS_PROFILE's config with its credentials."""
+    bucket = f"lr-{os.getpid()}-region"
+    where = {"LocationConstraint": "eu-west-1"}
+    s3_server.client().create_bucket(Bucket=bucket, CreateBucketConfiguration=where)
+    on_s3 = OnS3(workflow, s3_server, bucket)
+
+    def signed(since: int) -> set[str | None]:
+        made = on_s3.requests()[since:]
+        lists = {"list-type=2" in r["query"] for r in made if r["method"] == "GET" and not r["key"]}
+        assert lists == {True, False}, "both our client and the plugin listed the bucket"
+        return {r["region"] for r in made}
+
+    since = len(on_s3.requests())
+    only_region = {"AWS_DEFAULT_REGION": None, "AWS_REGION": "eu-west-1"}
+    assert on_s3.run(config={"date": DAY}, env=only_region).queries == 1
+    assert signed(since) == {"eu-west-1"}
+
+    secret = "lr-profile-secret-never-logged"
+    (tmp_path / "config").write_text("[profile team]\nregion = eu-west-1\n")
+    (tmp_path / "credentials").write_text(
+        f"[team]\naws_access_key_id = lr-profile-key\naws_secret_access_key = {secret}\n"
+    )
+    profile = {
+        **{k: None for k in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID")},
+        "AWS_SECRET_ACCESS_KEY": None,
+        "AWS_PROFILE": "team",
+        "AWS_CONFIG_FILE": str(tmp_path / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
+    }
+    since = len(on_s3.requests())
+    dry = on_s3.run("-n", config={"date": DAY}, env=profile)
+    assert said(dry).startswith("marker counts") and dry.queries == 0
+    assert signed(since) == {"eu-west-1"}
+    for path in on_s3.root.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            assert secret.encode() not in path.read_bytes(), path

@@ -27,15 +27,20 @@ DEMO_DB = "results/warehouse/demo.duckdb"
 _JOB_RE = re.compile(r"^(?:local)?rule (\w+):$", re.MULTILINE)
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without this tool's or Redshift's settings."""
+def clean_env(**extra: str | None) -> dict[str, str]:
+    """The caller's environment without this tool's or Redshift's settings, with
+    ``extra`` (a ``None`` value removes that variable)."""
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("LEAD_RECOVERY_", "REDSHIFT_", "SNAKEMAKE_"))
     }
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
-    env.update(extra)
+    for key, value in extra.items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = value
     return env
 
 
@@ -76,7 +81,7 @@ class WorkflowCopy:
         self,
         *args: str,
         config: dict[str, object] | None = None,
-        env: dict[str, str] | None = None,
+        env: dict[str, str | None] | None = None,
         ok: bool | None = True,
         prefix: list[str] | None = None,
         timeout: float = 300,

@@ -115,14 +115,35 @@ STORE = open_the_store()
 REMOTE = STORE if store.is_remote(STORE) else None
 
 
-def stored(path):
+if REMOTE:
+
+    # Snakemake's S3 plugin takes endpoint and credentials from the standard AWS
+    # settings (boto3's chain), but its region from its own setting, which
+    # defaults to us-east-1 whatever AWS_REGION or the profile says. Hand it the
+    # region our own requests are signed for (store.aws_region); nothing else,
+    # and never a credential.
+    storage:
+        provider="s3",
+        region=REMOTE.region,
+
+
+def stored(path, published_by_job=False):
     """A marker's or cached extract's path as the rules name it.
 
     On S3, a Snakemake storage object whose key is the local-layout path under
     the store's prefix, so Snakemake itself still decides whether the extract
     runs; on a folder, the path itself. Analyses, summaries and logs stay local.
+
+    ``published_by_job``: an output of redshift_extract, which the job itself
+    publishes on S3 under the day's lease (lead_recovery/s3cache.py). With
+    ``retrieve=False``, Snakemake (9.27.1, dag.handle_storage) does not upload
+    it again after the job, so a new extract crosses the network once.
     """
-    return storage(REMOTE.location(path)) if REMOTE else path
+    if not REMOTE:
+        return path
+    if published_by_job:
+        return storage(REMOTE.location(path), retrieve=False)
+    return storage(REMOTE.location(path))
 
 
 def cached_dates(name):
