@@ -43,6 +43,7 @@ from typing import Any
 import pyarrow as pa
 
 from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.store import aws_region
 
 log = logging.getLogger("lead_recovery")
 
@@ -268,9 +269,10 @@ class Staging:
             import boto3
             from botocore.config import Config
 
-            self._client = boto3.client(
+            session = boto3.session.Session()
+            self._client = session.client(
                 "s3",
-                region_name=self.settings.region,
+                region_name=self.settings.region or aws_region(session),
                 config=Config(retries={"max_attempts": 5, "mode": "standard"}),
             )
         return self._client

@@ -275,3 +275,14 @@ def test_bad_unload_settings_are_named(options, expected):
 def test_unknown_parameter_is_named_for_unload():
     with pytest.raises(LeadRecoveryError, match=":since"):
         ul.unload_query("SELECT 1 WHERE x > :since", PARAMS)
+
+
+def test_staging_client_takes_aws_region_unless_the_config_names_one(monkeypatch):
+    """boto3 itself reads only AWS_DEFAULT_REGION and the profile: AWS_REGION, as the AWS
+    CLI reads it, must reach the client too (no request is made)."""
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    plain = ul.UnloadSettings(s3_prefix="s3://bkt/p")
+    named = ul.UnloadSettings(s3_prefix="s3://bkt/p", region="ap-south-1")
+    assert ul.Staging(plain, "s3://bkt/p/x/").client.meta.region_name == "eu-west-1"
+    assert ul.Staging(named, "s3://bkt/p/x/").client.meta.region_name == "ap-south-1"
