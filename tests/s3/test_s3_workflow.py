@@ -91,17 +91,19 @@ def test_marker_ttl_and_refresh_times_read_the_marker_on_s3(on_s3):
             env={"LEAD_RECOVERY_NOW": f"2026-11-27T{hhmm}:00+00:00", "TZ": "UTC"},
         )
 
+    # One real query; then the decisions read that marker's times from S3 (dry runs: the
+    # query a decision leads to is the same job as any other, tested above).
     assert at("06:00").queries == 1
-    expired = at("09:00", marker_ttl="2h")
+    expired = at("09:00", dry=True, marker_ttl="2h")
     assert said(expired) == "will query: expired at 2026-11-27T08:00:00+00:00 (marker_ttl 2h)"
     assert expired.queries == 1
-    refreshed = at("09:30", refresh_after=["09:15"])
+    refreshed = at("09:30", dry=True, refresh_after=["05:00", "09:15"])
     assert said(refreshed) == (
         "will query: written before the 2026-11-27T09:15:00+00:00 refresh (refresh_after)"
     )
     assert refreshed.queries == 1
-    counts = at("09:45", refresh_after=["09:15"], marker_ttl="2h", dry=True)
-    assert said(counts) == "marker counts (queried 2026-11-27T09:30:00+00:00); no query"
+    counts = at("07:59", dry=True, refresh_after=["05:00", "09:15"], marker_ttl="2h")
+    assert said(counts) == "marker counts (queried 2026-11-27T06:00:00+00:00); no query"
     assert counts.queries == 0
 
 
