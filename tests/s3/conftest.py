@@ -29,9 +29,10 @@ SQL = "simulation_to_handoff"
 _buckets = itertools.count()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """The module's server; it notes every request (``on_s3.requests()``)."""
+    """One server per test worker (each test has its own bucket); it notes every request
+    (``on_s3.requests()``)."""
     log = tmp_path_factory.mktemp("s3server") / "requests.jsonl"
     with S3Server(request_log=log) as server:
         yield server
