@@ -11,11 +11,17 @@ UV_VERSION := 0.13.9
 venv: $(STAMP)
 
 # Create .venv if missing and install the pinned dependencies (once per lock change).
+# The cluster executor plugins (pyproject's `slurm` extra) go to .venv/executors/,
+# on PYTHONPATH only for cluster runs: Snakemake imports every plugin it can see at
+# each start, and the Slurm one costs every run half a second (docs/cluster.md).
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@# uv installs the same pinned set as pip would, several times faster on a fresh machine
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements.lock -e '.[dev]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -c requirements.lock \
+	    --target $(VENV)/executors \
+	    $$($(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["slurm"])')
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

@@ -20,6 +20,15 @@ include: "workflow/rules/broken.smk"
 include: "workflow/rules/report.smk"
 
 
+# Cheap steps run in Snakemake's own process or host, never as cluster jobs
+# (profiles/slurm): a symlink, a small CSV, the demo warehouse, a one-line error.
+localrules:
+    latest,
+    recipe_leads,
+    demo_warehouse,
+    broken_recipe,
+
+
 rule all:
     default_target: True
     input:
@@ -28,4 +37,5 @@ rule all:
 
 
 onstart:
+    check_the_cluster()
     keep_before_extracts_run()

@@ -22,6 +22,7 @@ from lead_recovery.rundate import RunDate
 
 RUN_ID_ENV = "LEAD_RECOVERY_RUN_ID"
 RUN_PID_ENV = "LEAD_RECOVERY_RUN_PID"  # the invocation's main process, seen by its jobs
+RUN_HOST_ENV = "LEAD_RECOVERY_RUN_HOST"  # and its host: a cluster job runs on another one
 
 log = logging.getLogger("lead_recovery")
 
@@ -35,6 +36,7 @@ def announce_invocation(run: RunDate) -> str:
     """
     os.environ.setdefault(RUN_ID_ENV, uuid.uuid4().hex)
     os.environ.setdefault(RUN_PID_ENV, str(os.getpid()))
+    os.environ.setdefault(RUN_HOST_ENV, socket.gethostname())
     rundate.pin_for_children(run)
     return os.environ[RUN_ID_ENV]
 
@@ -44,8 +46,15 @@ def run_id() -> str | None:
 
 
 def run_owner() -> str:
-    """``host:pid`` of this invocation's main process: whether the run is still alive."""
-    return f"{socket.gethostname()}:{os.environ.get(RUN_PID_ENV) or os.getpid()}"
+    """``host:pid`` of this invocation's main process: whether the run is still alive.
+
+    The main process's host, not this process's: a job on a cluster node names the
+    run that submitted it, whose pid means nothing on the node.
+    """
+    if os.environ.get(RUN_PID_ENV):
+        host = os.environ.get(RUN_HOST_ENV) or socket.gethostname()
+        return f"{host}:{os.environ[RUN_PID_ENV]}"
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def decided_at() -> str | None:
@@ -105,6 +114,15 @@ def read_outcome(log_file: str) -> dict[str, Any] | None:
     return record if isinstance(record, dict) and record.get("run_id") == run_id() else None
 
 
+def where_it_runs() -> dict[str, str]:
+    """The host, and the Slurm job id on a cluster: an operator's way from the account
+    to ``sacct``/``scontrol`` and the Slurm log."""
+    where = {"host": socket.gethostname()}
+    if os.environ.get("SLURM_JOB_ID"):
+        where["slurm_job"] = os.environ["SLURM_JOB_ID"]
+    return where
+
+
 def run(snakemake: Any, work: Callable[[Any], dict[str, Any] | None]) -> None:
     """Run ``work(snakemake)`` with logging to the rule's log and one-line errors.
 
@@ -129,7 +147,10 @@ def run(snakemake: Any, work: Callable[[Any], dict[str, Any] | None]) -> None:
         handlers=handlers,
         force=True,
     )
-    write_outcome(log_file, {"status": "running", "rule": snakemake.rule})
+    where = where_it_runs()
+    if "slurm_job" in where:
+        log.info("running as Slurm job %s on %s", where["slurm_job"], where["host"])
+    write_outcome(log_file, {"status": "running", "rule": snakemake.rule, **where})
     try:
         details = work(snakemake) or {}
     except LeadRecoveryError as err:
@@ -141,4 +162,4 @@ def run(snakemake: Any, work: Callable[[Any], dict[str, Any] | None]) -> None:
         line = f"{type(err).__name__}: {err}".splitlines()[0]
         write_outcome(log_file, {"status": "failed", "rule": snakemake.rule, "error": line})
         raise
-    write_outcome(log_file, {**details, "status": "ok", "rule": snakemake.rule})
+    write_outcome(log_file, {**details, "status": "ok", "rule": snakemake.rule, **where})

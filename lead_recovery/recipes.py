@@ -68,6 +68,8 @@ class Recipe:
     refresh_after: list[str] | None = None
     extract: str | None = None  # cursor | unload | auto; None: the config's redshift.extract
     expect: dict[str, Any] = field(default_factory=dict)  # extract checks (checks.py)
+    # per step (redshift_extract, analyze): cluster resources overriding the config's
+    resources: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @functools.cached_property
     def sql_path(self) -> Path | None:
@@ -181,6 +183,8 @@ def _parse_meta(name: str, path: Path) -> dict[str, Any]:
         parsed["extract"] = meta["extract"]
     if meta.get("expect"):
         parsed["expect"] = dict(meta["expect"])
+    if meta.get("resources"):
+        parsed["resources"] = {step: dict(v) for step, v in meta["resources"].items()}
     if not parsed["output_columns"]:
         raise LeadRecoveryError(f"{where}: 'output_columns' is empty")
     ttl = meta.get("marker_ttl")

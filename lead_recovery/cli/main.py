@@ -21,10 +21,19 @@ from pathlib import Path
 
 import click
 
+from lead_recovery import cluster, recipes, rundate
 from lead_recovery import config as lr_config
-from lead_recovery import recipes, rundate
 from lead_recovery.cli import cron, markers, report
-from lead_recovery.cli.common import CONTEXT, UsageError, find_repo, invoke, repo_option
+from lead_recovery.cli.common import (
+    CONTEXT,
+    NO,
+    Refused,
+    UsageError,
+    find_repo,
+    invoke,
+    repo_option,
+)
+from lead_recovery.errors import LeadRecoveryError
 
 PROG = "lead-recovery"
 
@@ -46,6 +55,7 @@ Examples:
   lead-recovery run --recipe simulation_to_handoff
   lead-recovery run --recipe a --recipe b --date 20250512
   lead-recovery run --skip-redshift -n
+  lead-recovery run --profile slurm             (the jobs go to Slurm: docs/cluster.md)
   lead-recovery run -- --forcerun analyze       (anything after -- goes to snakemake)
 
 \b
@@ -55,6 +65,8 @@ Equivalent Snakemake flags (run in the workflow folder):
   --skip-redshift             --config skip_redshift=true
   --date D / --since D        --config date=D / since=D
   -n / --dry-run, --cores N   -n, --cores N
+  --profile P                 --workflow-profile profiles/P (with a cluster executor:
+                              PYTHONPATH=.venv/executors, and the cluster checked first)
 The exit status is Snakemake's.
 """
 
@@ -92,18 +104,61 @@ def cli(ctx: click.Context) -> None:
 )
 @click.option("-n", "--dry-run", is_flag=True, help="Only show what would run.")
 @click.option("--cores", metavar="N", help="Snakemake --cores (default: the profile's).")
+@click.option(
+    "--profile",
+    metavar="NAME",
+    help="Run with profiles/NAME (e.g. slurm: the jobs go to the cluster; docs/cluster.md).",
+)
 @repo_option
 @click.pass_obj
 def run(obj: dict | None, **options: object) -> int:
     """Run the workflow through Snakemake for some recipes (default: all) and a run date."""
     extra = (obj or {}).get("extra", [])
     repo, cmd = snakemake_command(extra=extra, **options)  # type: ignore[arg-type]
+    env = dict(os.environ)
+    if options.get("profile"):
+        try:
+            env = cluster_environment(
+                repo, str(options["profile"]), env, check=not options.get("dry_run")
+            )
+        except Refused as err:  # the cluster cannot take jobs: nothing was submitted
+            print(f"{PROG}: error: {err}", file=sys.stderr)
+            return NO
     print(f"{PROG}: running in {repo}: {shlex.join(['snakemake', *cmd[3:]])}", file=sys.stderr)
     sys.stderr.flush()
     sys.stdout.flush()
     os.chdir(repo)
-    os.execv(cmd[0], cmd)  # Snakemake's exit status and signals are ours
+    os.execve(cmd[0], cmd, env)  # Snakemake's exit status and signals are ours
     return 1  # not reached
+
+
+def cluster_environment(
+    repo: Path, profile: str, env: dict[str, str], *, check: bool = True
+) -> dict[str, str]:
+    """The environment of a run with ``profiles/<profile>``: with a cluster executor, its
+    plugins on PYTHONPATH (lead_recovery/cluster.py), and (``check``) a Slurm cluster
+    proven able to take the jobs before Snakemake starts (one line if not: :class:`Refused`).
+    """
+    settings = cluster.profile_settings(repo / "profiles" / profile)
+    executor = str(settings.get("executor") or "local")
+    if executor in ("local", "dryrun", "touch"):
+        return env
+    if not cluster.plugin_installed(executor):
+        raise UsageError(
+            f"profile {profile}: executor '{executor}' is not installed (`make venv` "
+            f"installs snakemake-executor-plugin-{executor} into {cluster.executors_dir()})"
+        )
+    if executor == "slurm" and check:
+        resources = dict(
+            str(item).split("=", 1)
+            for item in settings.get("default-resources") or []
+            if "=" in str(item)
+        )
+        try:
+            cluster.check_slurm(resources.get("slurm_partition") or None)
+        except LeadRecoveryError as err:
+            raise Refused(str(err)) from None
+    return cluster.with_executors(env)
 
 
 def snakemake_command(
@@ -115,6 +170,7 @@ def snakemake_command(
     since: str | None = None,
     dry_run: bool = False,
     cores: str | None = None,
+    profile: str | None = None,
     repo: str | None = None,
     extra: list[str] | None = None,
 ) -> tuple[Path, list[str]]:
@@ -140,6 +196,14 @@ def snakemake_command(
     if since is not None:
         settings.append(f"since={rundate.parse_date(since)}")
     cmd = [sys.executable, "-m", "snakemake"]
+    if profile is not None:
+        if not (folder / "profiles" / profile / "config.yaml").is_file():
+            known = sorted(p.parent.name for p in (folder / "profiles").glob("*/config.yaml"))
+            raise UsageError(
+                f"unknown profile '{profile}' (no profiles/{profile}/config.yaml; "
+                f"profiles: {', '.join(known) or 'none'})"
+            )
+        cmd += ["--workflow-profile", f"profiles/{profile}"]
     if dry_run:
         cmd.append("-n")
     if cores is not None:

@@ -5,12 +5,20 @@
 #   faketime   - moves the clock of real processes (midnight and DST tests)
 #   chromium, chromium-driver - headless Chromium and its WebDriver, to render the
 #                Snakemake report page as a person sees it (tests/report/)
+#   slurmctld, slurmd, slurm-client, munge - a single-node Slurm cluster that
+#                tests/cluster/ starts itself (its own munged, slurmctld and
+#                slurmd in a temporary folder); nothing is started here
 set -euo pipefail
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v faketime >/dev/null 2>&1 || need+=(faketime)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 [ -x /usr/bin/chromedriver ] || need+=(chromium-driver)
+has() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
+has slurmctld || need+=(slurmctld)
+has slurmd || need+=(slurmd)
+has sbatch || need+=(slurm-client)
+has munged || need+=(munge)
 [ ${#need[@]} -eq 0 ] && exit 0
 echo "setup_system: installing ${need[*]} (Debian packages the tests need)" >&2
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

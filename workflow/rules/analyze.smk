@@ -12,6 +12,8 @@ rule analyze:
         layout.log_path(LOGS, "analyze", "{recipe}", "{date}"),
     conda:
         "../envs/lead_recovery.yaml"
+    resources:
+        **job_resources("analyze"),
     script:
         "../scripts/analyze.py"
 
@@ -24,6 +26,5 @@ rule latest:
         latest=layout.latest_path(RESULTS, "{recipe}"),
     log:
         f"{LOGS}/{{recipe}}/latest.log",
-    localrule: True
     run:
         layout.point_latest(output.latest, input.analysis)

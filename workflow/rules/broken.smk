@@ -10,7 +10,6 @@ rule broken_recipe:
         f"{LOGS}/{{recipe}}/broken_recipe.log",
     wildcard_constraints:
         recipe=_alternatives(BROKEN),
-    localrule: True
     conda:
         "../envs/lead_recovery.yaml"
     params:

@@ -14,6 +14,7 @@ from snakemake.logging import logger
 from lead_recovery import (
     account,
     cache,
+    cluster,
     freshness,
     history,
     jobs,
@@ -239,8 +240,18 @@ def forced_on_cli(name, day):
     """Whether -F, -R redshift_extract or --forcerun <its marker or extract> forces this day.
 
     Read from the DAG before the workflow adds its own forced files (_force),
-    and handed to the jobs, which cannot see the command line.
+    and handed to the jobs, which cannot see the command line. A cluster job
+    parses the workflow again, run by a Snakemake that Snakemake started with
+    --force: what it sees forced is its own job, not the user's command line,
+    so it reads what the main process handed it.
     """
+    paths = [
+        markers.marker_path(MARKER_DIR, name, day),
+        layout.leads_path(RESULTS, name, day),
+    ]
+    paths += [str(stored(p)) for p in paths]
+    if not workflow.is_main_process:
+        return jobs.forced_on_cli(paths)
     if not _ON_CLI:
         dag = workflow.dag
         everything = any(
@@ -250,13 +261,7 @@ def forced_on_cli(name, day):
         _ON_CLI.append((everything, files))
         jobs.export_forced_on_cli(everything, files)
     everything, files = _ON_CLI[0]
-    paths = [
-        markers.marker_path(MARKER_DIR, name, day),
-        layout.leads_path(RESULTS, name, day),
-    ]
-    return everything or not files.isdisjoint(
-        [*paths, *(str(stored(p)) for p in paths)]
-    )
+    return everything or not files.isdisjoint(paths)
 
 
 def _decide(name, day):
@@ -419,6 +424,29 @@ extract_inputs = _signature_once(extract_inputs)
 analyze_inputs = _signature_once(analyze_inputs)
 
 
+# -- what a job asks a cluster for (profiles/slurm; docs/cluster.md) -----------------
+
+
+def job_resources(step):
+    """``mem_mb``, ``runtime`` (minutes) and ``cpus_per_task`` of ``step``'s jobs.
+
+    The config's ``resources`` (defaults in the schema), overridden per recipe by
+    its meta.yml. Each is a function of the job's recipe, so one recipe can ask for
+    more without the others paying for it; local runs ignore them.
+    """
+    defaults = config["resources"][step]
+
+    def one(key):
+        def value(wildcards):
+            recipe = SELECTED.get(wildcards.recipe)
+            own = recipe.resources.get(step, {}) if recipe is not None else {}
+            return own.get(key, defaults[key])
+
+        return _signature_once(value)
+
+    return {key: one(key) for key in defaults}
+
+
 # Per recipe, once: the recipe's own files every day's analysis reads.
 _ANALYZE_INPUTS = {
     name: {
@@ -471,6 +499,29 @@ def report_pages(wildcards):
 # (rule, recipe, date) of every job this run runs; None until onstart, which
 # only a run with something to do reaches.
 _RUNS = []
+# Set when onstart stopped the run before any job: the account has nothing to say.
+_STOPPED = []
+
+
+def check_the_cluster():
+    """onstart: a run whose jobs go to a cluster that cannot take them stops here, in
+    one line, before anything is kept or submitted (lead_recovery/cluster.py)."""
+    plugin = workflow.executor_plugin
+    if plugin is None or plugin.name != "slurm":
+        return
+    try:
+        cluster.check_slurm(_default_resource("slurm_partition"))
+    except LeadRecoveryError as err:
+        _STOPPED.append(err)
+        _stop(err)
+
+
+def _default_resource(name):
+    """A value of the run's --default-resources (the profile's) as written, or None."""
+    resources = workflow.resource_settings.default_resources
+    value = resources.get(name) if resources is not None else None
+    value = str(getattr(value, "raw", value) or "").strip("'\"")
+    return value or None
 
 
 def keep_before_extracts_run():
@@ -672,8 +723,8 @@ def _only_report_pages():
 
 def at_exit():
     """The last thing a real run prints: what it did for each recipe and date."""
-    if workflow.executor_plugin is None or workflow.dryrun:
-        return  # a dry run, --lint, --list...: nothing ran, nothing to settle
+    if workflow.executor_plugin is None or workflow.dryrun or _STOPPED:
+        return  # a dry run, --lint, --list, a cluster that said no: nothing ran
     if _only_report_pages():
         return  # `snakemake report_figures`: no recipe-day to account for or record
     META_CACHE.save()

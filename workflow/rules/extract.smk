@@ -23,5 +23,7 @@ rule redshift_extract:
         recipe=EXTRACT_RECIPE,
     conda:
         "../envs/lead_recovery.yaml"
+    resources:
+        **job_resources("redshift_extract"),
     script:
         "../scripts/redshift_extract.py"
