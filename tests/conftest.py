@@ -74,6 +74,9 @@ def ran_before(_ran_templates):
 # The longest scenarios start first, so that on two cores the suite does not end
 # with one worker running a long test alone (xdist hands tests out in this order).
 SLOW_FIRST = (
+    # mostly waiting for a real Slurm cluster: started first, they overlap the rest
+    "test_slurm_runs.py::test_redshift_on_s3_through_slurm",
+    "test_slurm_runs.py::test_demo_recipes_run_as_slurm_jobs",
     "test_killed_requery.py",
     "test_failed_requery_keeps_the_day.py",
     "test_lead_recovery_run.py::test_the_seeds_commands_as_written",
