@@ -14,7 +14,10 @@ A cluster that cannot take jobs must stop the run in one line, before any
 job is submitted: the Slurm plugin's own answer to a controller that is down
 is a long sbatch error per job, and to a node that never comes back, jobs
 pending for ever. :func:`check_slurm` asks the controller and the partition
-first, each command bounded by a timeout.
+first, each command bounded by a timeout. A controller that goes away once jobs
+are submitted is worse: the plugin (2.8.0) stops watching jobs whose status
+it cannot get, and Snakemake waits for them for ever. :func:`watch_slurm` keeps
+asking while the run lasts, so that such a run is stopped, in one line.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Mapping
+import threading
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from lead_recovery.config import load_yaml
@@ -149,3 +154,41 @@ def check_slurm(partition: str | None = None, timeout_s: float = 20) -> str:
             "nothing was submitted"
         )
     return chosen
+
+
+def watch_slurm(
+    lost_after_s: float,
+    on_lost: Callable[[str], None],
+    *,
+    every_s: float | None = None,
+    timeout_s: float = 20,
+) -> threading.Thread:
+    """Ask the controller (``scontrol ping``) while the run lasts; once it has not
+    answered for ``lost_after_s``, call ``on_lost`` with the one-line reason, once.
+
+    A daemon thread of the submitting process: it ends with the run.
+    """
+    every = every_s if every_s is not None else max(1.0, min(30.0, lost_after_s / 3))
+
+    def watch() -> None:
+        answered = time.monotonic()
+        while True:
+            time.sleep(every)
+            try:
+                code, out = _run(["scontrol", "ping"], timeout_s)
+                up, said = code == 0 and " is UP" in out, _first_line(out)
+            except LeadRecoveryError as err:
+                up, said = False, str(err)
+            if up:
+                answered = time.monotonic()
+            elif time.monotonic() - answered >= lost_after_s:
+                on_lost(
+                    f"slurm: the controller stopped answering during the run ({said}) "
+                    f"for {lost_after_s:.0f} s; stopping the run: jobs already running "
+                    "may still finish, and the next run decides their days again"
+                )
+                return
+
+    thread = threading.Thread(target=watch, name="lead-recovery-slurm-watch", daemon=True)
+    thread.start()
+    return thread

@@ -30,7 +30,7 @@ from tests.cluster.conftest import (
     submitted,
 )
 from tests.s3.conftest import DAY, SQL, OnS3, account
-from tests.support.slurmcluster import DOWN_PARTITION, free_port
+from tests.support.slurmcluster import DOWN_PARTITION, SlurmCluster, free_port
 from tests.support.workflow import RunResult, copy_workflow
 
 pytestmark = needs_slurm
@@ -195,42 +195,65 @@ def test_redshift_on_s3_through_slurm_queries_once_a_day_and_no_credential_is_wr
     )
 
 
-@pytest.mark.timeout(120)
-def test_a_cluster_that_cannot_take_jobs_stops_the_run_in_one_line(workflow, slurm, tmp_path):
-    """A controller that does not answer, or a partition that takes no job, is one line
-    and a non-zero exit within seconds: nothing submitted, nothing written, no hang."""
-    dead = tmp_path / "slurm.conf"
-    dead.write_text(
-        re.sub(r"(?m)^SlurmctldPort=\d+$", f"SlurmctldPort={free_port()}", slurm.conf.read_text())
-    )
-    before = slurm.squeue_all()
-    began = time.monotonic()
-    refused = finish(
-        start(workflow.root, submission({"date": DAY}), slurm, {"SLURM_CONF": str(dead)}),
-        False,
-        60,
-    )
-    assert time.monotonic() - began < 20
-    assert refused.returncode == 1
-    assert refused.output.strip().splitlines() == [
-        "lead-recovery: error: slurm: the controller does not answer (scontrol ping: "
-        f"Slurmctld(primary) at {slurm.node} is DOWN; configuration {dead}); "
-        "nothing was submitted"
-    ]
-    assert not (workflow.root / "logs").exists() and not (workflow.root / ".snakemake").exists()
+@pytest.mark.timeout(240)
+def test_a_cluster_that_cannot_take_jobs_stops_the_run_in_one_line(workflow, tmp_path):
+    """A controller that does not answer, a partition that takes no job, and a controller
+    that goes away once jobs are submitted: each is one line and a non-zero exit within
+    seconds, never a run that waits for ever. The test kills its own cluster's controller."""
+    with SlurmCluster() as own:
+        dead = tmp_path / "slurm.conf"
+        dead.write_text(
+            re.sub(r"(?m)^SlurmctldPort=\d+$", f"SlurmctldPort={free_port()}", own.conf.read_text())
+        )
+        began = time.monotonic()
+        refused = finish(
+            start(workflow.root, submission({"date": DAY}), own, {"SLURM_CONF": str(dead)}),
+            False,
+            60,
+        )
+        assert time.monotonic() - began < 20
+        assert refused.returncode == 1
+        assert refused.output.strip().splitlines() == [
+            "lead-recovery: error: slurm: the controller does not answer (scontrol ping: "
+            f"Slurmctld(primary) at {own.node} is DOWN; configuration {dead}); "
+            "nothing was submitted"
+        ]
+        assert not (workflow.root / "logs").exists()
+        assert not (workflow.root / ".snakemake").exists()
 
-    # Plain Snakemake with the profile: the check runs in the workflow, before any job.
-    plain = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm", *FAST]
-    plain += ["--default-resources", f"slurm_partition={DOWN_PARTITION}", "mem_mb=1000"]
-    plain += ["--config", f"date={DAY}"]
-    began = time.monotonic()
-    stopped = finish(start(workflow.root, plain, slurm, with_executors({})), False, 90)
-    assert time.monotonic() - began < 60
-    errors = [x for x in stopped.output.splitlines() if x.startswith("lead-recovery: error:")]
-    assert errors == [
-        f"lead-recovery: error: slurm: partition '{DOWN_PARTITION}' is down; nothing was submitted"
-    ], stopped.output[-3000:]
-    assert "Traceback" not in stopped.output and "what this run did" not in stopped.output
-    assert submitted(stopped) == [] and slurm.squeue_all() == before
-    assert not (workflow.root / "results/markers").exists()
-    assert not list((workflow.root / ".snakemake/locks").glob("*"))  # the lock is released
+        # Plain Snakemake with the profile: the same check, in the workflow, before any job.
+        plain = [sys.executable, "-m", "snakemake", "--workflow-profile", "profiles/slurm", *FAST]
+        plain += ["--default-resources", f"slurm_partition={DOWN_PARTITION}", "mem_mb=1000"]
+        plain += ["--config", f"date={DAY}"]
+        began = time.monotonic()
+        stopped = finish(start(workflow.root, plain, own, with_executors({})), False, 90)
+        assert time.monotonic() - began < 60
+        errors = [x for x in stopped.output.splitlines() if x.startswith("lead-recovery: error:")]
+        assert errors == [
+            f"lead-recovery: error: slurm: partition '{DOWN_PARTITION}' is down; "
+            "nothing was submitted"
+        ], stopped.output[-3000:]
+        assert "Traceback" not in stopped.output and "what this run did" not in stopped.output
+        assert submitted(stopped) == [] and own.squeue_all() == []
+        assert not (workflow.root / "results/markers").exists()
+        assert not list((workflow.root / ".snakemake/locks").glob("*"))  # the lock is released
+
+        # The controller dies once the first jobs are submitted.
+        config = workflow.root / "config/config.yaml"
+        config.write_text(config.read_text() + "slurm:\n  controller_timeout: 3s\n")
+        run = start(workflow.root, submission({"date": DAY}), own)
+        seen = []
+        for line in run.stdout:
+            seen.append(line)
+            if "has been submitted with SLURM jobid" in line:
+                break
+        own.kill_controller()
+        killed = time.monotonic()
+        lost = finish(run, False, 150)
+        assert time.monotonic() - killed < 90
+        lines = [*"".join(seen).splitlines(), *lost.output.splitlines()]
+        errors = [x for x in lines if x.startswith("lead-recovery: error:")]
+        assert len(errors) == 1 and errors[0].startswith(
+            "lead-recovery: error: slurm: the controller stopped answering during the run ("
+        ), lost.output[-3000:]
+        assert f"{SQL} {DAY} failed: " in "\n".join(account(lost.output))

@@ -285,6 +285,13 @@ class SlurmCluster:
         finally:
             self._clock_file.unlink(missing_ok=True)
 
+    def kill_controller(self) -> None:
+        """SIGKILL slurmctld, as a crash or a lost host would (the test's own daemon)."""
+        proc = self._procs["slurmctld"]
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
     def squeue_all(self) -> list[str]:
         """Every job the controller still knows (``id|name|state``)."""
         out = self.run("squeue", "-h", "-t", "all", "-o", "%i|%j|%T").stdout

@@ -5,6 +5,7 @@
 import atexit
 import functools
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -514,6 +515,17 @@ def check_the_cluster():
     except LeadRecoveryError as err:
         _STOPPED.append(err)
         _stop(err)
+    lost_after = freshness.parse_duration(
+        config["slurm"]["controller_timeout"], "slurm.controller_timeout"
+    )
+    cluster.watch_slurm(lost_after.total_seconds(), _controller_lost)
+
+
+def _controller_lost(message):
+    """The watch's answer to a controller gone mid-run: one line, then what Ctrl-C does
+    (Snakemake cancels its jobs and ends; the account says what was not done)."""
+    print(f"lead-recovery: error: {message}", file=sys.stderr, flush=True)
+    os.kill(os.getpid(), signal.SIGINT)
 
 
 def _default_resource(name):
