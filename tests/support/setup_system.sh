@@ -23,5 +23,12 @@ has munged || need+=(munge)
 echo "setup_system: installing ${need[*]} (Debian packages the tests need)" >&2
 if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
 export DEBIAN_FRONTEND=noninteractive
-$SUDO apt-get update -qq
-$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Quiet unless it fails: then apt's own words. No service is started (Debian's
+# policy-rc.d in containers; the tests start their own daemons).
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! { $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}"; } >"$log" 2>&1; then
+    cat "$log" >&2
+    echo "setup_system: apt-get could not install ${need[*]}" >&2
+    exit 1
+fi
