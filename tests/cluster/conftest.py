@@ -5,7 +5,7 @@ its own munged, slurmctld and slurmd in a temporary folder, found through
 ``SLURM_CONF``), stopped at the end. Runs go through the documented entry point,
 ``lead-recovery run --profile slurm``, so the executor plugins come from
 ``.venv/executors`` exactly as for a user. Only the status-check interval is
-shortened (1 s instead of the profile's 10 s), and successful jobs' Slurm logs
+shortened (5 s instead of the profile's 10 s), and successful jobs' Slurm logs
 are kept so that tests can search them.
 
 What the cluster ran is read from the cluster and from what the jobs wrote
@@ -31,13 +31,17 @@ from tests.support.workflow import RunResult, clean_env, config_args
 
 _MISSING = missing_binaries()
 
-# The profile as shipped, with status checks every second instead of every ten
-# (a test's jobs take seconds), and the Slurm logs of successful jobs kept.
+# The profile as shipped, with status checks every 5 s instead of every 10 (a test's
+# jobs take 10-15 s), and the Slurm logs of successful jobs kept. Not 1 s: the
+# plugin adds 10 s to the interval after each check that saw no job end, so a
+# check 1 s after a submission puts the next one 11 s later and, for a job that
+# takes 12 s, the one after that 32 s later; from 5 s the second check comes
+# 15-20 s after the submission, when the job is done.
 FAST = [
     "--slurm-init-seconds-before-status-checks",
-    "1",
+    "5",
     "--seconds-between-status-checks",
-    "1",
+    "5",
     "--slurm-keep-successful-logs",
 ]
 
