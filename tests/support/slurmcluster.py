@@ -51,6 +51,15 @@ def missing_binaries() -> list[str]:
     return [name for name in (*DAEMONS, *CLIENTS) if _binary(name) is None]
 
 
+def _die_with_parent() -> None:
+    """In a daemon, before it starts: SIGKILL when the process that started it dies, so
+    that a test session killed outright (SIGKILL, a CI time-out) leaves no Slurm behind."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -240,6 +249,7 @@ class SlurmCluster:
             stdout=open(self.base / f"log/{name}.out", "wb"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def _check_alive(self, name: str) -> None:
