@@ -21,12 +21,14 @@ include: "workflow/rules/report.smk"
 
 
 # Cheap steps run in Snakemake's own process or host, never as cluster jobs
-# (profiles/slurm): a symlink, a small CSV, the demo warehouse, a one-line error.
+# (profiles/slurm): a symlink, a small CSV, the demo warehouse, a one-line
+# error, the report's pages.
 localrules:
     latest,
     recipe_leads,
     demo_warehouse,
     broken_recipe,
+    report_figures,
 
 
 rule all:
