@@ -7,6 +7,7 @@ import functools
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from snakemake.common import get_function_params, overwrite_function_params
@@ -526,6 +527,11 @@ def _controller_lost(message):
     (Snakemake cancels its jobs and ends; the account says what was not done)."""
     print(f"lead-recovery: error: {message}", file=sys.stderr, flush=True)
     os.kill(os.getpid(), signal.SIGINT)
+    # The plugin can swallow one Ctrl-C while an sbatch to the dead controller is
+    # under way, then wait on sacct for ever: ask again, then insist.
+    for after, signum in ((20, signal.SIGINT), (40, signal.SIGTERM)):
+        time.sleep(after)
+        os.kill(os.getpid(), signum)
 
 
 def _default_resource(name):
