@@ -90,13 +90,16 @@ def extract(
     accept_suspect: bool = False,
     results_dir: str = "results",
     keep_new: Callable[[Path, Path], object] | None = None,
+    store: S3Store | None = None,
+    marker_dir: str | None = None,
 ) -> dict[str, Any]:
     """Query, then keep the new pair, then publish it (extract first, marker last).
 
     The new pair is kept before it is published, so a kill between the two
     renames still leaves a complete pair for the next run to put back.
     ``keep_new(leads_tmp, marker_tmp)`` keeps it elsewhere than in the local
-    ``kept_dir`` (on S3: s3cache.keep_new).
+    ``kept_dir`` (on S3: s3cache.keep_new). ``store`` and ``marker_dir`` say where
+    the recipe's earlier markers are (``max_drop``) when it is not beside ``marker_out``.
     """
     sql = recipe.sql()
     started = time.monotonic()
@@ -124,10 +127,19 @@ def extract(
             raise LeadRecoveryError(
                 f"recipe '{recipe.name}': the extract failed while streaming: {first}"
             ) from None
-        found = checks.problems(leads_tmp, recipe.expect, recent_rows(marker_out, recipe.name))
+        earlier = (
+            recent_rows(marker_dir or Path(marker_out).parent, recipe.name, run_date, store)
+            if "max_drop" in recipe.expect
+            else []
+        )
+        found = checks.problems(leads_tmp, recipe.expect, earlier)
         if found and not accept_suspect:
             kept_at = layout.suspect_path(results_dir, recipe.name, run_date)
-            os.replace(leads_tmp, kept_at)
+            if store is not None:  # beside the day's pair, where the team looks, not on this host
+                store.upload(leads_tmp, kept_at)
+                kept_at = store.location(kept_at)
+            else:
+                os.replace(leads_tmp, kept_at)
             raise LeadRecoveryError(
                 f"recipe '{recipe.name}' {run_date}: suspect: {'; '.join(found)}; the extract is "
                 f"kept for inspection in {kept_at}, the day is not marked and the next run "
@@ -183,6 +195,7 @@ def _extract_for(
     marker_out: Path,
     claim: Lease,
     keep_new: Callable[[Path, Path], object] | None = None,
+    store: S3Store | None = None,
 ) -> dict[str, Any]:
     """:func:`extract` with what the configuration decides (kept pairs, checks)."""
     return extract(
@@ -196,16 +209,23 @@ def _extract_for(
         accept_suspect=bool(config.get("accept_suspect")),
         results_dir=config["results_dir"],
         keep_new=keep_new,
+        store=store,
+        marker_dir=os.path.normpath(config["marker_dir"]) if store is not None else None,
     )
 
 
-def recent_rows(marker: str | Path, recipe: str) -> list[int]:
-    """Row counts of the recipe's marked days before this one, oldest first (max_drop)."""
-    day = markers.parse_marker_name(Path(marker).name)
+def recent_rows(
+    marker_dir: str | Path, recipe: str, run_date: str, store: S3Store | None = None
+) -> list[int]:
+    """Row counts of the recipe's marked days before ``run_date``, oldest first (max_drop).
+
+    On S3 they are read there (one listing, a small GET per marker): the job's
+    local folder holds only the files Snakemake fetched for this run.
+    """
     earlier = [
         m
-        for m in markers.list_markers(Path(marker).parent, recipe)
-        if day is not None and m.run_date < day[1] and isinstance(m.rows, int)
+        for m in markers.list_markers(marker_dir, recipe, store=store)
+        if m.run_date < run_date and isinstance(m.rows, int)
     ]
     return [m.rows for m in sorted(earlier, key=lambda m: m.run_date)][-checks.RECENT_DAYS :]
 
@@ -463,6 +483,7 @@ def _run_job_s3(
                     marker_out,
                     claim,
                     keep_new=lambda lt, mt: new.append(s3cache.keep_new(store, lt, mt, kept_dir)),
+                    store=store,
                 )
                 claim.check()
                 s3cache.put_back(store, new[0], leads, marker)  # published before the lease goes

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import boto3
 
+from lead_recovery import markers
 from tests.checks.test_watermarks import DAY as WM_DAY
 from tests.checks.test_watermarks import SQL as WATERMARKED_SQL
 from tests.checks.test_watermarks import WATERMARK, at, load
@@ -277,3 +278,31 @@ def test_every_request_is_signed_for_the_region_aws_region_or_the_profile_names(
     for path in on_s3.root.rglob("*"):
         if path.is_file() and not path.is_symlink():
             assert secret.encode() not in path.read_bytes(), path
+
+
+def test_max_drop_compares_with_the_recipes_earlier_markers_on_s3(on_s3):
+    """The median of the last marked days is read from S3, where the markers are:
+    the job's own folder holds only what Snakemake fetched for this run."""
+    meta = on_s3.root / f"recipes/{SQL}/meta.yml"
+    meta.write_text(meta.read_text() + "expect:\n  max_drop: 0.5\n")
+    client = on_s3.server.client()
+    for day, rows in (("20261124", 900), ("20261125", 1000), ("20261126", 1100)):
+        record = {
+            "recipe": SQL,
+            "run_date": day,
+            "queried_at": "2026-11-26T06:00:00+00:00",
+            "rows": rows,
+        }
+        client.put_object(
+            Bucket=on_s3.bucket, Key=on_s3.marker_key(day=day), Body=markers.render(record)
+        )
+
+    run = on_s3.run(config={"date": DAY, "recipe": SQL}, ok=False)
+
+    assert run.queries == 1
+    assert "suspect: 142 rows, more than 50% below the median" in run.output
+    assert on_s3.get(on_s3.marker_key()) is None  # the day is not marked
+    assert on_s3.get(on_s3.leads_key()) is None
+    suspect = on_s3.key(f"results/{SQL}/{DAY}/suspect.parquet")
+    assert f"kept for inspection in s3://{on_s3.bucket}/{suspect}" in run.output
+    assert on_s3.get(suspect).startswith(b"PAR1")
