@@ -31,9 +31,16 @@ META = {"description": "freshness at the server", "output_columns": ["lead_id", 
 
 @pytest.fixture
 def redshift_run(bare_workflow, pg_server, shim, server_log):
-    """``redshift_run(now, **config)``: one run; returns the server's queries per recipe since."""
-    bare_workflow.add_recipe(RECIPE, sql=SQL.format(prefix="+52"), meta=META)
-    bare_workflow.add_recipe(OTHER, sql=SQL.format(prefix="+34"), meta=META)
+    """``redshift_run(now, **config)``: one run; returns the server's queries per recipe since.
+
+    RECIPE's marker lives two hours (its meta.yml), OTHER's until the 14:00 refresh.
+    """
+    bare_workflow.add_recipe(
+        RECIPE, sql=SQL.format(prefix="+52"), meta={**META, "marker_ttl": "2h"}
+    )
+    bare_workflow.add_recipe(
+        OTHER, sql=SQL.format(prefix="+34"), meta={**META, "refresh_after": ["14:00"]}
+    )
 
     def run(now: str, env: dict | None = None, **config) -> dict[str, int]:
         since = server_log.mark()
@@ -55,59 +62,33 @@ NOTHING = {RECIPE: 0, OTHER: 0}
 BOTH = {RECIPE: 1, OTHER: 1}
 
 
-@pytest.mark.parametrize(
-    ("config", "steps"),
-    [
-        pytest.param(
-            {"marker_ttl": "2h"},
-            [
-                ("2025-05-12T10:00:00+00:00", BOTH),
-                ("2025-05-12T11:59:59+00:00", NOTHING),
-                ("2025-05-12T12:00:00+00:00", BOTH),
-            ],
-            id="ttl_expiry",
-        ),
-        pytest.param(
-            {"refresh_after": ["14:00"]},
-            [
-                ("2025-05-12T13:00:00+00:00", BOTH),
-                ("2025-05-12T13:59:59+00:00", NOTHING),
-                ("2025-05-12T14:00:01+00:00", BOTH),
-                ("2025-05-12T15:00:00+00:00", NOTHING),
-            ],
-            id="refresh_time",
-        ),
-    ],
-)
-def test_an_expired_marker_queries_the_server_again_and_a_fresh_one_does_not(
-    redshift_run, config, steps
+def test_expiry_sql_changes_and_the_ignore_variable_are_what_the_server_sees(
+    redshift_run, bare_workflow
 ):
+    """One day's runs, each counted at the server: a TTL and a refresh time expire, an
+    edited query runs again where a checkout of the same text does not, and
+    LEAD_RECOVERY_IGNORE_MARKERS queries every recipe."""
+    steps = [
+        ("2025-05-12T10:00:00+00:00", BOTH),
+        ("2025-05-12T11:59:59+00:00", NOTHING),
+        ("2025-05-12T12:00:00+00:00", {RECIPE: 1, OTHER: 0}),  # RECIPE's 2 h are up
+        ("2025-05-12T13:59:59+00:00", NOTHING),
+        ("2025-05-12T14:00:01+00:00", BOTH),  # 2 h since 12:00, and OTHER's 14:00 refresh
+    ]
     for now, expected in steps:
-        assert redshift_run(now, **config) == expected, f"at {now}"
+        assert redshift_run(now) == expected, f"at {now}"
 
-
-def test_only_the_recipe_whose_sql_changed_queries_the_server(redshift_run, bare_workflow):
-    now = "2025-05-12T10:00:00+00:00"
-    assert redshift_run(now) == BOTH
+    now = "2025-05-12T14:30:00+00:00"
     sql = bare_workflow.root / "recipes" / RECIPE / "redshift.sql"
     other = bare_workflow.root / "recipes" / OTHER / "redshift.sql"
-
     later = time.time() + 3600
     os.utime(other, (later, later))
     text = other.read_text()
     other.unlink()
     other.write_text(text)  # a checkout: same text, new file and time
     sql.write_text(sql.read_text() + "-- reviewed\n")
-
     assert redshift_run(now) == {RECIPE: 1, OTHER: 0}
     assert redshift_run(now) == NOTHING
 
-
-def test_ignore_markers_environment_queries_the_server_for_every_recipe(redshift_run):
-    now = "2025-05-12T10:00:00+00:00"
-    assert redshift_run(now) == BOTH
-    assert redshift_run(now) == NOTHING
-
     ignored = redshift_run(now, env={"LEAD_RECOVERY_IGNORE_MARKERS": "1"}, ignore_all_markers=False)
-
     assert ignored == BOTH
