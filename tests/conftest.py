@@ -71,8 +71,9 @@ def ran_before(_ran_templates):
     return fill
 
 
-# The longest scenarios start first, so that on two cores the suite does not end
-# with one worker running a long test alone (xdist hands tests out in this order).
+# The longest scenarios start first, so that the suite does not end with one worker
+# running a long test alone: they head the first worker's queue (worksteal deals the
+# queue out in this order), and the other workers steal the tests behind them.
 SLOW_FIRST = (
     # mostly waiting for a real Slurm cluster: started first, they overlap the rest
     "test_slurm_runs.py::test_redshift_on_s3_through_slurm",
