@@ -101,27 +101,12 @@ def reason_in_snakemake(result):
     return line[len(prefix) :]
 
 
-@pytest.mark.parametrize(
-    ("change", "env"),
-    [
-        ("ttl", None),
-        ("refresh", None),
-        ("sql", None),
-        ("forced", {"LEAD_RECOVERY_IGNORE_MARKERS": "1"}),
-    ],
-)
-def test_list_gives_the_reason_the_workflow_gives(ran, helper, set_config, change, env):
-    record = json.loads(ran.marker(RECIPE, DAY).read_text())
-    record["queried_at"] = "2025-05-12T07:00:00+00:00"
-    markers.write_marker(ran.marker(RECIPE, DAY), record)
-    if change == "ttl":
-        set_config(marker_ttl="2h")
-    elif change == "refresh":
-        set_config(refresh_after=["08:00"])
-    elif change == "sql":
-        sql = ran.root / "recipes" / RECIPE / "redshift.sql"
-        sql.write_text(sql.read_text() + "\n-- edited\n")
-
+# `markers list` gives the dry run's reason for an expired TTL, a passed refresh time,
+# an edited query and a missing extract: tests/freshness/test_freshness_workflow.py
+# (test_dry_run_explains_every_decision_and_changes_nothing). Here: the environment's
+# forcing, which only the helper's own environment can show, and `check --strict`.
+def test_list_and_check_give_the_reason_the_workflow_gives(ran, helper):
+    env = {"LEAD_RECOVERY_IGNORE_MARKERS": "1"}
     [entry] = helper("list", "--json", env=env).json()
     check = helper("check", RECIPE, "--strict", env=env)
     dry = run(ran, "-n", env=env)
