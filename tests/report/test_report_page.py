@@ -11,6 +11,7 @@ path, so it never downloads one.
 from __future__ import annotations
 
 import io
+import json
 import secrets
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.report.test_report_command import report
 from tests.support.workflow import clean_env
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -97,14 +99,37 @@ def test_the_report_page_shows_the_account_rule_graph_and_both_figures_drawn(
 
     secret = f"lr-secret-{secrets.token_hex(8)}"
     env = {"REDSHIFT_PASSWORD": secret, "AWS_SECRET_ACCESS_KEY": secret}
-    for day, hhmm in [
-        ("20250512", "09:00"),
-        ("20250512", "10:00"),  # cached
-        ("20250513", "09:00"),
-        ("20250514", "09:00"),
-    ]:
-        workflow.run(env={**at(day, hhmm), **env})
+    runs = [
+        workflow.run(env={**at("20250512", "09:00"), **env}),
+        workflow.run(env={**at("20250512", "10:00"), **env}),  # cached
+        workflow.run(env={**at("20250513", "09:00"), **env}),
+        workflow.run(
+            config={"ignore_redshift_marker": True}, env={**at("20250513", "10:00"), **env}
+        ),
+        workflow.run(env={**at("20250514", "09:00"), **env}),
+    ]
     data_before = workflow.snapshot()
+
+    # The figures add up what the runs did (queries counted from the jobs Snakemake ran)
+    # and what the markers recorded.
+    first, forced, last = (
+        json.loads(workflow.marker(RECIPE, day).read_text())
+        for day in ("20250512", "20250513", "20250514")
+    )
+    shown = report(workflow, "--since", "7d", "--json", env=at("20250514", "11:00"))
+    figures = json.loads(shown.stdout)
+    ours = figures["recipes"][RECIPE]
+    assert sum(r.queries for r in runs) == 4 and ours["queries"] == 4
+    assert ours["avoided"] == 1
+    assert ours["seconds_avoided"] == first["duration_s"]  # what the reused marker had cost
+    assert ours["seconds_spent"] >= first["duration_s"] + forced["duration_s"] + last["duration_s"]
+    assert ours["rows"] == first["rows"] + 2 * forced["rows"] + last["rows"]
+    assert figures["recipes"]["manual_leads"]["skipped"] == 5
+    assert figures["total"]["queries"] == 4 and figures["total"]["failures"] == 0
+    table = report(workflow, env=at("20250514", "11:00")).stdout.splitlines()
+    assert next(line for line in table if line.startswith("TOTAL")).split()[1:3] == ["4", "1"]
+    later = report(workflow, "--since", "20250513", "--json", env=at("20250514", "11:00"))
+    assert json.loads(later.stdout)["total"]["queries"] == 3  # only the 13th's and 14th's
 
     page = tmp_path / "report.html"
     made = subprocess.run(
@@ -158,7 +183,7 @@ def test_the_report_page_shows_the_account_rule_graph_and_both_figures_drawn(
     browser.switch_to.default_content()
     assert f"{RECIPE} 20250514 queried (" in last_run
     assert "total: 2 recipe-days: 1 queried, 0 cached, 1 skipped, 0 failed" in last_run
-    assert total_row[:4] == ["TOTAL", "3", "1", "0"]  # queries, avoided, watermark checks
+    assert total_row[:4] == ["TOTAL", "4", "1", "0"]  # queries, avoided, watermark checks
 
     drawn = {}
     for label, name in [
@@ -179,7 +204,7 @@ def test_the_report_page_shows_the_account_rule_graph_and_both_figures_drawn(
         browser.save_screenshot(str(tmp_path / f"report_page_{name.split('_')[0]}.png"))
 
     queries = drawn["queries run and avoided per day"]
-    # bars for 3 queries and 1 avoided are far more than their legend keys; no watermark check
+    # bars for 4 queries and 1 avoided are far more than their legend keys; no watermark check
     assert _pixels_like(queries, QUERIED) > 1500
     assert _pixels_like(queries, AVOIDED) > 1000
     assert _pixels_like(queries, CHECKED) < 400
