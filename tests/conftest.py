@@ -2,14 +2,40 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from lead_recovery import config as lr_config
 from tests.support.workflow import DEMO_DB, REPO, WorkflowCopy, copy_workflow
+
+
+def _shared(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder every xdist worker of this session sees (their basetemps' parent), so a
+    costly set-up is made once per session, not once per worker: pytest-xdist's own
+    recipe ("Making session-scoped fixtures execute only once"). Without xdist: the
+    session's basetemp."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def once(tmp_path_factory: pytest.TempPathFactory, name: str, make: Callable[[Path], None]) -> Path:
+    """``<shared>/<name>/``, made by ``make(folder)`` in the first worker that asks (the
+    others wait for it) and only then marked complete: a failed set-up is not reused."""
+    folder = _shared(tmp_path_factory) / name
+    with FileLock(f"{folder}.lock"):
+        if not (folder / ".complete").exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            make(folder)
+            (folder / ".complete").touch()
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -18,19 +44,27 @@ def demo_warehouse_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from lead_recovery.warehouse import demo
 
     settings = lr_config.load(REPO)["duckdb"]
-    path = tmp_path_factory.mktemp("warehouse") / "demo.duckdb"
-    demo.build(path, settings["rows"], settings["seed"])
-    return path
+    made = once(
+        tmp_path_factory,
+        "warehouse",
+        lambda folder: demo.build(folder / "demo.duckdb", settings["rows"], settings["seed"]),
+    )
+    return made / "demo.duckdb"
+
+
+def workflow_with_warehouse(root: Path, demo_warehouse_file: Path) -> WorkflowCopy:
+    """A copy of the workflow at ``root`` with the demo warehouse already built."""
+    copy = copy_workflow(root)
+    db = copy.root / DEMO_DB
+    db.parent.mkdir(parents=True)
+    shutil.copy2(demo_warehouse_file, db)
+    return copy
 
 
 @pytest.fixture
 def workflow(tmp_path: Path, demo_warehouse_file: Path) -> WorkflowCopy:
     """A fresh copy of the workflow with the demo warehouse already built."""
-    copy = copy_workflow(tmp_path / "repo")
-    db = copy.root / DEMO_DB
-    db.parent.mkdir(parents=True)
-    shutil.copy2(demo_warehouse_file, db)
-    return copy
+    return workflow_with_warehouse(tmp_path / "repo", demo_warehouse_file)
 
 
 @pytest.fixture
@@ -40,31 +74,32 @@ def bare_workflow(tmp_path: Path) -> WorkflowCopy:
 
 
 @pytest.fixture(scope="session")
-def _ran_templates(tmp_path_factory: pytest.TempPathFactory, demo_warehouse_file: Path):
-    """Workflows that ran once with given settings, one per settings and test worker."""
-    made: dict[str, WorkflowCopy] = {}
+def ran_template(tmp_path_factory: pytest.TempPathFactory, demo_warehouse_file: Path):
+    """``ran_template(config, env)``: a workflow that ran once with those settings, made
+    once per session whichever worker asks first."""
 
     def get(config: dict, env: dict) -> WorkflowCopy:
         key = json.dumps([config, env], sort_keys=True)
-        if key not in made:
-            template = copy_workflow(tmp_path_factory.mktemp("ran") / "repo")
-            (template.root / DEMO_DB).parent.mkdir(parents=True)
-            shutil.copy2(demo_warehouse_file, template.root / DEMO_DB)
-            template.run(config=config, env=env)
-            made[key] = template
-        return made[key]
+        name = "ran-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+        def make(folder: Path) -> None:
+            workflow_with_warehouse(folder / "repo", demo_warehouse_file).run(
+                config=config, env=env
+            )
+
+        return WorkflowCopy(once(tmp_path_factory, name, make) / "repo")
 
     return get
 
 
 @pytest.fixture
-def ran_before(_ran_templates):
+def ran_before(ran_template):
     """``ran_before(workflow, config, env)``: ``workflow`` as if it had run once with those
     settings (results, logs, markers and Snakemake's metadata, times kept), copied from a
-    run made once per test worker instead of running again for every test."""
+    run made once per session instead of running again for every test."""
 
     def fill(workflow: WorkflowCopy, config: dict, env: dict | None = None) -> WorkflowCopy:
-        template = _ran_templates(config, env or {})
+        template = ran_template(config, env or {})
         shutil.copytree(template.root, workflow.root, symlinks=True, dirs_exist_ok=True)
         return workflow
 

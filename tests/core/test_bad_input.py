@@ -4,21 +4,24 @@ import shutil
 
 import pytest
 
-from tests.support.workflow import DEMO_DB, WorkflowCopy, copy_workflow
+from tests.conftest import once, workflow_with_warehouse
+from tests.support.workflow import WorkflowCopy
 from tests.unit.test_bad_flags import END_TO_END
 
 DAY = "20250512"
 RECIPE = "simulation_to_handoff"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def history_template(tmp_path_factory, demo_warehouse_file):
     """A workflow that ran an earlier day for every recipe: run once, copied per test."""
-    template = copy_workflow(tmp_path_factory.mktemp("history") / "repo")
-    (template.root / DEMO_DB).parent.mkdir(parents=True)
-    shutil.copy2(demo_warehouse_file, template.root / DEMO_DB)
-    template.run(config={"date": "20250511"})
-    return template
+
+    def make(folder):
+        workflow_with_warehouse(folder / "repo", demo_warehouse_file).run(
+            config={"date": "20250511"}
+        )
+
+    return WorkflowCopy(once(tmp_path_factory, "history", make) / "repo")
 
 
 @pytest.fixture
