@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from lead_recovery import layout, markers
+from tests.support.preloaded import Preloaded
 
 REPO = Path(__file__).resolve().parents[2]
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "recipes", "profiles")
@@ -42,6 +44,20 @@ def clean_env(**extra: str | None) -> dict[str, str]:
         else:
             env[key] = value
     return env
+
+
+_preloaded: list[Preloaded | None] = []
+_preloaded_lock = threading.Lock()
+
+
+def preloaded() -> Preloaded | None:
+    """This test worker's preloaded Snakemake (tests/support/preloaded.py), started at
+    its first run; None when ``LEAD_RECOVERY_TEST_EXEC=1`` asks for plain processes."""
+    with _preloaded_lock:
+        if not _preloaded:
+            exec_only = os.environ.get("LEAD_RECOVERY_TEST_EXEC") == "1"
+            _preloaded.append(None if exec_only else Preloaded(clean_env()))
+        return _preloaded[0]
 
 
 def config_args(config: dict[str, object]) -> list[str]:
@@ -87,22 +103,31 @@ class WorkflowCopy:
         timeout: float = 300,
     ) -> RunResult:
         """Run ``snakemake`` here; ``ok`` asserts success (True) or failure (False)."""
-        cmd = [*(prefix or []), sys.executable, "-m", "snakemake", *args]
-        cmd += config_args(config or {})
-        proc = subprocess.run(
-            cmd,
-            cwd=self.root,
-            env=clean_env(**(env or {})),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            timeout=timeout,
-        )
-        result = RunResult(proc.returncode, proc.stdout)
+        argv = [*args, *config_args(config or {})]
+        run_env = clean_env(**(env or {}))
+        done = None
+        if not prefix:
+            server = preloaded()
+            if server is not None and server.fits(run_env):
+                done = server.run(argv, self.root, run_env, timeout)
+        if done is None:
+            proc = subprocess.run(
+                [*(prefix or []), sys.executable, "-m", "snakemake", *argv],
+                cwd=self.root,
+                env=run_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                timeout=timeout,
+            )
+            done = proc.returncode, proc.stdout
+        result = RunResult(*done)
         if ok is True:
-            assert proc.returncode == 0, f"snakemake failed:\n{proc.stdout[-6000:]}"
+            assert result.returncode == 0, f"snakemake failed:\n{result.output[-6000:]}"
         elif ok is False:
-            assert proc.returncode != 0, f"snakemake unexpectedly succeeded:\n{proc.stdout[-6000:]}"
+            assert result.returncode != 0, (
+                f"snakemake unexpectedly succeeded:\n{result.output[-6000:]}"
+            )
         return result
 
     def start(
