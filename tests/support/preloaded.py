@@ -25,7 +25,8 @@ cron, cluster and concurrency tests always start ``snakemake`` as users do.
 
 Protocol: one JSON request per line on stdin (``cwd``, ``env``, ``args``,
 ``output``); the reply is a ``pid N`` line once the child is forked, then an
-``exit N`` line when it has finished (``N`` negative: killed by signal ``-N``).
+``exit N CPU`` line when it has finished (``N`` negative: killed by signal
+``-N``; ``CPU``: the CPU seconds the run and its jobs used).
 """
 
 from __future__ import annotations
@@ -99,8 +100,9 @@ def _serve() -> None:
         if pid == 0:
             _child(request)  # never returns: SystemExit ends the child as any Python ends
         print(f"pid {pid}", flush=True)
-        _, status = os.waitpid(pid, 0)
-        print(f"exit {os.waitstatus_to_exitcode(status)}", flush=True)
+        _, status, usage = os.wait4(pid, 0)
+        cpu = usage.ru_utime + usage.ru_stime  # the run's and its jobs' CPU seconds
+        print(f"exit {os.waitstatus_to_exitcode(status)} {cpu:.3f}", flush=True)
 
 
 # --- the client (a test worker's end) ---------------------------------------------
@@ -121,6 +123,7 @@ class Preloaded:
         if ready != "ready":
             raise RuntimeError(f"preloaded snakemake did not start: {ready!r}")
         self.count = 0
+        self.cpu = 0.0  # CPU seconds of the runs so far, for measuring the suite
 
     def fits(self, env: dict[str, str]) -> bool:
         """A run whose interpreter would start the same way (same module search path)."""
@@ -164,7 +167,9 @@ class Preloaded:
                 raise subprocess.TimeoutExpired(["snakemake", *args], timeout, text)
             text = output.read_text(errors="replace")
             output.unlink()
-            return int(done.split()[1]), text
+            _, returncode, cpu = done.split()
+            self.cpu += float(cpu)
+            return int(returncode), text
         finally:
             self.lock.release()
 
