@@ -11,15 +11,11 @@ line the workflow prints for it, and the forced ones from Snakemake's own
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
-import os
 import re
 import subprocess
 import sys
-import time
-from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -151,64 +147,9 @@ CLOCK_CASES = {
 }
 
 
-# Every case is checked to the second as a pure decision (test_decide_clock.py). The
-# two without a time-zone change also run end to end, together: one recipe with a TTL
-# and one with refresh times, in the same runs, through Snakemake's forcing.
-TTL, REFRESH = "two_hour_ttl", "refreshed_at_two"
-BOUNDARY_STEPS = [
-    # (now, {recipe: None = marker counts | the reason it queries})
-    (
-        "2025-05-12T10:00:00+00:00",
-        {TTL: "no marker for this date", REFRESH: "no marker for this date"},
-    ),
-    ("2025-05-12T11:59:59+00:00", {TTL: None, REFRESH: None}),
-    (
-        "2025-05-12T12:00:00+00:00",
-        {TTL: "expired at 2025-05-12T12:00:00+00:00 (marker_ttl 2h)", REFRESH: None},
-    ),
-    # 06:00 has passed, but before the marker; the new TTL marker counts from 12:00
-    ("2025-05-12T13:59:59+00:00", {TTL: None, REFRESH: None}),
-    (
-        "2025-05-12T14:00:01+00:00",
-        {
-            TTL: "expired at 2025-05-12T14:00:00+00:00 (marker_ttl 2h)",
-            REFRESH: "written before the 2025-05-12T14:00:00+00:00 refresh (refresh_after)",
-        },
-    ),
-    ("2025-05-12T16:00:00+00:00", {TTL: None, REFRESH: None}),  # TTL: 1 s before 16:00:01
-]
-_FORCED_BLOCK = re.compile(r"^\s+forced:\n\s+redshift_extract$", re.MULTILINE)
-
-
-def test_marker_freshness_at_the_boundaries(workflow):
-    workflow.add_recipe(TTL, sql=DAY_SQL, meta={"output_columns": ["lead_id"], "marker_ttl": "2h"})
-    workflow.add_recipe(
-        REFRESH,
-        sql=DAY_SQL,
-        meta={"output_columns": ["lead_id"], "refresh_after": ["06:00", "14:00"]},
-    )
-    both = {"recipes": [TTL, REFRESH]}
-    for now, expected in BOUNDARY_STEPS:
-        if now == "2025-05-12T12:00:00+00:00":
-            # What the user sees from Snakemake when a marker no longer counts: the
-            # same "Forced execution" a --forcerun gives, in a plain `snakemake -n`.
-            dry = run(workflow, now, "-n", config=both)
-            block = dry.output[dry.output.index("rule redshift_extract:") :]
-            assert "reason: Forced execution" in block[: block.index("resources:")]
-            assert _FORCED_BLOCK.search(dry.output)
-            forcerun = run(workflow, now, "-n", "--forcerun", "redshift_extract", config=both)
-            assert _FORCED_BLOCK.search(forcerun.output)
-        result = run(workflow, now, config=both)
-
-        for recipe, reason in expected.items():
-            assert_decision(result, recipe, DAY, reason)
-            if reason is not None:  # queried_at follows the injected clock
-                queried_at = datetime.fromisoformat(marker(workflow, recipe)["queried_at"])
-                assert queried_at == datetime.fromisoformat(now), (recipe, now)
-        queried = [r for r in expected.values() if r is not None]
-        assert result.queries == len(queried), f"at {now}"
-        forced = [r for r in queried if r != "no marker for this date"]
-        assert result.output.count("reason: Forced execution") == len(forced), f"at {now}"
+# Every case is checked to the second as a pure decision (test_decide_clock.py). A TTL
+# and a refresh time also run end to end at their boundaries, explained by the workflow
+# and counted at the warehouse: tests/redshift/test_freshness_at_server.py.
 
 
 def test_meta_yml_overrides_the_global_ttl_and_refresh_times(workflow):
@@ -223,7 +164,7 @@ def test_meta_yml_overrides_the_global_ttl_and_refresh_times(workflow):
 
     first = run(workflow, "2025-05-12T08:00:00+00:00", config=everyone)
     nine = run(workflow, "2025-05-12T09:00:01+00:00", config=everyone)
-    noon = run(workflow, "2025-05-12T12:00:01+00:00", config=everyone)
+    noon = run(workflow, "2025-05-12T12:00:01+00:00", "-n", config=everyone)  # decisions only
 
     assert first.queries == 3
     assert extracted(nine) == {("half_hourly", DAY), ("mornings", DAY)}
@@ -251,7 +192,7 @@ def test_ignore_all_markers_forces_every_recipe_and_date_whatever_the_command_li
     workflow.add_recipe("second", sql=DAY_SQL, meta={"output_columns": ["lead_id"]})
     dates = ("20250511", DAY)
     pairs = {(r, d) for r in (RECIPE, "second") for d in dates}
-    days = {"date": DAY, "since": dates[0]}
+    days = {"date": DAY, "since": dates[0], "recipes": [RECIPE, "second"]}
     now = "2025-05-12T10:00:00+00:00"
     assert run(workflow, now, config=days).queries == len(pairs)
     run_ids = {pair: marker(workflow, *pair)["run_id"] for pair in pairs}
@@ -268,40 +209,9 @@ def test_ignore_all_markers_forces_every_recipe_and_date_whatever_the_command_li
     assert run(workflow, now, config=days).queries == 0  # and once unset, they count again
 
 
-# --- the SQL text -------------------------------------------------------------
-
-
-def test_sql_content_change_queries_but_touch_or_checkout_does_not(workflow):
-    sql = workflow.root / "recipes" / RECIPE / "redshift.sql"
-    now = "2025-05-12T10:00:00+00:00"
-    run(workflow, now, config={"recipe": RECIPE})
-    original = hashlib.sha256(sql.read_bytes()).hexdigest()
-    assert marker(workflow)["sql_sha256"] == original
-
-    later = time.time() + 3600
-    os.utime(sql, (later, later))  # touch, into the future
-    text = sql.read_text()
-    sql.unlink()
-    sql.write_text(text)  # what a fresh clone or `git checkout` does: same bytes, new file
-    untouched = run(workflow, now, config={"recipe": RECIPE})
-
-    assert untouched.queries == 0
-    assert not untouched.jobs  # not even the analysis reruns
-    assert_decision(untouched, RECIPE, DAY, None)
-
-    sql.write_text(text + "-- only a comment changed\n")
-    edited = hashlib.sha256(sql.read_bytes()).hexdigest()
-    changed = run(workflow, now, config={"recipe": RECIPE})
-
-    assert changed.queries == 1
-    assert_decision(
-        changed,
-        RECIPE,
-        DAY,
-        f"SQL changed since the marker (sha256 {original[:12]} -> {edited[:12]})",
-    )
-    assert marker(workflow)["sql_sha256"] == edited
-    assert run(workflow, now, config={"recipe": RECIPE}).queries == 0
+# --- the SQL text ---------------------------------------------------------------
+# An edit queries again, a touch or checkout of the same text does not, the marker
+# records the SQL's sha256: tests/redshift/test_freshness_at_server.py.
 
 
 # --- the day boundary ---------------------------------------------------------
