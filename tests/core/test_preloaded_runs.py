@@ -16,6 +16,7 @@ from tests.support.workflow import RunResult, clean_env, preloaded
 # 03:00 UTC is 20:00 the day before in Los Angeles: the run date shows which zone the
 # run used, the run's or the worker's (UTC).
 ENV = {"LEAD_RECOVERY_NOW": "2025-05-13T03:00:00+00:00", "TZ": "America/Los_Angeles"}
+RECIPE = "simulation_to_handoff"
 _VARIES = re.compile(r"run id [0-9a-f]+|[0-9.]+ s\b")  # the run id and durations
 
 
@@ -40,9 +41,9 @@ def test_a_preloaded_run_is_the_run_python_m_snakemake_makes(tmp_path, demo_ware
     forked = workflow_with_warehouse(tmp_path / "forked", demo_warehouse_file)
     started = workflow_with_warehouse(tmp_path / "started", demo_warehouse_file)
 
-    through_server = forked.run(env=ENV)
+    through_server = forked.run(config={"recipe": RECIPE}, env=ENV)
     proc = subprocess.run(
-        [sys.executable, "-m", "snakemake"],
+        [sys.executable, "-m", "snakemake", "--config", f"recipe={RECIPE}"],
         cwd=started.root,
         env=clean_env(**ENV),
         stdout=subprocess.PIPE,
@@ -55,10 +56,10 @@ def test_a_preloaded_run_is_the_run_python_m_snakemake_makes(tmp_path, demo_ware
     assert as_a_user.returncode == through_server.returncode == 0
     assert as_a_user.jobs == through_server.jobs and as_a_user.queries == 1
     assert files(started.root) == files(forked.root)
-    assert started.marker("simulation_to_handoff", "20250512").is_file()  # LA's date
+    assert started.marker(RECIPE, "20250512").is_file()  # LA's date
     assert account(as_a_user.output) == account(through_server.output)
-    assert (started.analysis("simulation_to_handoff", "20250512").read_bytes()) == (
-        forked.analysis("simulation_to_handoff", "20250512").read_bytes()
+    assert (started.analysis(RECIPE, "20250512").read_bytes()) == (
+        forked.analysis(RECIPE, "20250512").read_bytes()
     )
 
     # a failing run: the same status and the same one-line error

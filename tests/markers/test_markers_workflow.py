@@ -63,16 +63,17 @@ def test_delete_and_create_for_another_date_and_delete_all_dates(workflow, helpe
     run(workflow, config={**since, "date": "20250506"})
     assert len(markers.list_markers(workflow.root / "results/markers")) == 2
 
+    # what the next run would do is Snakemake's dry run: the query a missing marker
+    # leads to is the same job as any other (tested above)
     helper("delete", RECIPE, "--date", OLD)
-    assert run(workflow, config={**ONE, "date": OLD}).queries == 1
+    assert run(workflow, "-n", config={**ONE, "date": OLD}).queries == 1
 
-    workflow.marker(RECIPE, OLD).unlink()
     helper("create", RECIPE, "--date", OLD)
     assert run(workflow, config={**ONE, "date": OLD}).queries == 0
 
     helper("delete", RECIPE, "--all-dates")
     assert markers.list_markers(workflow.root / "results/markers") == []
-    assert run(workflow, config={**since, "date": "20250506"}).queries == 2
+    assert run(workflow, "-n", config={**since, "date": "20250506"}).queries == 2
 
 
 @pytest.mark.parametrize("content", ["2025-05-12T09:30:00", "1747042200.0"])
