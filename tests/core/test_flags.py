@@ -21,7 +21,9 @@ def test_forcerun_redshift_extract_queries_again(workflow, ran_before):
 
 def test_ignore_flag_queries_the_selected_recipe_again_and_replaces_only_its_marker(workflow):
     workflow.add_recipe("yesterdays_leads", sql=OTHER_SQL, meta={"output_columns": ["lead_id"]})
-    workflow.run(config={"recipes": [RECIPE, "yesterdays_leads"], "date": DAY})
+    workflow.run(
+        "--until", "redshift_extract", config={"recipes": [RECIPE, "yesterdays_leads"], "date": DAY}
+    )
     other_marker = workflow.marker("yesterdays_leads", DAY).read_text()
     first = json.loads(workflow.marker(RECIPE, DAY).read_text())
 
