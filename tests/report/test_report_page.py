@@ -94,6 +94,7 @@ def _pixels_like(png: bytes, colour: tuple[int, int, int], tolerance: int = 24) 
 def test_the_report_page_shows_the_account_rule_graph_and_both_figures_drawn(
     workflow, browser, tmp_path
 ):
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -164,17 +165,29 @@ def test_the_report_page_shows_the_account_rule_graph_and_both_figures_drawn(
         assert f'"{rule}"' in shown_rules
     browser.save_screenshot(str(tmp_path / "report_page_rulegraph.png"))
 
-    def show(category: str, label: str) -> None:
-        """Back to the menu (the breadcrumb's home), the category, then its result's eye."""
-        home = browser.find_elements(By.XPATH, "//nav//ol/li[1]/a")
-        if home:
-            home[0].click()
-        wait.until(lambda d: d.find_element(By.LINK_TEXT, category)).click()
+    def show(category: str, label: str, expect: str):
+        """Back to the menu (the breadcrumb's home), the category, then its result's eye;
+        the element ``expect`` (CSS) of the result's view. The page is a single-page
+        app: on a loaded machine a click can land while it re-renders and be lost, so
+        the way there is walked again (at most 3 times) before the test gives up."""
         eye = f"//tr[td[normalize-space()={label!r}]]//a[@iconname='eye']"
-        wait.until(lambda d: d.find_element(By.XPATH, eye)).click()
+        for _ in range(3):
+            home = browser.find_elements(By.XPATH, "//nav//ol/li[1]/a")
+            if home:
+                home[0].click()
+            wait.until(lambda d: d.find_element(By.LINK_TEXT, category)).click()
+            wait.until(lambda d: d.find_element(By.XPATH, eye)).click()
+            try:
+                return WebDriverWait(browser, 10).until(
+                    lambda d: d.find_element(By.CSS_SELECTOR, expect)
+                )
+            except TimeoutException:
+                continue
+        raise AssertionError(f"the report page never showed {label!r} ({expect})")
 
-    show("Account", "the last run's account and the period's totals")
-    frame = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "iframe[src^='data:text/html']"))
+    frame = show(
+        "Account", "the last run's account and the period's totals", "iframe[src^='data:text/html']"
+    )
     assert frame.size["width"] > 300 and frame.size["height"] > 200
     browser.save_screenshot(str(tmp_path / "report_page_account.png"))
     browser.switch_to.frame(frame)
@@ -190,10 +203,7 @@ def test_the_report_page_shows_the_account_rule_graph_and_both_figures_drawn(
         ("queries run and avoided per day", "queries_per_day.svg"),
         ("rows per day per recipe", "rows_per_day.svg"),
     ]:
-        show("Figures", label)
-        image = wait.until(
-            lambda d, name=name: d.find_element(By.CSS_SELECTOR, f"img[src*='filename={name}']")
-        )
+        image = show("Figures", label, f"img[src*='filename={name}']")
         wait.until(
             lambda d, image=image: d.execute_script(
                 "return arguments[0].complete && arguments[0].naturalWidth > 0", image
