@@ -106,9 +106,11 @@ def ran_before(ran_template):
     return fill
 
 
-# The longest scenarios start first, so that the suite does not end with one worker
-# running a long test alone: they head the first worker's queue (worksteal deals the
-# queue out in this order), and the other workers steal the tests behind them.
+# The longest scenarios start first, one or two per worker, so that the suite does not
+# end with one worker running a long test alone. pytest-xdist's worksteal hands each
+# worker a contiguous share of the collection, in order, and idle workers then steal
+# from the end of the longest queue: the slow tests are dealt out round-robin to the
+# heads of those shares (pytest_collection_modifyitems below).
 SLOW_FIRST = (
     # mostly waiting for a real Slurm cluster: started first, they overlap the rest
     "test_slurm_runs.py::test_redshift_on_s3_through_slurm",
@@ -132,3 +134,21 @@ def pytest_collection_modifyitems(config, items):
         return len(SLOW_FIRST)
 
     items.sort(key=rank)  # stable: the rest keep their order
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers < 2:
+        return
+    slow = [item for item in items if rank(item) < len(SLOW_FIRST)]
+    rest = items[len(slow) :]
+    # the shares worksteal sends, in order: each a 1/workers of what is still pending
+    shares, left = [], len(items)
+    for i in range(workers):
+        shares.append(left // (workers - i))
+        left -= shares[-1]
+    dealt: list[list] = [slow[i::workers] for i in range(workers)]
+    ordered = []
+    for size, heads in zip(shares, dealt, strict=True):
+        ordered += heads
+        take = max(size - len(heads), 0)
+        ordered += rest[:take]
+        rest = rest[take:]
+    items[:] = ordered + rest
