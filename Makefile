@@ -16,13 +16,10 @@ venv: $(STAMP)
 # each start, and the Slurm one costs every run half a second (docs/cluster.md).
 $(STAMP): pyproject.toml requirements.lock
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@# uv installs the same pinned set as pip would, several times faster on a fresh machine.
-	@# --compile-bytecode writes every module's .pyc now, as pip does: without it each
-	@# process compiles what it imports, every time where PYTHONDONTWRITEBYTECODE is set
-	@# (a pandas import costs about a second more; docs/design.md, "The suite's time").
+	@# uv installs the same pinned set as pip would, several times faster on a fresh machine
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -c requirements.lock -e '.[dev]'
-	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python --no-deps -c requirements.lock \
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -c requirements.lock -e '.[dev]'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -c requirements.lock \
 	    --target $(VENV)/executors \
 	    $$($(BIN)/python -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["project"]["optional-dependencies"]["slurm"])')
 	@rm -f $(VENV)/.installed-*
@@ -35,9 +32,10 @@ run: $(STAMP)
 # Set up what the tests need (PostgreSQL binaries, faketime) and run the whole suite.
 test: $(STAMP)
 	@bash tests/support/setup_system.sh
-	@# this package's own .pyc (the venv's are written at install): every job imports it
-	@$(BIN)/python -m compileall -q lead_recovery
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	@# The suite starts some thousand Pythons: they write and reuse bytecode caches even
+	@# where PYTHONDONTWRITEBYTECODE is set, or each compiles all it imports (pandas: about
+	@# a CPU-second) and the suite's time depends on test order (docs/design.md).
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check lead_recovery workflow/scripts tests bench
