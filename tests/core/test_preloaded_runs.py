@@ -8,10 +8,8 @@ environment and time zone (the machine's zone decides the run date here).
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
-from tests.support.workflow import RunResult, clean_env, preloaded
+from tests.support.workflow import preloaded
 
 # 03:00 UTC is 20:00 the day before in Los Angeles: the run date shows which zone the
 # run used, the run's or the worker's (UTC).
@@ -42,16 +40,7 @@ def test_a_preloaded_run_is_the_run_python_m_snakemake_makes(tmp_path, demo_ware
     started = workflow_with_warehouse(tmp_path / "started", demo_warehouse_file)
 
     through_server = forked.run(config={"recipe": RECIPE}, env=ENV)
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--config", f"recipe={RECIPE}"],
-        cwd=started.root,
-        env=clean_env(**ENV),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=300,
-    )
-    as_a_user = RunResult(proc.returncode, proc.stdout)
+    as_a_user = started.run(config={"recipe": RECIPE}, env=ENV, preload=False)
 
     assert as_a_user.returncode == through_server.returncode == 0
     assert as_a_user.jobs == through_server.jobs and as_a_user.queries == 1
@@ -65,16 +54,9 @@ def test_a_preloaded_run_is_the_run_python_m_snakemake_makes(tmp_path, demo_ware
     # a failing run: the same status and the same one-line error
     bad = {"date": "2025-13-45"}
     failed = forked.run(config=bad, ok=False)
-    proc = subprocess.run(
-        [sys.executable, "-m", "snakemake", "--config", "date=2025-13-45"],
-        cwd=started.root,
-        env=clean_env(),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == failed.returncode != 0
+    plain = started.run(config=bad, ok=False, preload=False)
+    assert plain.returncode == failed.returncode != 0
     errors = [x for x in failed.output.splitlines() if x.startswith("lead-recovery: error")]
     assert errors and errors == [
-        x for x in (proc.stdout + proc.stderr).splitlines() if x.startswith("lead-recovery: error")
+        x for x in plain.output.splitlines() if x.startswith("lead-recovery: error")
     ]

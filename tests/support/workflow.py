@@ -101,12 +101,16 @@ class WorkflowCopy:
         ok: bool | None = True,
         prefix: list[str] | None = None,
         timeout: float = 300,
+        preload: bool = True,
     ) -> RunResult:
-        """Run ``snakemake`` here; ``ok`` asserts success (True) or failure (False)."""
+        """Run ``snakemake`` here; ``ok`` asserts success (True) or failure (False).
+
+        Through this worker's preloaded Snakemake (tests/support/preloaded.py) when the
+        run fits it; ``preload=False`` or a ``prefix`` start ``python -m snakemake``."""
         argv = [*args, *config_args(config or {})]
         run_env = clean_env(**(env or {}))
         done = None
-        if not prefix:
+        if preload and not prefix:
             server = preloaded()
             if server is not None and server.fits(run_env):
                 done = server.run(argv, self.root, run_env, timeout)
