@@ -19,8 +19,12 @@ With ``--s3`` the same markers and extracts are uploaded to a local S3 server
 the same marker keys (``ListObjectsV2``, pages of 1,000), and that listing
 plus one GET per marker on 16 threads (what reading every marker costs).
 ``markers list (cold)`` runs without the checkout's cache of markers already
-read (``.snakemake/lead_recovery/s3_markers.json``), as on a new host;
-``markers list`` with it, as every later listing.
+read (``.snakemake/lead_recovery/s3_markers.json``) and without the marker
+index on the store: it lists and reads every marker, then writes the index.
+``markers list --refresh`` lists the store in full with that cache (a GET
+only for what changed) and rebuilds the index; ``markers list`` reads the
+index (lead_recovery/markerindex.py), as every listing does within a day of
+the last full one. The target applies to that one.
 
     .venv/bin/python bench/bench_markers_list.py [--markers 10000] [--repeat 5] [--s3]
 """
@@ -45,13 +49,14 @@ from pathlib import Path
 
 import yaml
 
-from lead_recovery import layout, markers, recipes
+from lead_recovery import layout, markerindex, markers, recipes
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.support.s3server, for --s3
 TARGET_S = 1.0
 TARGET_S3_S = 5.0
 BUCKET, PREFIX = "lr-bench", "team"
+INDEX = markerindex.index_path("results/markers")
 RECIPES = ["simulation_to_handoff", "bench_a", "bench_b", "bench_c", "bench_d"]
 
 
@@ -212,10 +217,17 @@ def main() -> int:
                 "ls -l <marker dir>": timed(["ls", "-l", str(marker_dir)], root, args.repeat)
             }
         figures.update(baselines)
-        if args.s3:  # every marker read from S3: a checkout that never listed them
+        if args.s3:
             cache = root / ".snakemake/lead_recovery/s3_markers.json"
-            figures["markers list (cold)"] = timed(
-                [*helper, "list"], root, args.repeat, env, lambda: cache.unlink(missing_ok=True)
+            client = server.client()
+
+            def cold() -> None:  # a new host, and a store whose index is gone
+                cache.unlink(missing_ok=True)
+                client.delete_object(Bucket=BUCKET, Key=f"{PREFIX}/{INDEX}")
+
+            figures["markers list (cold)"] = timed([*helper, "list"], root, 1, env, cold)
+            figures["markers list --refresh"] = timed(
+                [*helper, "list", "--refresh"], root, args.repeat, env
             )
         figures["markers list"] = timed([*helper, "list"], root, args.repeat, env)
         figures["markers list --json"] = timed([*helper, "list", "--json"], root, args.repeat, env)

@@ -237,7 +237,20 @@ READERS = 16  # concurrent GETs: the bound on what one listing asks of the store
 def _list_stored(
     store: Any, marker_dir: str, recipe: str | None, cache_file: str | Path | None
 ) -> list[Marker]:
-    """Markers on S3: one listing, then a small GET for each marker not already read.
+    found = [
+        parse_marker(Path(f"{marker_dir}/{name}"), got)
+        for name, (_, got) in read_folder(store, marker_dir, recipe, cache_file).items()
+        if got is not None
+    ]
+    return sorted(found, key=lambda m: (m.recipe, m.run_date))
+
+
+def read_folder(
+    store: Any, marker_dir: str, recipe: str | None, cache_file: str | Path | None
+) -> dict[str, tuple[Any, bytes | None]]:
+    """Markers on S3 by name, with what the listing says of each and their bytes
+    (``None``: gone between the listing and the GET): one listing, then a small GET
+    for each marker not already read.
 
     One GET after another would take minutes over thousands of markers, and
     even concurrent ones cost a request each. The listing gives each object's
@@ -276,9 +289,4 @@ def _list_stored(
         if recipe is None:  # the whole folder was listed: what is not there is gone
             cache.forget(lambda key: key.startswith(base) and key[len(base) :] not in listed)
         cache.save()
-    found = [
-        parse_marker(Path(f"{marker_dir}/{name}"), got)
-        for name, got in data.items()
-        if got is not None
-    ]
-    return sorted(found, key=lambda m: (m.recipe, m.run_date))
+    return {name: (listed[name], data[name]) for name in listed}

@@ -295,19 +295,7 @@ class S3Store:
 
     def create(self, path: str, data: bytes) -> bool:
         """A conditional ``PutObject`` (``If-None-Match: *``): ``False`` if the key exists."""
-        import botocore.exceptions as bx
-
-        try:
-            self._call(
-                lambda: self.client.put_object(
-                    Bucket=self.bucket, Key=self.key(path), Body=data, IfNoneMatch="*"
-                )
-            )
-        except bx.ClientError as err:
-            if self._code(err) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                return False
-            raise
-        return True
+        return self.put_if(path, data, None)
 
     def read(self, path: str) -> bytes | None:
         """A small object's first bytes (a bounded ranged GET); ``None`` if absent."""
@@ -328,6 +316,45 @@ class S3Store:
             raise
         with answer["Body"] as body:
             return body.read(SMALL + 1)
+
+    def get(self, path: str, limit: int) -> tuple[bytes, str] | None:
+        """An object's bytes and ETag, ``None`` if absent; a larger object than ``limit``
+        is not read (``StoreError``): what a conditional rewrite (:meth:`put_if`) needs."""
+        import botocore.exceptions as bx
+
+        try:
+            answer = self._call(
+                lambda: self.client.get_object(Bucket=self.bucket, Key=self.key(path))
+            )
+        except bx.ClientError as err:
+            if self._code(err) in ("NoSuchKey", "404"):
+                return None
+            raise
+        with answer["Body"] as body:
+            if int(answer.get("ContentLength") or 0) > limit:
+                raise StoreError(f"store {self.location(path)}: more than {limit} bytes")
+            return body.read(), str(answer.get("ETag", "")).strip('"')
+
+    def put_if(self, path: str, data: bytes, etag: str | None) -> bool:
+        """Replace ``path`` only if it is still at ``etag`` (``If-Match``), or create it only
+        if absent (``etag=None``: ``If-None-Match: *``); ``False`` if another writer won."""
+        import botocore.exceptions as bx
+
+        condition = {"IfMatch": f'"{etag}"'} if etag is not None else {"IfNoneMatch": "*"}
+        try:
+            self._call(
+                lambda: self.client.put_object(
+                    Bucket=self.bucket, Key=self.key(path), Body=data, **condition
+                )
+            )
+        except bx.ClientError as err:
+            if self._code(err) in (
+                *("PreconditionFailed", "412", "ConditionalRequestConflict"),
+                *("NoSuchKey", "404"),  # If-Match on a key deleted meanwhile
+            ):
+                return False
+            raise
+        return True
 
     def write(self, path: str, data: bytes) -> None:
         """``PutObject``: S3 replaces an object atomically (readers see old or new)."""

@@ -43,6 +43,7 @@ from lead_recovery import (
     jobs,
     layout,
     lease,
+    markerindex,
     markers,
     recipes,
     rundate,
@@ -101,6 +102,7 @@ class Context:
     _recipes: dict[str, RecipeInfo] = field(default_factory=dict)
     _dates: dict[str, bool] = field(default_factory=dict)
     _listings: dict[str, frozenset[str]] = field(default_factory=dict)
+    _present: dict[tuple[str, str], bool] = field(default_factory=dict)  # from the index
 
     @classmethod
     def load(cls, args: SimpleNamespace) -> Context:
@@ -131,6 +133,22 @@ class Context:
             now=run.decided_at,
             store=remote,
         )
+
+    def listed(self, recipe: str | None, refresh: bool) -> tuple[list[Marker], str | None]:
+        """What ``list`` shows, and where it came from (on S3: the marker index, or
+        a full listing that rebuilds it; markerindex.py)."""
+        if self.store is None:
+            return self.markers(recipe), None
+        found = markerindex.listing(
+            self.store,
+            self.marker_dir,
+            self.results_dir,
+            recipe,
+            self.repo / ".snakemake/lead_recovery/s3_markers.json",
+            refresh=refresh,
+        )
+        self._present.update(found.cache)
+        return found.markers, found.source
 
     def markers(self, recipe: str | None = None) -> list[Marker]:
         """The markers (one recipe's) in the marker folder. On S3, those already read
@@ -254,6 +272,8 @@ class Context:
         marker whose day has no folder: 10,000 markers, a few caches.
         """
         path = layout.leads_path(self.results_dir, recipe, run_date)
+        if (recipe, run_date) in self._present:
+            return path, self._present[recipe, run_date]
         folder = os.path.dirname(path)
         parent, name = os.path.split(folder)
         if self.store is not None:  # one LIST per recipe, not a HEAD per marker
@@ -354,7 +374,7 @@ def _lease(ctx: Context, holder: lease.Holder | None) -> dict[str, Any] | None:
 def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
     name = ctx.recipe_name(args.recipe) if args.recipe is not None else None
     day = ctx.day(args.date) if args.date is not None else None
-    found = ctx.markers(name)
+    found, source = ctx.listed(name, args.refresh)
     if day is not None:
         found = [m for m in found if m.run_date == day]
     rows = [describe(ctx, m) for m in found]
@@ -390,7 +410,12 @@ def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
         f"(* = that date, read by the next run); now {ctx.when(ctx.now)}"
     ]
     if not rows:
-        out.append("no markers" + (f" for {name}" if name else "") + (f" on {day}" if day else ""))
+        out.append(
+            "no markers"
+            + (f" for {name}" if name else "")
+            + (f" on {day}" if day else "")
+            + (f"; {source}" if source else "")
+        )
         sys.stdout.write("\n".join(out) + "\n")
         return OK
     header = ("RECIPE", "RUN_DATE", "FORMAT", "QUERIED_AT", "ROWS", "AGE", "CACHE", "STATUS")
@@ -410,7 +435,7 @@ def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
     ]
     out.append(table(cells, header))
     counting = sum(1 for r in rows if r["counts"])
-    out.append(f"{len(rows)} marker(s), {counting} counting")
+    out.append(f"{len(rows)} marker(s), {counting} counting" + (f"; {source}" if source else ""))
     sys.stdout.write("\n".join(out) + "\n")
     return OK
 
@@ -540,6 +565,7 @@ def cmd_create(ctx: Context, args: SimpleNamespace) -> int:
     if ctx.store is not None:
         # S3 dates the marker itself (now): the next run may redo the analysis, never the query
         ctx.store.write(path, markers.render(record))
+        markerindex.note(ctx.store, ctx.marker_dir, ctx.results_dir, [os.path.basename(path)])
     else:
         markers.write_marker(path, record)
     if present and ctx.store is None:
@@ -581,6 +607,8 @@ def cmd_delete(ctx: Context, args: SimpleNamespace) -> int:
             os.unlink(target)
             cache.discard(kept)
         print(f"deleted {ctx.show(target)}")
+    if ctx.store is not None:
+        markerindex.forget(ctx.store, ctx.marker_dir, [os.path.basename(t) for t in targets])
     print(f"{label}: {len(targets)} marker(s) deleted; a run of that date queries again")
     return OK
 
@@ -614,6 +642,8 @@ def cmd_prune(ctx: Context, args: SimpleNamespace) -> int:
         else:
             marker.path.unlink(missing_ok=True)
         print(f"{verb} {ctx.show(marker.path)}")
+    if ctx.store is not None and not args.dry_run:
+        markerindex.forget(ctx.store, ctx.marker_dir, [m.path.name for m in doomed])
     print(f"{verb} {len(doomed)} of {len(found)} marker(s) older than {args.older_than}")
     return OK
 
@@ -635,6 +665,7 @@ _DEFAULTS: dict[str, Any] = {
     "json": False,
     "older_than": None,
     "dry_run": False,
+    "refresh": False,
     "repo": None,
     "marker_dir": None,
 }
@@ -722,6 +753,11 @@ def cli(ctx: click.Context, repo: str | None, marker_dir: str | None) -> None:
 @click.option("--recipe", metavar="RECIPE", help="Only this recipe's markers.")
 @click.option("--date", metavar="YYYYMMDD", help="Only markers of this run date.")
 @click.option("--json", "json", is_flag=True, help="One JSON array instead of a table.")
+@click.option(
+    "--refresh",
+    is_flag=True,
+    help="On S3: list the store in full, not the marker index (and rebuild the index).",
+)
 @_where
 def list_(**given: Any) -> int:
     """Every marker: run date, queried_at, rows, age, cache, whether it COUNTS and why not."""

@@ -22,6 +22,7 @@ from lead_recovery import (
     jobs,
     layout,
     lease,
+    markerindex,
     markers,
     rundate,
     s3cache,
@@ -681,6 +682,7 @@ def account_lines():
 # -- on S3: the same keeping with server-side copies (lead_recovery/s3cache.py) ------
 
 _KEPT_ON_S3 = set()
+_TOUCHED_ON_S3 = set()  # markers this run may have changed: noted in the marker index
 
 
 def keep_on_s3_before_extracts_run():
@@ -722,6 +724,7 @@ def _settle_on_s3(name, day):
         return None
     fresh = store.S3Store(REMOTE.url)  # the store as it is now, not the DAG's listing
     marker = markers.marker_path(MARKER_DIR, name, day)
+    _TOUCHED_ON_S3.add(os.path.basename(marker))
     try:
         with lease.held(marker, timeout_s=10, what=f"{name} {day}", store=fresh):
             return s3cache.settle(
@@ -748,6 +751,10 @@ def at_exit():
     META_CACHE.save()
     try:
         lines = account_lines()
+        if REMOTE and _TOUCHED_ON_S3:  # what the jobs wrote, Snakemake removed, settling put back
+            markerindex.note(
+                store.S3Store(REMOTE.url), MARKER_DIR, RESULTS, _TOUCHED_ON_S3
+            )
         text = account.render(lines)
         history.write(MARKER_DIR, account.events(lines), jobs.run_id())
     except Exception as err:  # the account must never hide Snakemake's own exit
