@@ -751,7 +751,8 @@ def at_exit():
     META_CACHE.save()
     try:
         lines = account_lines()
-        if REMOTE and _TOUCHED_ON_S3:  # what the jobs wrote, Snakemake removed, settling put back
+        if REMOTE and _TOUCHED_ON_S3:
+            # what the jobs wrote, what Snakemake removed, what settling put back
             markerindex.note(
                 store.S3Store(REMOTE.url), MARKER_DIR, RESULTS, _TOUCHED_ON_S3
             )
