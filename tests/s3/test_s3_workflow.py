@@ -7,13 +7,15 @@ the jobs Snakemake ran and from the end-of-run account.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 from pathlib import Path
 
 import boto3
 
-from lead_recovery import markers
+from lead_recovery import markerindex, markers
+from lead_recovery.store import S3Store
 from tests.checks.test_watermarks import DAY as WM_DAY
 from tests.checks.test_watermarks import SQL as WATERMARKED_SQL
 from tests.checks.test_watermarks import WATERMARK, at, load
@@ -32,9 +34,26 @@ def said(result, recipe: str = SQL, day: str = DAY) -> str:
     return lines[0]
 
 
-def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3):
+def _indexed(on_s3) -> dict | None:
+    """The marker index's entry for the day (markerindex.py), or None."""
+    st = S3Store(on_s3.url)
+    index = markerindex.read(st, "results/markers")
+    return index.entries.get(markers.marker_name(SQL, DAY)) if index else None
+
+
+def _etag(on_s3, key: str) -> str:
+    return on_s3.server.client().head_object(Bucket=on_s3.bucket, Key=key)["ETag"].strip('"')
+
+
+def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3, monkeypatch):
+    monkeypatch.setattr(os, "environ", {**os.environ, **on_s3.server.env})
+    markerindex.rebuild(S3Store(on_s3.url), "results/markers", "results", None)  # as `list` does
     first = on_s3.run(config={"date": DAY})
     assert first.queries == 1
+    # the end of the run noted the new marker in the index (what `markers list` reads)
+    noted = _indexed(on_s3)
+    assert noted["etag"] == _etag(on_s3, on_s3.marker_key()) and noted["cache"] is True
+    assert noted["body"].encode() == on_s3.get(on_s3.marker_key())
     # The new extract crossed the network once: one upload (into .kept/, under the
     # lease), published by a server-side copy; Snakemake did not upload it again.
     assert len(on_s3.uploads()) == 1 and "/.kept/" in on_s3.uploads()[0]
@@ -73,6 +92,7 @@ def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3)
     assert "Forced execution" in forced.output and forced.queries == 1
     assert f"{SQL} {DAY} queried (" in "\n".join(account(forced.output))
     assert not [k for k in on_s3.objects() if "/.kept/" in k]  # kept, then settled
+    assert _indexed(on_s3)["etag"] == _etag(on_s3, on_s3.marker_key()) != noted["etag"]
 
     # No credential anywhere: the checkout (logs, .snakemake metadata), nor the bucket.
     for path in on_s3.root.rglob("*"):
@@ -81,6 +101,8 @@ def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3)
             assert not [c for c in CREDENTIALS if c in data], path
     for key in on_s3.objects(""):
         data = on_s3.get(key) or b""
+        if key.endswith(".gz"):  # the marker index
+            data = gzip.decompress(data)
         assert not [c for c in CREDENTIALS if c in data], key
 
 
