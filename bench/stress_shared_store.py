@@ -4,17 +4,19 @@ For each trial, ``--clones`` checkouts of this workflow (each with the demo
 warehouse) run ``snakemake --until redshift_extract`` for one slow recipe and
 a new run date at the same moment, sharing one store: a folder
 (``results_dir``/``marker_dir``) or, with ``--s3``, an S3 prefix on a local
-S3 server (moto's, started here). Each checkout runs one invocation: two in
-the same checkout meet Snakemake's own directory lock (docs/operations.md).
+S3 server (moto's, started here). Each checkout runs ``--per-clone``
+invocations (default 2): 8 runs from 4 clones; in one checkout the second
+waits for the first (jobs.hold_checkout) instead of meeting Snakemake's
+``LockException``.
 
-Counted per trial, from the jobs that ran (each extract job's outcome file):
-how many queried (must be 1) and reused; every run's exit status; whether a
+Counted per trial, from each run's end-of-run account: how many queried
+(must be 1) and reused; every run's exit status; whether a
 ``LockException`` appeared; and how long the waiting runs waited for the
 querying run's lease (from "waiting for" to "keeping its extract" in their
 job logs). Prints one line per trial and a summary; exit 1 if any trial
 queried other than once or any run failed.
 
-    .venv/bin/python bench/stress_shared_store.py [--trials 10] [--clones 4] [--s3]
+    .venv/bin/python bench/stress_shared_store.py [--trials 10] [--clones 4] [--per-clone 2] [--s3]
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--clones", type=int, default=4)
+    parser.add_argument("--per-clone", type=int, default=2)
     parser.add_argument("--s3", action="store_true")
     args = parser.parse_args()
 
@@ -121,7 +124,7 @@ def main() -> int:
                     stderr=subprocess.STDOUT,
                     text=True,
                 )
-                for c in clones
+                for c in clones * args.per_clone
             ]
             outputs = [run.communicate(timeout=600)[0] for run in runs]
             took = time.perf_counter() - started
@@ -136,14 +139,21 @@ def main() -> int:
                 log = folder / "redshift_extract.log"
                 if log.exists() and (w := waited(log)) is not None:
                     trial_waits.append(w)
-            queried = outcomes.count("queried")
+            said = [
+                line
+                for out in outputs
+                for line in out.splitlines()
+                if line.startswith(f"{RECIPE} {day} ")
+            ]
+            queried = sum(" queried (" in line for line in said)
+            reused = sum(" cached (" in line for line in said)
             locked = sum("LockException" in out for out in outputs)
             ok = queried == 1 and codes == [0] * len(codes) and not locked
             failures += not ok
             queries.append(queried)
             waits += trial_waits
             print(
-                f"trial {trial + 1:2}: {queried} query, {outcomes.count('cached')} reused, "
+                f"trial {trial + 1:2}: {queried} query, {reused} reused, "
                 f"exit {codes}, LockException {locked}, {len(trial_waits)} waited "
                 f"(longest {max(trial_waits, default=0):.1f} s), {took:.1f} s"
                 + ("" if ok else "  FAILED"),
@@ -154,9 +164,10 @@ def main() -> int:
                     print(out[-1500:])
     store = "S3 (moto)" if args.s3 else "a shared folder"
     print(
-        f"{args.trials} trials x {args.clones} clones on {store}: queries per trial "
-        f"{sorted(set(queries))}, {sum(queries)} in all; {len(waits)} runs waited, longest "
-        f"{max(waits, default=0):.1f} s; {failures} failed trial(s)"
+        f"{args.trials} trials x {args.clones} clones x {args.per_clone} runs on {store}: "
+        f"queries per trial {sorted(set(queries))}, {sum(queries)} in all; "
+        f"{len(waits)} runs waited on the lease, longest {max(waits, default=0):.1f} s; "
+        f"{failures} failed trial(s)"
     )
     return 1 if failures else 0
 

@@ -163,3 +163,54 @@ def run(snakemake: Any, work: Callable[[Any], dict[str, Any] | None]) -> None:
         write_outcome(log_file, {"status": "failed", "rule": snakemake.rule, "error": line})
         raise
     write_outcome(log_file, {**details, "status": "ok", "rule": snakemake.rule, **where})
+
+
+_CHECKOUT: list[Any] = []  # the lock this process holds on its checkout, until it exits
+
+
+def hold_checkout(folder: str, timeout_s: float) -> bool:
+    """Wait until no other run uses this checkout, then hold it until this process exits;
+    ``True`` if it had to wait.
+
+    Snakemake locks a working directory while a run writes there, and a second
+    run in the same checkout stops at once with ``LockException``. People
+    sharing a checkout (or cron and a person) expect the second run to wait
+    for the first and reuse its query, as runs in different checkouts do on
+    the day's lease. Called while the DAG is built, before any marker is
+    read, so the second run decides on what the first one left. ``flock``
+    (filelock): the kernel drops it when its holder dies, so a killed run
+    never leaves it behind.
+    """
+    if _CHECKOUT:
+        return False
+    from filelock import FileLock, Timeout
+
+    os.makedirs(folder, exist_ok=True)
+    lock = FileLock(os.path.join(folder, "checkout.lock"))
+    holder = os.path.join(folder, "checkout.holder")
+    waited = False
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        waited = True
+        try:
+            with open(holder, encoding="utf-8") as handle:
+                who = handle.read(200).strip() or "another run"
+        except OSError:
+            who = "another run"
+        print(
+            f"lead-recovery: {who} is running in this checkout; waiting for it to finish "
+            f"(at most {timeout_s / 60:.0f} min, lock_timeout)",
+            file=sys.stderr,
+            flush=True,
+        )
+        try:
+            lock.acquire(timeout=timeout_s)
+        except Timeout:
+            raise LeadRecoveryError(
+                f"{who} still runs in this checkout after {timeout_s / 60:.0f} min "
+                "(lock_timeout); nothing was run"
+            ) from None
+    atomic.write_bytes(holder, f"{user_at_host()} (pid {os.getpid()})".encode())
+    _CHECKOUT.append(lock)
+    return waited

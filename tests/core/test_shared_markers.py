@@ -1,6 +1,8 @@
 """Markers in a shared place (the seed's "centralized location for multi-user
-environments"): two checkouts that share a marker and results folder query a
-recipe's day once between them, even when they run at the same moment.
+environments"): checkouts that share a marker and results folder query a
+recipe's day once between them, even when they run at the same moment, and
+two runs in one checkout wait for each other instead of failing on
+Snakemake's directory lock.
 """
 
 import json
@@ -8,6 +10,7 @@ import shutil
 import subprocess
 import sys
 
+from tests.s3.conftest import account
 from tests.support.workflow import clean_env
 
 SLOW_SQL = """
@@ -18,7 +21,7 @@ SLOW_SQL = """
 """
 
 
-def test_checkouts_sharing_markers_started_together_query_once(workflow, tmp_path):
+def test_eight_runs_from_four_checkouts_sharing_markers_query_once(workflow, tmp_path):
     workflow.add_recipe("slow_count", sql=SLOW_SQL)
     roots = [workflow.root]
     for i in range(3):
@@ -42,11 +45,18 @@ def test_checkouts_sharing_markers_started_together_query_once(workflow, tmp_pat
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for root in roots
+        for root in roots * 2  # two runs in each checkout
     ]
     outputs = [run.communicate(timeout=300)[0] for run in runs]
 
-    assert [run.returncode for run in runs] == [0] * 4, outputs
+    assert [run.returncode for run in runs] == [0] * 8, outputs
+    lines = [
+        next(x for x in account(out) if x.startswith("slow_count 20250512")) for out in outputs
+    ]
+    assert sum(" queried (" in x for x in lines) == 1, lines
+    assert sum(" cached (" in x for x in lines) == 7, lines
+    # the second run in each checkout waited for the first, then had nothing to do
+    assert sum("is running in this checkout; waiting for it" in out for out in outputs) == 4
     # Every run was in the extract job at once (each found no marker when it started,
     # so each ran the job): one queried, the others waited on its lease and kept its
     # result. Without that overlap the test proves nothing, so it fails.

@@ -96,7 +96,7 @@ SLOW_SQL = """
 
 
 @pytest.mark.timeout(400)
-def test_clones_sharing_an_s3_store_started_together_query_once(on_s3: OnS3, tmp_path):
+def test_eight_runs_from_four_clones_sharing_an_s3_store_query_once(on_s3: OnS3, tmp_path):
     on_s3.wf.add_recipe("slow_count", sql=SLOW_SQL)
     roots = [on_s3.root]
     for i in range(3):
@@ -111,13 +111,13 @@ def test_clones_sharing_an_s3_store_started_together_query_once(on_s3: OnS3, tmp
             stderr=subprocess.STDOUT,
             text=True,
         )
-        for root in roots
+        for root in roots * 2  # two runs in each clone: the second waits for the first
     ]
     outputs = [run.communicate(timeout=360)[0] for run in runs]
-    assert [run.returncode for run in runs] == [0] * 4, [o[-3000:] for o in outputs]
+    assert [run.returncode for run in runs] == [0] * 8, [o[-3000:] for o in outputs]
     lines = [next(x for x in account(out) if x.startswith(f"slow_count {DAY}")) for out in outputs]
     assert sum(" queried (" in x for x in lines) == 1, lines
-    assert sum(" cached (" in x for x in lines) == 3, lines
+    assert sum(" cached (" in x for x in lines) == 7, lines
     assert all("LockException" not in out for out in outputs)
     analyses = {(root / f"results/slow_count/{DAY}/analysis.csv").read_bytes() for root in roots}
     assert len(analyses) == 1

@@ -267,8 +267,31 @@ def forced_on_cli(name, day):
     return everything or not files.isdisjoint(paths)
 
 
+def _one_run_per_checkout():
+    """A second run in this checkout waits for the first (jobs.hold_checkout) instead
+    of stopping on Snakemake's LockException. Only runs that take Snakemake's lock:
+    not dry runs, --nolock (the report), cluster jobs, --unlock or --lint."""
+    if not (
+        workflow.is_main_process
+        and workflow.executor_plugin is not None
+        and not workflow.dryrun
+        and workflow.execution_settings.lock
+    ):
+        return
+    wait = freshness.parse_duration(config["lock_timeout"], "lock_timeout")
+    try:
+        waited = jobs.hold_checkout(".snakemake/lead_recovery", wait.total_seconds())
+    except LeadRecoveryError as err:
+        _stop(err)
+    if waited:
+        # The run waited for removed Snakemake's lock folder as it ended; this run's
+        # Snakemake made it before the DAG and locks there next.
+        os.makedirs(os.path.join(workflow.persistence.path, "locks"), exist_ok=True)
+
+
 def _decide(name, day):
     """Decide whether (recipe, day)'s marker counts; the line that tells the user."""
+    _one_run_per_checkout()  # before any marker is read
     if REMOTE:
         REMOTE.prefetch(f"{RESULTS}/{name}")  # one LIST per recipe, not a HEAD per key
     found, decision = freshness.assess(
