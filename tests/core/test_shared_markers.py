@@ -10,8 +10,10 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.s3.conftest import account
-from tests.support.workflow import clean_env
+from tests.support.workflow import TRIALS, clean_env
 
 SLOW_SQL = """
     SELECT COUNT(*) AS lead_id
@@ -21,6 +23,7 @@ SLOW_SQL = """
 """
 
 
+@pytest.mark.timeout(300 * TRIALS)
 def test_eight_runs_from_four_checkouts_sharing_markers_query_once(workflow, tmp_path):
     workflow.add_recipe("slow_count", sql=SLOW_SQL)
     roots = [workflow.root]
@@ -28,14 +31,18 @@ def test_eight_runs_from_four_checkouts_sharing_markers_query_once(workflow, tmp
         roots.append(tmp_path / f"clone{i}")
         shutil.copytree(workflow.root, roots[-1])
     shared = tmp_path / "shared"
+    for trial in range(TRIALS):  # a new run date each
+        _eight_runs_query_once(roots, shared, f"202505{12 + trial:02d}")
+
+
+def _eight_runs_query_once(roots, shared, day):
     config = [
         "--config",
         "recipe=slow_count",
-        "date=20250512",
+        f"date={day}",
         f"results_dir={shared}/results",
         f"marker_dir={shared}/markers",
     ]
-
     runs = [
         subprocess.Popen(
             [sys.executable, "-m", "snakemake", *config],
@@ -50,27 +57,22 @@ def test_eight_runs_from_four_checkouts_sharing_markers_query_once(workflow, tmp
     outputs = [run.communicate(timeout=300)[0] for run in runs]
 
     assert [run.returncode for run in runs] == [0] * 8, outputs
-    lines = [
-        next(x for x in account(out) if x.startswith("slow_count 20250512")) for out in outputs
-    ]
+    lines = [next(x for x in account(out) if x.startswith(f"slow_count {day}")) for out in outputs]
     assert sum(" queried (" in x for x in lines) == 1, lines
     assert sum(" cached (" in x for x in lines) == 7, lines
     # the second run in each checkout waited for the first, then had nothing to do
     assert sum("is running in this checkout; waiting for it" in out for out in outputs) == 4
-    # Every run was in the extract job at once (each found no marker when it started,
-    # so each ran the job): one queried, the others waited on its lease and kept its
-    # result. Without that overlap the test proves nothing, so it fails.
+    # Every first run was in the extract job at once (each found no marker when it
+    # started, so each ran the job): one queried, the others waited on its lease and
+    # kept its result. Without that overlap the test proves nothing, so it fails.
     outcomes = [
-        json.loads((root / "logs/slow_count/20250512/redshift_extract.outcome.json").read_text())
+        json.loads((root / f"logs/slow_count/{day}/redshift_extract.outcome.json").read_text())
         for root in roots
     ]
     assert sorted(o["outcome"] for o in outcomes) == ["cached"] * 3 + ["queried"], outcomes
     assert all("LockException" not in out for out in outputs)
-    waited = [out for out in outputs if "recipe slow_count 20250512: waiting for" in out]
+    waited = [out for out in outputs if f"recipe slow_count {day}: waiting for" in out]
     assert len(waited) >= 1, outputs  # a waiting run says whom it waits for
-    marker = json.loads(
-        (shared / "markers/redshift_queried_slow_count_20250512.marker").read_text()
-    )
+    marker = json.loads((shared / f"markers/redshift_queried_slow_count_{day}.marker").read_text())
     assert marker["run_id"] in {o["run_id"] for o in outcomes if o["outcome"] == "queried"}
-    assert (shared / "markers/redshift_queried_slow_count_20250512.marker").is_file()
-    assert (shared / "results/slow_count/20250512/leads.parquet").is_file()
+    assert (shared / f"results/slow_count/{day}/leads.parquet").is_file()

@@ -18,7 +18,7 @@ import pytest
 from lead_recovery import store as lr_store
 from lead_recovery.store import S3Store
 from tests.s3.conftest import DAY, SQL, OnS3, account
-from tests.support.workflow import clean_env
+from tests.support.workflow import TRIALS, clean_env
 
 
 def test_markers_helper_lists_checks_creates_deletes_and_prunes_on_s3(on_s3):
@@ -95,33 +95,37 @@ SLOW_SQL = """
 """
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(400 * TRIALS)
 def test_eight_runs_from_four_clones_sharing_an_s3_store_query_once(on_s3: OnS3, tmp_path):
     on_s3.wf.add_recipe("slow_count", sql=SLOW_SQL)
     roots = [on_s3.root]
     for i in range(3):
         roots.append(tmp_path / f"clone{i}")
         shutil.copytree(on_s3.root, roots[-1])
-    runs = [
-        subprocess.Popen(
-            [sys.executable, "-m", "snakemake", "--config", "recipe=slow_count", f"date={DAY}"],
-            cwd=root,
-            env=clean_env(**on_s3.server.env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for root in roots * 2  # two runs in each clone: the second waits for the first
-    ]
-    outputs = [run.communicate(timeout=360)[0] for run in runs]
-    assert [run.returncode for run in runs] == [0] * 8, [o[-3000:] for o in outputs]
-    lines = [next(x for x in account(out) if x.startswith(f"slow_count {DAY}")) for out in outputs]
-    assert sum(" queried (" in x for x in lines) == 1, lines
-    assert sum(" cached (" in x for x in lines) == 7, lines
-    assert all("LockException" not in out for out in outputs)
-    analyses = {(root / f"results/slow_count/{DAY}/analysis.csv").read_bytes() for root in roots}
-    assert len(analyses) == 1
-    assert not [k for k in on_s3.objects() if "/.kept/" in k]
+    for trial in range(TRIALS):  # a new run date each
+        day = f"202611{27 - trial:02d}"
+        runs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "snakemake", "--config", "recipe=slow_count", f"date={day}"],
+                cwd=root,
+                env=clean_env(**on_s3.server.env),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
+            for root in roots * 2  # two runs in each clone: the second waits for the first
+        ]
+        outputs = [run.communicate(timeout=360)[0] for run in runs]
+        assert [run.returncode for run in runs] == [0] * 8, [o[-3000:] for o in outputs]
+        said = [
+            next(x for x in account(out) if x.startswith(f"slow_count {day}")) for out in outputs
+        ]
+        assert sum(" queried (" in x for x in said) == 1, said
+        assert sum(" cached (" in x for x in said) == 7, said
+        assert all("LockException" not in out for out in outputs)
+        analyses = {(r / f"results/slow_count/{day}/analysis.csv").read_bytes() for r in roots}
+        assert len(analyses) == 1
+        assert not [k for k in on_s3.objects() if "/.kept/" in k]
 
 
 def test_markers_list_shows_who_is_querying_a_day_on_s3(on_s3, monkeypatch):

@@ -29,6 +29,12 @@ DEMO_DB = "results/warehouse/demo.duckdb"
 _JOB_RE = re.compile(r"^(?:local)?rule (\w+):$", re.MULTILINE)
 
 
+# Trials of the concurrency scenarios (tests/core/test_shared_markers.py, the S3
+# one): 1 in `make test`, which has 8 minutes; `LEAD_RECOVERY_TRIALS=10 make test`
+# (or bench/stress_shared_store.py) for the issue's ten.
+TRIALS = max(1, int(os.environ.get("LEAD_RECOVERY_TRIALS", "1")))
+
+
 def clean_env(**extra: str | None) -> dict[str, str]:
     """The caller's environment without this tool's or Redshift's settings, with
     ``extra`` (a ``None`` value removes that variable)."""
