@@ -37,6 +37,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import posixpath
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -46,7 +47,7 @@ from typing import Any
 
 from lead_recovery import layout, markers
 from lead_recovery.markers import Marker
-from lead_recovery.store import S3Store, StoreError
+from lead_recovery.store import Entry, S3Store, StoreError, TooLarge
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +121,8 @@ def read(store: S3Store, marker_dir: str) -> Index | None:
     """The index on the store, ``None`` if there is none; :class:`Unreadable` if broken."""
     try:
         got = store.get(index_path(marker_dir), LIMIT)
-    except StoreError as err:
-        if "more than" in str(err):
-            raise Unreadable(f"more than {LIMIT} bytes") from None
-        raise
+    except TooLarge:
+        raise Unreadable(f"more than {LIMIT} bytes") from None
     return None if got is None else _decode(*got)
 
 
@@ -144,12 +143,18 @@ def _state(store: S3Store, marker_dir: str, results_dir: str, name: str) -> dict
     if info is None or data is None:
         return None
     recipe, day = markers.parse_marker_name(name) or ("?", "?")
+    return _entry(info, data, store.exists(layout.leads_path(results_dir, recipe, day)))
+
+
+def _entry(info: Entry, data: bytes, cache: bool) -> dict[str, Any]:
+    """A marker's entry: what S3 says of it, its bytes (unless too large to keep: read
+    when listed) and whether the day's extract is there."""
     return {
         "etag": info.etag,
         "size": info.size,
         "mtime": info.mtime,
         "body": _text(data) if len(data) <= markers.KEEP_BYTES else None,
-        "cache": store.exists(layout.leads_path(results_dir, recipe, day)),
+        "cache": cache,
     }
 
 
@@ -312,11 +317,7 @@ def rebuild(
         if recipe not in extracts:  # one listing per recipe, not a HEAD per marker
             extracts[recipe] = frozenset(store.listing(f"{results_dir}/{recipe}"))
         entries[name] = {
-            "etag": info.etag,
-            "size": info.size,
-            "mtime": info.mtime,
-            "body": _text(data) if len(data) <= markers.KEEP_BYTES else None,
-            "cache": f"{day}/leads.parquet" in extracts[recipe],
+            **_entry(info, data, _relative(results_dir, recipe, day) in extracts[recipe]),
             "seq": 0,
         }
     built = Index(start.seq, began, entries)
@@ -334,6 +335,11 @@ def rebuild(
     except StoreError as err:  # reading worked; the store refuses writes to this user
         log.warning("the marker index was not rebuilt (%s)", err)
     return built
+
+
+def _relative(results_dir: str, recipe: str, day: str) -> str:
+    """The day's extract as a listing of the recipe's folder names it."""
+    return posixpath.relpath(layout.leads_path(results_dir, recipe, day), f"{results_dir}/{recipe}")
 
 
 def _age(seconds: float) -> str:

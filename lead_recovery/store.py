@@ -158,6 +158,10 @@ class StoreError(LeadRecoveryError, OSError):
     """
 
 
+class TooLarge(StoreError):
+    """An object larger than the caller will read (:meth:`S3Store.get`)."""
+
+
 @dataclass(frozen=True)
 class Entry:
     """One object under a prefix: what a listing says, no GET needed."""
@@ -319,7 +323,7 @@ class S3Store:
 
     def get(self, path: str, limit: int) -> tuple[bytes, str] | None:
         """An object's bytes and ETag, ``None`` if absent; a larger object than ``limit``
-        is not read (``StoreError``): what a conditional rewrite (:meth:`put_if`) needs."""
+        is not read (:class:`TooLarge`): what a conditional rewrite (:meth:`put_if`) needs."""
         import botocore.exceptions as bx
 
         try:
@@ -332,7 +336,7 @@ class S3Store:
             raise
         with answer["Body"] as body:
             if int(answer.get("ContentLength") or 0) > limit:
-                raise StoreError(f"store {self.location(path)}: more than {limit} bytes")
+                raise TooLarge(f"store {self.location(path)}: more than {limit} bytes")
             return body.read(), str(answer.get("ETag", "")).strip('"')
 
     def put_if(self, path: str, data: bytes, etag: str | None) -> bool:

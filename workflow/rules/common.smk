@@ -267,6 +267,7 @@ def forced_on_cli(name, day):
     return everything or not files.isdisjoint(paths)
 
 
+@functools.cache  # once per run: the first decision holds the checkout for the run
 def _one_run_per_checkout():
     """A second run in this checkout waits for the first (jobs.hold_checkout) instead
     of stopping on Snakemake's LockException. Only runs that take Snakemake's lock:
