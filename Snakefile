@@ -34,10 +34,9 @@ localrules:
 rule all:
     default_target: True
     input:
-        TARGETS,
+        all_inputs,
         report_pages,
 
 
 onstart:
-    check_the_cluster()
-    keep_before_extracts_run()
+    run_started()

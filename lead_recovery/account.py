@@ -15,7 +15,6 @@ the markers, never from Snakemake's private metadata.
 from __future__ import annotations
 
 import itertools
-import os
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
-from lead_recovery import history, jobs, layout, markers, rundate
+from lead_recovery import history, jobs, layout, rundate
 
 STATES = ("queried", "cached", "skipped", "failed")
 # A line as Line.__str__ writes it, read back by parse().
@@ -48,7 +47,7 @@ class Line:
         return f"{self.recipe} {self.day} {self.state} ({self.detail})"
 
 
-def _failure(outcome: dict | None, log_file: str) -> str | None:
+def failure(outcome: dict | None, log_file: str) -> str | None:
     """The one-line cause if this run's job failed or died, else ``None``."""
     if outcome is None:
         return None
@@ -67,52 +66,46 @@ def extract_line(
     recipe: str,
     day: str,
     *,
-    logs_dir: str,
-    marker_dir: str,
-    decided_query: bool,
-    restored_at_exit: bool = False,
-    store: Any = None,
+    outcome: dict | None,
+    decided: Any,
+    found: Any,
+    kept: bool,
+    log_file: str,
 ) -> Line:
-    """A Redshift recipe's day: queried, cached (incl. put back), or failed.
+    """A Redshift recipe's day: queried, cached, or failed.
 
-    ``store``: an S3 store to read the marker from (one small GET), if not local.
+    ``outcome``: what this run's extract job recorded (``None``: it did not run);
+    ``decided``: the run plan's decision for the day (plan.DayPlan); ``found``:
+    the day's pair as the decision read it; ``kept``: a failed job's day still
+    has its pair (this checkout's copies were put back from the store).
     """
-    log_file = layout.log_path(logs_dir, "redshift_extract", recipe, day)
-    outcome = jobs.read_outcome(log_file)
-    failure = _failure(outcome, log_file)
-    if failure is not None:
-        if restored_at_exit:
-            failure += "; the previous extract and marker were kept"
-        return Line(recipe, day, "failed", failure)
+    failed = failure(outcome, log_file)
+    if failed is not None:
+        if kept:
+            failed += "; the previous extract and marker were kept"
+        return Line(recipe, day, "failed", failed)
     if outcome is not None and outcome.get("status") == "ok" and outcome.get("queried_at"):
         known = facts(outcome)
         if outcome.get("outcome") == "queried":
-            rows = outcome.get("rows")
-            detail = f"{rows} rows, {_seconds(outcome.get('duration_s'))}"
+            detail = f"{outcome.get('rows')} rows, {_seconds(outcome.get('duration_s'))}"
             checked = bool(outcome.get("watermark_checked"))
             if checked:
                 detail += "; source changed (watermark checked)"
+            if outcome.get("spent"):
+                detail += f"; {outcome['spent']}"
             return Line(recipe, day, "queried", detail, **known, watermark_check=checked)
-        how = {
-            "restored": "put back after an interrupted run",
-            "confirmed": "source unchanged (watermark checked)",
-        }.get(str(outcome.get("outcome")), "")
-        when = f"queried at {outcome['queried_at']}"
         confirmed = outcome.get("outcome") == "confirmed"
-        detail = f"{when}; {how}" if how else when
+        detail = f"queried at {outcome['queried_at']}"
+        if confirmed:
+            detail += "; source unchanged (watermark checked)"
         return Line(recipe, day, "cached", detail, **known, watermark_check=confirmed)
-    path = markers.marker_path(marker_dir, recipe, day)
-    if store is not None:
-        found = markers.read_stored(store, path)
-        path = store.location(path)
-    else:
-        found = markers.read_marker(path) if os.path.exists(path) else None
-    if decided_query and outcome is None:
+    if decided is not None and not decided.decision.counts:
         return Line(recipe, day, "failed", "not run: the run stopped before this query")
-    if found is None or found.queried_at is None:
-        return Line(recipe, day, "failed", f"no complete extract and marker ({path})")
-    detail = f"queried at {found.queried_at.isoformat()}"
-    return Line(recipe, day, "cached", detail, **facts(found.record))
+    marker = getattr(found, "marker", None)
+    if marker is None or marker.queried_at is None:
+        return Line(recipe, day, "failed", "no complete extract and marker")
+    detail = f"queried at {marker.queried_at.isoformat()}"
+    return Line(recipe, day, "cached", detail, **facts(marker.record))
 
 
 def facts(record: dict) -> dict:
@@ -125,10 +118,13 @@ def facts(record: dict) -> dict:
     }
 
 
-def analysis_failure(recipe: str, day: str, logs_dir: str) -> Line | None:
-    log_file = layout.log_path(logs_dir, "analyze", recipe, day)
-    failure = _failure(jobs.read_outcome(log_file), log_file)
-    return Line(recipe, day, "failed", failure) if failure else None
+def with_analysis(line: Line, logs_dir: str) -> Line:
+    """The day's line once its analysis ran: a failed analysis is the day's failure."""
+    log_file = layout.log_path(logs_dir, "analyze", line.recipe, line.day)
+    failed = failure(jobs.read_outcome(log_file), log_file)
+    if failed is None or line.state == "failed":
+        return line
+    return Line(line.recipe, line.day, "failed", failed)
 
 
 def render(lines: Iterable[Line]) -> list[str]:

@@ -3,10 +3,11 @@
 The markers say what the warehouse holds today; the history says what the
 markers saved over time ("how much Redshift time did they spare this
 month?"). Each run writes its events once, at its end, as one JSON line per
-recipe-day into a file of its own under ``<marker_dir>/.history/<YYYYMM>/``.
-A file per run, created exclusively and renamed into place whole, is what
-makes concurrent runs safe on any store: nothing is ever appended to, so no
-line is lost or torn on NFS, and the same holds for an object store.
+recipe-day into an object of its own in the store, under
+``markers/.history/<YYYYMM>/``, so every checkout sharing a store shares its
+history. An object per run, created whole and never replaced, is what makes
+concurrent runs safe on any store: nothing is ever appended to, so no line is
+lost or torn on NFS, and the same holds on S3.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from lead_recovery import atomic, rundate
+from lead_recovery import layout, rundate
 
-FOLDER = ".history"
+FOLDER = layout.HISTORY
+LIMIT = 64 * 1024**2  # one run's file: a line per recipe-day, far below this
 DECISIONS = ("queried", "cached", "skipped", "failed", "suspect")
 
 
@@ -46,24 +47,17 @@ class Event:
     watermark_check: bool = False  # counted apart: a query ran, if a cheap one
 
 
-def folder(marker_dir: str | Path) -> Path:
-    return Path(marker_dir) / FOLDER
-
-
-def write(marker_dir: str | Path, events: Iterable[Event], run_id: str | None) -> Path | None:
-    """Record a run's events in a file of their own; ``None`` if there were none."""
+def write(store: Any, events: Iterable[Event], run_id: str | None) -> str | None:
+    """Record a run's events in an object of their own; its store path (``None``: none)."""
     events = list(events)
     if not events:
         return None
     lines = [json.dumps(asdict(e), sort_keys=True) for e in events]
     now = datetime.fromisoformat(events[0].at).astimezone(UTC)
-    target = (
-        folder(marker_dir)
-        / now.strftime("%Y%m")
-        / (f"{now:%Y%m%dT%H%M%S}-{run_id or 'norun'}-{os.getpid()}.jsonl")
-    )
-    atomic.write_bytes(target, ("\n".join(lines) + "\n").encode())
-    return target
+    path = f"{FOLDER}/{now:%Y%m}/{now:%Y%m%dT%H%M%S}-{run_id or 'norun'}-{os.getpid()}.jsonl"
+    if store.put_if(path, ("\n".join(lines) + "\n").encode(), None) is None:
+        raise OSError(f"{store.location(path)} exists already")
+    return path
 
 
 def _parse(line: str) -> Event | None:
@@ -75,32 +69,30 @@ def _parse(line: str) -> Event | None:
     return event if event.decision in DECISIONS else None
 
 
-def files(marker_dir: str | Path, since: datetime) -> list[Path]:
-    """The run files that may hold events at or after ``since``, oldest first.
-
-    Only the months from ``since`` on are listed. The report's figures take
-    these as their inputs, so Snakemake redraws them when a run was recorded.
-    """
-    base = folder(marker_dir)
-    if not base.is_dir():
-        return []
+def files(store: Any, since: datetime) -> list[str]:
+    """The run files (store paths) that may hold events at or after ``since``, oldest
+    first. Only the months from ``since`` on are listed."""
     month = since.astimezone(UTC).strftime("%Y%m")
-    return [
-        path
-        for sub in sorted(p for p in base.iterdir() if p.is_dir() and p.name >= month)
-        for path in sorted(sub.glob("*.jsonl"))
-        if path.is_file() and not path.is_symlink()
-    ]
+    found = []
+    for sub in sorted(n for n in store.names(FOLDER) if n.isdigit() and n >= month):
+        found += sorted(
+            f"{FOLDER}/{sub}/{name}"
+            for name in store.entries(f"{FOLDER}/{sub}")
+            if name.endswith(".jsonl")
+        )
+    return found
 
 
-def read(marker_dir: str | Path, since: datetime) -> Iterator[Event]:
+def read(store: Any, since: datetime) -> Iterator[Event]:
     """Every event at or after ``since`` (files of older months are not opened)."""
-    for path in files(marker_dir, since):
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                event = _parse(line)
-                if event is not None and datetime.fromisoformat(event.at) >= since:
-                    yield event
+    for path in files(store, since):
+        got = store.get(path, LIMIT)
+        if got is None:
+            continue
+        for line in got.data.decode("utf-8", errors="replace").splitlines():
+            event = _parse(line)
+            if event is not None and datetime.fromisoformat(event.at) >= since:
+                yield event
 
 
 def since_instant(text: str, now: datetime, what: str = "--since") -> datetime:

@@ -13,13 +13,53 @@ from pathlib import Path
 
 from lead_recovery import atomic
 
+# -- the store (lead_recovery/store.py): paths relative to its root. With no ``store:``
+# the root is the checkout's results_dir, so the seed's layout holds there.
+
+MARKERS = "markers"  # the day's markers: redshift_queried_<recipe>_<YYYYMMDD>.marker
+LEASES = f"{MARKERS}/.leases"  # one lease per recipe-day: <recipe>/<YYYYMMDD>.lease
+HISTORY = f"{MARKERS}/.history"  # every run's outcomes: <YYYYMM>/<run>.jsonl
+EXTRACTS = "extracts"  # below a day's folder: each query's result, written once
+
+
+def lease_path(recipe: str, run_date: str) -> str:
+    """The day's lease in the store: a file, never named like a marker."""
+    return f"{LEASES}/{recipe}/{run_date}.lease"
+
+
+def parse_lease_name(name: str) -> tuple[str, str] | None:
+    """``(recipe, run_date)`` of ``<recipe>/<YYYYMMDD>.lease`` (relative to LEASES)."""
+    recipe, _, rest = name.partition("/")
+    day = rest[: -len(".lease")] if rest.endswith(".lease") else ""
+    if not recipe or "/" in rest or len(day) != 8 or not day.isdigit():
+        return None
+    return recipe, day
+
+
+def extract_path(recipe: str, run_date: str, query_id: str) -> str:
+    """One query's result in the store: written once under a name of its own."""
+    return f"{recipe}/{run_date}/{EXTRACTS}/{query_id}.parquet"
+
+
+def legacy_extract(recipe: str, run_date: str) -> str:
+    """Where markers written before extracts had names of their own keep theirs."""
+    return f"{recipe}/{run_date}/leads.parquet"
+
+
+def adopted_extract(recipe: str, run_date: str) -> str:
+    """A legacy extract, linked where a checkout's copy can no longer replace it."""
+    return f"{recipe}/{run_date}/{EXTRACTS}/legacy.parquet"
+
+
+# -- the checkout's results_dir
+
 
 def day_dir(results_dir: str | Path, recipe: str, run_date: str) -> str:
     return f"{results_dir}/{recipe}/{run_date}"
 
 
 def leads_path(results_dir: str | Path, recipe: str, run_date: str) -> str:
-    """The cached extract (or converted ``leads.csv``) of one recipe and day."""
+    """The checkout's copy of a day's extract (or its converted ``leads.csv``)."""
     return f"{day_dir(results_dir, recipe, run_date)}/leads.parquet"
 
 
@@ -34,11 +74,6 @@ def analysis_path(results_dir: str | Path, recipe: str, run_date: str) -> str:
 
 def summary_path(results_dir: str | Path, recipe: str, run_date: str) -> str:
     return f"{day_dir(results_dir, recipe, run_date)}/summary.json"
-
-
-def kept_dir(results_dir: str | Path, recipe: str, run_date: str) -> str:
-    """Where a day's complete extract and marker are kept while a re-query runs (cache.py)."""
-    return f"{day_dir(results_dir, recipe, run_date)}/.kept"
 
 
 def latest_path(results_dir: str | Path, recipe: str) -> str:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import posixpath
 import random
 import time
 from collections.abc import Callable, Iterable
@@ -45,7 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lead_recovery import layout, markers
+from lead_recovery import markers
+from lead_recovery.day import Day
 from lead_recovery.markers import Marker
 from lead_recovery.store import Entry, S3Store, StoreError, TooLarge
 
@@ -123,7 +123,7 @@ def read(store: S3Store, marker_dir: str) -> Index | None:
         got = store.get(index_path(marker_dir), LIMIT)
     except TooLarge:
         raise Unreadable(f"more than {LIMIT} bytes") from None
-    return None if got is None else _decode(*got)
+    return None if got is None else _decode(got.data, got.etag)
 
 
 def _text(data: bytes) -> str:
@@ -139,11 +139,23 @@ def _state(store: S3Store, marker_dir: str, results_dir: str, name: str) -> dict
     """What the store holds now for the marker ``name``: ``None`` if it is absent."""
     path = f"{marker_dir}/{name}"
     info = store.stat(path)
-    data = store.read(path) if info is not None else None
-    if info is None or data is None:
+    got = store.get(path, markers.MAX_BYTES) if info is not None else None
+    if info is None or got is None:
         return None
+    return _entry(info, got.data, _extract_present(store, name, got.data))
+
+
+def _extract_present(
+    store: S3Store, name: str, data: bytes, listed: frozenset[str] | None = None
+) -> bool:
+    """Whether the extract the marker ``name`` (its bytes ``data``) names is in the store;
+    ``listed``: a listing of the recipe's folder that answers without a request."""
     recipe, day = markers.parse_marker_name(name) or ("?", "?")
-    return _entry(info, data, store.exists(layout.leads_path(results_dir, recipe, day)))
+    marker = markers.parse_marker(Path(name), data)
+    extract = Day(store, recipe, day).extract_of(marker)
+    if listed is not None:
+        return extract[len(recipe) + 1 :] in listed
+    return store.stat(extract) is not None
 
 
 def _entry(info: Entry, data: bytes, cache: bool) -> dict[str, Any]:
@@ -275,7 +287,11 @@ def from_index(
         if entry.get("gone") or parsed is None or (recipe is not None and parsed[0] != recipe):
             continue
         body = entry.get("body")
-        data = _bytes(body) if isinstance(body, str) else store.read(f"{marker_dir}/{name}")
+        if isinstance(body, str):
+            data: bytes | None = _bytes(body)
+        else:
+            got = store.get(f"{marker_dir}/{name}", markers.MAX_BYTES)
+            data = got.data if got is not None else None
         if data is None:
             continue
         found.append(markers.parse_marker(Path(f"{marker_dir}/{name}"), data))
@@ -307,7 +323,7 @@ def rebuild(
         except Unreadable:
             start = Index()
     began = time.time() if now is None else now
-    stored = markers.read_folder(store, marker_dir, None, cache_file)
+    stored = markers.read_folder(store, None, cache_file)
     extracts: dict[str, frozenset[str]] = {}
     entries: dict[str, dict[str, Any]] = {}
     for name, (info, data) in stored.items():
@@ -315,9 +331,9 @@ def rebuild(
             continue
         recipe, day = markers.parse_marker_name(name) or ("?", "?")
         if recipe not in extracts:  # one listing per recipe, not a HEAD per marker
-            extracts[recipe] = frozenset(store.listing(f"{results_dir}/{recipe}"))
+            extracts[recipe] = frozenset(store.listing(recipe))
         entries[name] = {
-            **_entry(info, data, _relative(results_dir, recipe, day) in extracts[recipe]),
+            **_entry(info, data, _extract_present(store, name, data, extracts[recipe])),
             "seq": 0,
         }
     built = Index(start.seq, began, entries)
@@ -335,11 +351,6 @@ def rebuild(
     except StoreError as err:  # reading worked; the store refuses writes to this user
         log.warning("the marker index was not rebuilt (%s)", err)
     return built
-
-
-def _relative(results_dir: str, recipe: str, day: str) -> str:
-    """The day's extract as a listing of the recipe's folder names it."""
-    return posixpath.relpath(layout.leads_path(results_dir, recipe, day), f"{results_dir}/{recipe}")
 
 
 def _age(seconds: float) -> str:

@@ -204,73 +204,65 @@ def parse_marker(path: str | Path, data: bytes) -> Marker:
 
 
 def list_markers(
-    marker_dir: str | Path,
+    store: Any,
     recipe: str | None = None,
-    store: Any = None,
     cache_file: str | Path | None = None,
 ) -> list[Marker]:
-    """Every marker in ``marker_dir`` (optionally one recipe's), by recipe then date.
+    """Every marker in the store (optionally one recipe's), by recipe then date.
 
-    On S3 (``store``) see :func:`_list_stored`; ``cache_file`` keeps what was
-    read there for the next listing.
+    See :func:`read_folder`; ``cache_file`` keeps what was read from a remote
+    store for the next listing.
     """
-    if store is not None:
-        return _list_stored(store, str(marker_dir), recipe, cache_file)
-    base = Path(marker_dir)
-    if not base.is_dir():
-        return []
-    found = []
-    with os.scandir(base) as entries:
-        for entry in entries:
-            parsed = parse_marker_name(entry.name)
-            if parsed is None or (recipe is not None and parsed[0] != recipe):
-                continue
-            found.append(read_marker(entry.path))
-    return sorted(found, key=lambda m: (m.recipe, m.run_date))
-
-
-S3_CACHE_KEY = "s3-markers:1"
-KEEP_BYTES = 8 * 1024  # markers are a few hundred bytes; a larger one is read every time
-READERS = 16  # concurrent GETs: the bound on what one listing asks of the store at once
-
-
-def _list_stored(
-    store: Any, marker_dir: str, recipe: str | None, cache_file: str | Path | None
-) -> list[Marker]:
+    base = store.location(MARKERS)
     found = [
-        parse_marker(Path(f"{marker_dir}/{name}"), got)
-        for name, (_, got) in read_folder(store, marker_dir, recipe, cache_file).items()
+        parse_marker(Path(f"{base}/{name}"), got)
+        for name, (_, got) in read_folder(store, recipe, cache_file).items()
         if got is not None
     ]
     return sorted(found, key=lambda m: (m.recipe, m.run_date))
 
 
-def read_folder(
-    store: Any, marker_dir: str, recipe: str | None, cache_file: str | Path | None
-) -> dict[str, tuple[Any, bytes | None]]:
-    """Markers on S3 by name, with what the listing says of each and their bytes
-    (``None``: gone between the listing and the GET): one listing, then a small GET
-    for each marker not already read.
+MARKERS = "markers"  # the marker folder below a store's root (layout.MARKERS)
+S3_CACHE_KEY = "s3-markers:1"
+KEEP_BYTES = 8 * 1024  # markers are a few hundred bytes; a larger one is read every time
+READERS = 16  # concurrent GETs on a remote store: the bound on what a listing asks of it
 
-    One GET after another would take minutes over thousands of markers, and
-    even concurrent ones cost a request each. The listing gives each object's
-    ETag, size and time; a marker read before at exactly those (``cache_file``,
-    a :class:`~lead_recovery.jsoncache.JsonCache`) is not read again. A
-    rewritten marker has a new time (and ETag), so an old copy is never used.
+
+def read_folder(
+    store: Any, recipe: str | None, cache_file: str | Path | None
+) -> dict[str, tuple[Any, bytes | None]]:
+    """The store's markers by name, with what the listing says of each and their bytes
+    (``None``: gone between the listing and the read, or not a plain file).
+
+    On a folder that is a directory listing and a small read per marker. On S3
+    one GET after another would take minutes over thousands of markers, and
+    even concurrent ones cost a request each: the listing gives each object's
+    ETag, size and time, and a marker read before at exactly those
+    (``cache_file``, a :class:`~lead_recovery.jsoncache.JsonCache`) is not read
+    again; the rest are read :data:`READERS` at a time. A rewritten marker has a
+    new time (and ETag), so an old copy is never used.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     listed = {
         name: entry
-        for name, entry in store.entries(marker_dir).items()
+        for name, entry in store.entries(MARKERS).items()
         if (parsed := parse_marker_name(name)) and (recipe is None or parsed[0] == recipe)
     }
-    cache = JsonCache(cache_file, S3_CACHE_KEY) if cache_file is not None else None
-    base = store.location(marker_dir) + "/"
+    remote = store.local_path(MARKERS) is None
+    cache = JsonCache(cache_file, S3_CACHE_KEY) if cache_file is not None and remote else None
+    base = store.location(MARKERS) + "/"
 
     def stamp(name: str) -> list[Any]:
         entry = listed[name]
         return [entry.etag, entry.size, entry.mtime]
+
+    def read(name: str) -> bytes | None:
+        try:
+            got = store.get(f"{MARKERS}/{name}", MAX_BYTES)
+        except OSError as err:  # too large, unreadable: a corrupt marker, shown as such
+            return f"unreadable: {err.__class__.__name__}".encode()
+        return None if got is None else got.data
 
     data: dict[str, bytes | None] = {}
     for name in listed:
@@ -278,13 +270,16 @@ def read_folder(
         if isinstance(kept, str):
             data[name] = kept.encode("utf-8")
     unread = [name for name in listed if name not in data]
-    with ThreadPoolExecutor(max_workers=READERS) as pool:
-        read = pool.map(lambda name: store.read(f"{marker_dir}/{name}"), unread)
-        for name, got in zip(unread, read, strict=True):
-            data[name] = got
-            if cache and got is not None and listed[name].etag and len(got) <= KEEP_BYTES:
-                with contextlib.suppress(UnicodeDecodeError):
-                    cache.put(base + name, stamp(name), got.decode("utf-8"))
+    if remote:
+        with ThreadPoolExecutor(max_workers=READERS) as pool:
+            got_all = list(pool.map(read, unread))
+    else:
+        got_all = [read(name) for name in unread]
+    for name, got in zip(unread, got_all, strict=True):
+        data[name] = got
+        if cache and got is not None and listed[name].etag and len(got) <= KEEP_BYTES:
+            with contextlib.suppress(UnicodeDecodeError):
+                cache.put(base + name, stamp(name), got.decode("utf-8"))
     if cache is not None:
         if recipe is None:  # the whole folder was listed: what is not there is gone
             cache.forget(lambda key: key.startswith(base) and key[len(base) :] not in listed)

@@ -1,102 +1,645 @@
-"""The few operations the coordination between runs needs from the shared ground.
+"""The store: where what a query paid for lives, and where runs coordinate.
 
-Markers, extracts and leases live on a *store*: a folder (local disk, NFS)
-or an S3 prefix (``store: s3://bucket/prefix``). Leases (lease.py) need
-exactly five things from it, all of which S3 offers too (a conditional
-``PutObject`` with ``If-None-Match: *`` is the create-if-absent), so the lease
-logic is written once against this interface. On S3 a path of the local
-layout (``results/markers/redshift_queried_x_20261127.marker``) is kept as
-the key under the prefix, so the two stores hold the same tree.
+A store is a folder (``store: /srv/lead-recovery``, on one machine or NFS) or
+an S3 prefix (``store: s3://bucket/prefix``); with no ``store:`` it is the
+checkout's own ``results_dir``. The layout below its root is the same on both
+(``lead_recovery/layout.py``), and everything that reads or writes it goes
+through the few operations of :class:`Store`, written once for each kind:
+
+- ``get`` / ``put_if``: a small object with its version (an ETag) and a write
+  that happens only if the object is still at the version the writer read
+  (S3's ``If-Match`` / ``If-None-Match: *``; on a folder the same check made
+  under a lock every writer of that folder takes). Leases and the commit of a
+  day's pair are built on these, so no decision compares two hosts' clocks
+  and no stale writer can overwrite a newer one (lease.py);
+- ``put_file`` / ``fetch``: an extract, written once under a name of its own
+  and never modified, and a checkout's copy of it (a hard link on a folder);
+- ``clock``: the store's own time (S3's ``Date``; the time a file server
+  stamps on a file written now), the only clock leases are judged by.
+
+Paths are relative to the root, ``/``-separated, and never climb out of it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import grp
-import logging
+import hashlib
 import os
-import posixpath
+import shutil
+import socket
 import stat
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from email.utils import parsedate_to_datetime
+from pathlib import Path, PurePosixPath
 from typing import Any, Protocol, TypeVar
 
 from lead_recovery import atomic
 from lead_recovery.errors import LeadRecoveryError
 
-SMALL = 64 * 1024  # leases and markers are a few hundred bytes; read no more than this
+SMALL = 64 * 1024  # markers, leases, history lines: a few hundred bytes each
+SENTINEL = ".lead-recovery-store"  # proves an S3 store usable, and keeps its bucket non-empty
+LOCK_WAIT_S = (
+    60.0  # a folder's write lock is held for milliseconds; a minute means a stopped writer
+)
+_T = TypeVar("_T")
+
+
+class StoreError(LeadRecoveryError, OSError):
+    """The store cannot be used (no bucket, no credentials, unreachable, denied, locked).
+
+    An ``OSError`` too, so a lease heartbeat treats a passing hiccup like a
+    filesystem one and tries again at the next beat.
+    """
+
+
+class TooLarge(StoreError):
+    """An object larger than the caller will read."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One object as a listing (or a stat) describes it: no content read."""
+
+    size: int
+    mtime: float  # when the store wrote it, by the store's clock
+    etag: str = ""
+
+
+@dataclass(frozen=True)
+class Got:
+    """A small object's content and version, and when the store wrote it."""
+
+    data: bytes
+    etag: str
+    written: float  # by the store's clock: S3's LastModified, a folder's mtime
 
 
 class Store(Protocol):
-    def create(self, path: str, data: bytes) -> bool:
-        """Write ``path`` only if it does not exist; ``False`` if it did."""
+    """What the day's operations, the leases, the helper and the history need."""
 
-    def read(self, path: str) -> bytes | None:
-        """The content of a small object, ``None`` if it is absent or not a plain file."""
+    url: str  # how the user names it: /srv/lead-recovery or s3://bucket/prefix
 
-    def write(self, path: str, data: bytes) -> None:
-        """Replace ``path`` with ``data`` atomically."""
+    def location(self, path: str) -> str:
+        """``path`` as the user reads it (an absolute path, or ``s3://bucket/key``)."""
+
+    def local_path(self, path: str) -> Path | None:
+        """The file ``path`` is, on a folder store; ``None`` on S3."""
+
+    def get(self, path: str, limit: int = SMALL) -> Got | None:
+        """A small object, ``None`` if absent; :class:`TooLarge` above ``limit``."""
+
+    def put_if(self, path: str, data: bytes, etag: str | None) -> str | None:
+        """Write ``data`` only if ``path`` is still at ``etag`` (``None``: only if it is
+        absent); the new version, or ``None`` if another writer changed it first."""
+
+    def put(self, path: str, data: bytes) -> None:
+        """Replace ``path`` atomically, unconditionally (files no other run writes)."""
+
+    def put_file(self, local: str | Path, path: str, replace: bool = False) -> None:
+        """Write the local file ``local`` as the new object ``path``: never over an
+        existing one (extracts are written once), unless ``replace``."""
+
+    def fetch(self, path: str, local: str | Path) -> None:
+        """Make ``local`` a copy of ``path`` (whole or not at all; a hard link if it can)."""
+
+    def stat(self, path: str) -> Entry | None:
+        """Size and time of ``path``, ``None`` if absent."""
 
     def delete(self, path: str) -> None:
         """Remove ``path``; absent is fine."""
 
     def names(self, folder: str) -> list[str]:
-        """The entry names in ``folder`` (none if it is absent)."""
+        """Entry names right below ``folder`` (objects and sub-folders); none if absent."""
+
+    def listing(self, folder: str) -> dict[str, Entry]:
+        """Every object below ``folder`` at any depth, by its path relative to it."""
+
+    def entries(self, folder: str) -> dict[str, Entry]:
+        """The objects right below ``folder`` (not in sub-folders), with size and time."""
+
+    def clock(self) -> float:
+        """The store's time now (seconds since the epoch, by the store's clock)."""
 
 
-class LocalStore:
-    """A folder on a filesystem every run can reach (one machine, or NFS)."""
+def clean(path: str | Path) -> str:
+    """A store path: relative, ``/``-separated, no ``.``/``..``/empty parts."""
+    parts = [p for p in PurePosixPath(str(path).replace("\\", "/")).parts if p not in ("", ".")]
+    if not parts or parts[0] == "/" or ".." in parts:
+        raise LeadRecoveryError(f"store path {str(path)!r} leaves the store's root")
+    return "/".join(parts)
 
-    def create(self, path: str, data: bytes) -> bool:
-        """Written in full beside ``path``, then hard-linked to it: ``link`` fails if
-        anything (a symlink included) is there, and a reader never sees a torn file."""
-        tmp = atomic.temp_beside(path)
+
+def etag_of(data: bytes) -> str:
+    """A folder object's version: its content's hash (every write of ours differs)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+# --------------------------------------------------------------------------- folder
+
+
+class FolderStore:
+    """A folder every run can reach (one machine, or NFS)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(os.path.abspath(root))
+        self.url = str(self.root)
+        self._clock: tuple[float, float] | None = None  # (store time, monotonic) of the probe
+
+    def location(self, path: str) -> str:
+        return str(self.root / clean(path))
+
+    def local_path(self, path: str) -> Path | None:
+        return self.root / clean(path)
+
+    # -- small objects
+
+    def get(self, path: str, limit: int = SMALL) -> Got | None:
+        target = self.root / clean(path)
+        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
         try:
-            with open(tmp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            fd = os.open(target, flags)
+        except OSError as err:
+            if err.errno in (errno.ENOENT, errno.ENOTDIR):
+                return None
+            if err.errno == errno.ELOOP:  # a symlink planted on shared ground: not ours
+                return Got(b"", f"link-{etag_of(str(target).encode())}", 0.0)
+            raise
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):  # a pipe or device: garbage, never read
+                return Got(b"", f"irregular-{info.st_ino}", info.st_mtime)
+            if info.st_size > limit:
+                raise TooLarge(f"{self.location(path)}: more than {limit} bytes")
+            data = _read_all(fd, limit)
+        finally:
+            os.close(fd)
+        return Got(data, etag_of(data), info.st_mtime)
+
+    def _version(self, target: Path) -> str | None:
+        try:
+            got = self.get(str(target.relative_to(self.root)), limit=1 << 30)
+        except TooLarge:
+            return "too-large"
+        return None if got is None else got.etag
+
+    @contextlib.contextmanager
+    def _locked(self, folder: Path) -> Iterator[None]:
+        """The lock every conditional writer of ``folder`` takes (``flock``: the kernel
+        drops it with its holder, so a killed writer never leaves it behind)."""
+        from filelock import FileLock, Timeout
+
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(folder / ".lock"), mode=0o666 & ~_umask())
+        try:
+            lock.acquire(timeout=LOCK_WAIT_S)
+        except Timeout:
+            raise StoreError(
+                f"store {self.url}: {folder}/.lock has been held for {LOCK_WAIT_S:.0f} s "
+                "(a writer stopped mid-write? it is released when that process ends or resumes)"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
+
+    def put_if(self, path: str, data: bytes, etag: str | None) -> str | None:
+        target = self.root / clean(path)
+        with self._locked(target.parent):
+            if self._version(target) != etag:
+                return None
+            tmp = _write_temp(target, data)
             try:
-                os.link(tmp, path)
+                if etag is None:
+                    os.link(tmp, target)  # fails if anything appeared, a symlink included
+                else:
+                    os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return etag_of(data)
+
+    def put(self, path: str, data: bytes) -> None:
+        atomic.write_bytes(self.root / clean(path), data)
+
+    # -- extracts
+
+    def put_file(self, local: str | Path, path: str, replace: bool = False) -> None:
+        target = self.root / clean(path)
+        tmp = atomic.temp_beside(target)
+        try:
+            tmp.unlink()
+            try:
+                os.link(local, tmp)  # the same filesystem: no byte is copied
+            except OSError:  # another filesystem, or one without hard links
+                shutil.copyfile(local, tmp)
+                with open(tmp, "rb+") as handle:
+                    os.fsync(handle.fileno())
+            if replace:
+                os.replace(tmp, target)
+                return
+            try:
+                os.link(tmp, target)
             except FileExistsError:
-                return False
-            return True
+                raise StoreError(
+                    f"{self.location(path)} exists: extracts are written once"
+                ) from None
         finally:
             tmp.unlink(missing_ok=True)
 
-    def read(self, path: str) -> bytes | None:
-        flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
-        try:
-            fd = os.open(path, flags)
-        except OSError as err:
-            if err.errno in (errno.ENOENT, errno.ELOOP, errno.ENOTDIR):
-                return None
-            raise
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                return None  # a pipe or device planted on shared ground is not a lease
-            return os.read(fd, SMALL + 1)[: SMALL + 1]
-        finally:
-            os.close(fd)
+    def fetch(self, path: str, local: str | Path) -> None:
+        atomic.link_over(self.root / clean(path), local)
 
-    def write(self, path: str, data: bytes) -> None:
-        atomic.write_bytes(path, data)
+    # -- listing
+
+    def stat(self, path: str) -> Entry | None:
+        try:
+            info = os.stat(self.root / clean(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return Entry(info.st_size, info.st_mtime)
 
     def delete(self, path: str) -> None:
-        Path(path).unlink(missing_ok=True)
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            os.unlink(self.root / clean(path))
 
     def names(self, folder: str) -> list[str]:
         try:
-            return os.listdir(folder)
+            return os.listdir(self.root / clean_or_root(folder))
         except (FileNotFoundError, NotADirectoryError):
             return []
+
+    def entries(self, folder: str) -> dict[str, Entry]:
+        found: dict[str, Entry] = {}
+        try:
+            with os.scandir(self.root / clean_or_root(folder)) as listed:
+                for entry in listed:
+                    with contextlib.suppress(FileNotFoundError):
+                        info = entry.stat(follow_symlinks=False)
+                        if not stat.S_ISDIR(info.st_mode):
+                            found[entry.name] = Entry(info.st_size, info.st_mtime)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        return found
+
+    def listing(self, folder: str) -> dict[str, Entry]:
+        base = self.root / clean_or_root(folder)
+        found: dict[str, Entry] = {}
+        for top, _dirs, files in os.walk(base):
+            for name in files:
+                full = os.path.join(top, name)
+                with contextlib.suppress(FileNotFoundError):
+                    info = os.lstat(full)
+                    if stat.S_ISREG(info.st_mode):
+                        rel = os.path.relpath(full, base).replace(os.sep, "/")
+                        found[rel] = Entry(info.st_size, info.st_mtime)
+        return found
+
+    def clock(self) -> float:
+        """The time the file server stamps on a file written now.
+
+        Written, never ``utime``'d: a write is stamped by the server (NFS) or the
+        kernel, never by this process's clock (``faketime`` cannot move it).
+        Reused for a tenth of a second, extrapolated by the monotonic clock.
+        """
+        if self._clock is not None and time.monotonic() - self._clock[1] < 0.1:
+            return self._clock[0] + (time.monotonic() - self._clock[1])
+        probe = (
+            self.root / "markers" / ".leases" / ".clock" / f"{socket.gethostname()}-{os.getpid()}"
+        )
+        probe.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        try:
+            os.write(fd, b".")
+            now = os.fstat(fd).st_mtime
+        finally:
+            os.close(fd)
+        self._clock = (now, time.monotonic())
+        return now
+
+
+def _read_all(fd: int, limit: int) -> bytes:
+    chunks, total = [], 0
+    while chunk := os.read(fd, 65536):
+        total += len(chunk)
+        if total > limit:
+            raise TooLarge(f"more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _write_temp(target: Path, data: bytes) -> Path:
+    tmp = atomic.temp_beside(target)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# --------------------------------------------------------------------------- S3
+
+_COPY_PART = 5 * 1024**3  # CopyObject's limit
+
+
+def parse_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/prefix`` -> ``("bucket", "prefix")`` (the prefix may be empty)."""
+    if not url.startswith("s3://"):
+        raise LeadRecoveryError(f"store {url!r} must be s3://bucket/prefix or a folder")
+    bucket, _, prefix = url[len("s3://") :].partition("/")
+    if not bucket:
+        raise LeadRecoveryError(f"store {url!r} names no bucket (s3://bucket/prefix)")
+    prefix = prefix.strip("/")
+    if prefix:
+        try:
+            prefix = clean(prefix)
+        except LeadRecoveryError:
+            raise LeadRecoveryError(f"store {url!r}: '..' may not appear in the prefix") from None
+    return bucket, prefix
+
+
+def aws_region(session: Any) -> str | None:
+    """The region the standard AWS settings name: ``AWS_REGION`` first (as the AWS CLI
+    and the other SDKs read it; boto3 alone reads only ``AWS_DEFAULT_REGION`` and the
+    profile's), else the session's."""
+    return os.environ.get("AWS_REGION", "").strip() or session.region_name or None
+
+
+class S3Store:
+    """An S3 prefix every run reaches, on any host.
+
+    Endpoint, region and credentials come only from the standard AWS settings
+    (``AWS_ENDPOINT_URL``, ``AWS_REGION``, the access keys, ``AWS_PROFILE``,
+    instance roles): nothing here reads, stores or prints a credential.
+    Timeouts are short and retries few, so a wrong endpoint fails in seconds
+    with one line instead of hanging the run.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.bucket, self.prefix = parse_url(url)
+        self.url = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
+        self._client: Any = None
+        self._date: tuple[float, float] | None = None  # (S3's Date, monotonic) of the last answer
+
+    def key(self, path: str) -> str:
+        relative = clean(path)
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+    def location(self, path: str) -> str:
+        return f"s3://{self.bucket}/{self.key(path)}"
+
+    def local_path(self, path: str) -> Path | None:
+        return None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from lead_recovery import aws
+
+            self._client = aws.client("s3")
+        return self._client
+
+    def _call(self, what: Callable[[], _T]) -> _T:
+        """One S3 call; a failure the user must fix becomes one line naming the store."""
+        import botocore.exceptions as bx
+
+        try:
+            answer = what()
+        except bx.NoCredentialsError:
+            cause = (
+                "no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "AWS_PROFILE, or use an instance role)"
+            )
+        except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError) as err:
+            cause = f"cannot reach the S3 endpoint ({err})"
+        except bx.ClientError as err:
+            code = self._code(err)
+            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "NoSuchBucket" or (code == "404" and "HeadBucket" in str(err)):
+                cause = f"no such bucket '{self.bucket}'"
+            elif code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
+                cause = f"the AWS credentials were rejected ({code})"
+            elif code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
+                cause = f"access denied ({code or status})"
+            else:
+                raise
+        except bx.BotoCoreError as err:
+            cause = f"{type(err).__name__}: {err}"
+        else:
+            self._note_date(answer)
+            return answer
+        raise StoreError(f"store {self.url}: {cause}") from None
+
+    def _note_date(self, answer: object) -> None:
+        """Remember S3's own time from an answer's ``Date`` header (see :meth:`clock`)."""
+        if not isinstance(answer, dict):
+            return
+        headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+        with contextlib.suppress(TypeError, ValueError, IndexError):
+            self._date = (parsedate_to_datetime(headers["date"]).timestamp(), time.monotonic())
+
+    @staticmethod
+    def _code(err: Exception) -> str:
+        return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
+
+    def get(self, path: str, limit: int = SMALL) -> Got | None:
+        import botocore.exceptions as bx
+
+        try:
+            answer = self._call(
+                lambda: self.client.get_object(Bucket=self.bucket, Key=self.key(path))
+            )
+        except bx.ClientError as err:
+            if self._code(err) in ("NoSuchKey", "404"):
+                return None
+            raise
+        with answer["Body"] as body:
+            if int(answer.get("ContentLength") or 0) > limit:
+                raise TooLarge(f"{self.location(path)}: more than {limit} bytes")
+            data = body.read(limit + 1)
+        if len(data) > limit:
+            raise TooLarge(f"{self.location(path)}: more than {limit} bytes")
+        return Got(data, str(answer.get("ETag", "")).strip('"'), answer["LastModified"].timestamp())
+
+    def put_if(self, path: str, data: bytes, etag: str | None) -> str | None:
+        import botocore.exceptions as bx
+
+        condition = {"IfMatch": f'"{etag}"'} if etag is not None else {"IfNoneMatch": "*"}
+        try:
+            answer = self._call(
+                lambda: self.client.put_object(
+                    Bucket=self.bucket, Key=self.key(path), Body=data, **condition
+                )
+            )
+        except bx.ClientError as err:
+            if self._code(err) in (
+                *("PreconditionFailed", "412", "ConditionalRequestConflict"),
+                *("NoSuchKey", "404"),  # If-Match on a key deleted meanwhile
+            ):
+                return None
+            raise
+        return str(answer.get("ETag", "")).strip('"') or etag_of(data)
+
+    def put(self, path: str, data: bytes) -> None:
+        self._call(
+            lambda: self.client.put_object(Bucket=self.bucket, Key=self.key(path), Body=data)
+        )
+
+    def put_file(self, local: str | Path, path: str, replace: bool = False) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        # No thread pool: the end of a run may fetch from an atexit handler, where new
+        # threads are refused; one process writes one extract at a time anyway.
+        config = TransferConfig(use_threads=False)
+        self._call(
+            lambda: self.client.upload_file(str(local), self.bucket, self.key(path), Config=config)
+        )
+
+    def fetch(self, path: str, local: str | Path) -> None:
+        from boto3.s3.transfer import TransferConfig
+
+        config = TransferConfig(use_threads=False)
+        atomic.replace_with(
+            local,
+            lambda tmp: self._call(
+                lambda: self.client.download_file(
+                    self.bucket, self.key(path), str(tmp), Config=config
+                )
+            ),
+        )
+
+    def stat(self, path: str) -> Entry | None:
+        import botocore.exceptions as bx
+
+        try:
+            head = self._call(
+                lambda: self.client.head_object(Bucket=self.bucket, Key=self.key(path))
+            )
+        except bx.ClientError as err:
+            if self._code(err) in ("NoSuchKey", "404", "NotFound"):
+                return None
+            raise
+        return Entry(
+            int(head["ContentLength"]),
+            head["LastModified"].timestamp(),
+            str(head.get("ETag", "")).strip('"'),
+        )
+
+    def delete(self, path: str) -> None:
+        self._call(lambda: self.client.delete_object(Bucket=self.bucket, Key=self.key(path)))
+
+    def _pages(self, prefix: str, delimiter: str | None = None) -> Iterator[dict[str, Any]]:
+        kwargs = {"Bucket": self.bucket, "Prefix": prefix}
+        if delimiter:
+            kwargs["Delimiter"] = delimiter
+        pages = self.client.get_paginator("list_objects_v2").paginate(**kwargs)
+        iterator = iter(pages)
+        while True:
+            page = self._call(lambda: next(iterator, None))
+            if page is None:
+                return
+            yield page
+
+    def _base(self, folder: str) -> str:
+        if clean_or_root(folder):
+            return self.key(folder) + "/"
+        return self.prefix + "/" if self.prefix else ""
+
+    def names(self, folder: str) -> list[str]:
+        base = self._base(folder)
+        found = []
+        for page in self._pages(base, delimiter="/"):
+            found += [c["Prefix"][len(base) :].rstrip("/") for c in page.get("CommonPrefixes", [])]
+            found += [o["Key"][len(base) :] for o in page.get("Contents", [])]
+        return found
+
+    def listing(self, folder: str) -> dict[str, Entry]:
+        base = self._base(folder)
+        return {
+            o["Key"][len(base) :]: Entry(
+                int(o["Size"]), o["LastModified"].timestamp(), str(o.get("ETag", "")).strip('"')
+            )
+            for page in self._pages(base)
+            for o in page.get("Contents", [])
+        }
+
+    def entries(self, folder: str) -> dict[str, Entry]:
+        """The objects right below ``folder`` (not in sub-folders): a thousand a request."""
+        base = self._base(folder)
+        return {
+            o["Key"][len(base) :]: Entry(
+                int(o["Size"]), o["LastModified"].timestamp(), str(o.get("ETag", "")).strip('"')
+            )
+            for page in self._pages(base, delimiter="/")
+            for o in page.get("Contents", [])
+        }
+
+    def clock(self) -> float:
+        """S3's own time: the ``Date`` of its last answer, moved on by the monotonic clock
+        for at most a second, else of a new HEAD."""
+        if self._date is None or time.monotonic() - self._date[1] > 1.0:
+            import botocore.exceptions as bx
+
+            with contextlib.suppress(bx.ClientError):
+                self._call(
+                    lambda: self.client.head_object(Bucket=self.bucket, Key=self.key(SENTINEL))
+                )
+        if self._date is None:
+            raise StoreError(f"store {self.url}: its answers carry no Date header")
+        return self._date[0] + (time.monotonic() - self._date[1])
+
+    def preflight(self) -> None:
+        """Prove the store is usable before any warehouse query: one line if it is not."""
+        self.put_if(
+            SENTINEL, b"lead-recovery store: markers, extracts and leases live below\n", None
+        )
+
+
+def clean_or_root(folder: str) -> str:
+    """``folder`` as a store path, or ``""`` for the root itself."""
+    text = str(folder).strip().strip("/")
+    return "" if text in ("", ".") else clean(text)
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def open_store(config: Mapping[str, Any], *, base: str | Path = ".") -> FolderStore | S3Store:
+    """The store the configuration names: ``store:`` (an S3 prefix or a folder, relative
+    to ``base``), else the checkout's own ``results_dir``."""
+    url = config.get("store")
+    if url in (None, ""):
+        return FolderStore(Path(base) / str(config["results_dir"]))
+    url = str(url)
+    if url.startswith("s3://"):
+        return S3Store(url)
+    if "://" in url:
+        raise LeadRecoveryError(f"store {url!r}: only folders and s3://bucket/prefix are stores")
+    if ".." in Path(url).parts:
+        raise LeadRecoveryError(f"store {url!r}: '..' may not appear in the store's folder")
+    return FolderStore(Path(base) / url)
+
+
+def is_checkout_store(config: Mapping[str, Any]) -> bool:
+    """Whether the store is the checkout's own results folder (no ``store:``)."""
+    return config.get("store") in (None, "")
 
 
 def writable_folder(key: str, folder: Path) -> None:
     """A folder this run will write to: writable, or creatable under its nearest existing
-    parent; else one line naming it. Read-only (dry runs call it too), and done while
-    the workflow is parsed: before Snakemake lists the folder and before any query."""
+    parent; else one line naming it. Read-only (dry runs call it too)."""
     existing = folder
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
@@ -111,13 +654,13 @@ def writable_folder(key: str, folder: Path) -> None:
         )
 
 
-def share(config: Mapping[str, object]) -> None:
+def share(config: Mapping[str, object], folders: list[Path] | None = None) -> None:
     """Make what this process (and its jobs, which inherit the umask) creates shareable.
 
     Extracts hold names and phone numbers: by default (``store_umask: 007``)
     files are 660 and folders 770, for the team and nobody else. With
-    ``store_group`` the top folders belong to that group and carry the setgid
-    bit, so every file and folder below them does too, whoever creates it.
+    ``store_group`` the given top folders belong to that group and carry the
+    setgid bit, so every file and folder below them does too, whoever creates it.
     """
     os.umask(int(str(config.get("store_umask") or "007"), 8))
     group = config.get("store_group")
@@ -127,8 +670,7 @@ def share(config: Mapping[str, object]) -> None:
         gid = grp.getgrnam(str(group)).gr_gid
     except KeyError:
         raise LeadRecoveryError(f"store_group {group!r} is not a group on this machine") from None
-    for key in ("results_dir", "marker_dir", "logs_dir"):
-        folder = Path(str(config[key]))
+    for folder in folders or []:
         folder.mkdir(parents=True, exist_ok=True)
         info = folder.stat()
         if info.st_gid == gid and info.st_mode & stat.S_ISGID:
@@ -141,380 +683,3 @@ def share(config: Mapping[str, object]) -> None:
                 f"store_group {group!r}: cannot give {folder}/ to that group "
                 "(its owner, or root, must do it once: chgrp and chmod g+ws)"
             ) from None
-
-
-# --------------------------------------------------------------------------- S3
-
-_COPY_PART = 5 * 1024**3  # CopyObject's limit; larger objects are copied in parts
-SENTINEL = ".lead-recovery-store"  # keeps the bucket from ever being empty (see preflight)
-_T = TypeVar("_T")
-
-
-class StoreError(LeadRecoveryError, OSError):
-    """The store cannot be used (no bucket, no credentials, unreachable, denied).
-
-    An ``OSError`` too, so a lease heartbeat treats a passing hiccup like a
-    filesystem one and tries again at the next beat.
-    """
-
-
-class TooLarge(StoreError):
-    """An object larger than the caller will read (:meth:`S3Store.get`)."""
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One object under a prefix: what a listing says, no GET needed."""
-
-    size: int
-    mtime: float  # LastModified, seconds since the epoch (S3's clock)
-    etag: str
-
-
-def _entry(listed: Mapping[str, Any]) -> Entry:
-    """An object as a listing describes it."""
-    etag = str(listed.get("ETag", "")).strip('"')
-    return Entry(int(listed["Size"]), listed["LastModified"].timestamp(), etag)
-
-
-def aws_region(session: Any) -> str | None:
-    """The region the standard AWS settings name, for a boto3 ``session``.
-
-    ``AWS_REGION`` first, as the AWS CLI and the other SDKs read it: boto3
-    itself reads only ``AWS_DEFAULT_REGION`` and the profile's ``region``
-    (what ``session.region_name`` holds), so without this a store whose
-    region is set the usual way would be addressed as ``us-east-1``.
-    """
-    return os.environ.get("AWS_REGION", "").strip() or session.region_name or None
-
-
-def parse_url(url: str) -> tuple[str, str]:
-    """``s3://bucket/prefix`` -> ``("bucket", "prefix")`` (the prefix may be empty)."""
-    if not url.startswith("s3://"):
-        raise LeadRecoveryError(f"store {url!r} must be s3://bucket/prefix")
-    bucket, _, prefix = url[len("s3://") :].partition("/")
-    if not bucket:
-        raise LeadRecoveryError(f"store {url!r} names no bucket (s3://bucket/prefix)")
-    return bucket, prefix.strip("/")
-
-
-class S3Store:
-    """An S3 prefix every run reaches, on any host.
-
-    Endpoint, region and credentials come only from the standard AWS settings
-    (``AWS_ENDPOINT_URL``, ``AWS_REGION``, ``AWS_ACCESS_KEY_ID``/``..._SECRET...``,
-    ``AWS_PROFILE``, instance roles): nothing here reads, stores or prints a
-    credential. The workflow hands Snakemake's S3 plugin the same region
-    (:attr:`region`), the one setting the plugin does not take from them.
-    Timeouts are short and retries few, so a wrong endpoint fails in seconds
-    with one line instead of hanging the run.
-
-    ``remember=True`` (the DAG build) lets :meth:`prefetch` list a folder once
-    and answer :meth:`exists` and :meth:`listing` below it from memory, instead
-    of a request per key; jobs never use it, they need the store as it is now.
-    """
-
-    def __init__(self, url: str, *, remember: bool = False) -> None:
-        self.bucket, self.prefix = parse_url(url)
-        self.url = f"s3://{self.bucket}" + (f"/{self.prefix}" if self.prefix else "")
-        self._client: Any = None
-        self._remember = remember
-        self._listings: dict[str, dict[str, Entry]] = {}
-
-    # -- keys and errors
-
-    def key(self, path: str | Path) -> str:
-        """The object key of a local-layout path: the path, under the prefix."""
-        relative = str(path).lstrip("/")
-        return posixpath.normpath(f"{self.prefix}/{relative}" if self.prefix else relative)
-
-    def location(self, path: str | Path) -> str:
-        """``s3://bucket/key`` of ``path``: what the user reads, and Snakemake's query."""
-        return f"s3://{self.bucket}/{self.key(path)}"
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            # A job logs at DEBUG; botocore's debug lines carry the request headers
-            # (the access key id, a session token): never let them reach a log.
-            for name in ("boto3", "botocore", "s3transfer", "urllib3"):
-                logging.getLogger(name).setLevel(logging.WARNING)
-
-            session = boto3.session.Session()
-            self._client = session.client(
-                "s3",
-                region_name=aws_region(session),
-                config=Config(
-                    connect_timeout=5,
-                    read_timeout=60,
-                    retries={"max_attempts": 3, "mode": "standard"},
-                    # S3-compatible servers (MinIO, moto) need no trailing checksums
-                    request_checksum_calculation="when_required",
-                    response_checksum_validation="when_required",
-                ),
-            )
-        return self._client
-
-    @property
-    def region(self) -> str:
-        """The region this store's requests are signed for (:func:`aws_region`)."""
-        return str(self._call(lambda: self.client.meta.region_name))
-
-    def _call(self, what: Callable[[], _T]) -> _T:
-        """Run one S3 call; a failure the user must fix becomes one line naming the store."""
-        import botocore.exceptions as bx
-
-        try:
-            return what()
-        except bx.NoCredentialsError:
-            cause = (
-                "no AWS credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                "AWS_PROFILE, or use an instance role)"
-            )
-        except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError) as err:
-            cause = f"cannot reach the S3 endpoint ({err})"
-        except bx.ClientError as err:
-            code = str(err.response.get("Error", {}).get("Code", ""))
-            status = err.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code == "NoSuchBucket" or (code == "404" and "HeadBucket" in str(err)):
-                cause = f"no such bucket '{self.bucket}'"
-            elif code in ("InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
-                cause = f"the AWS credentials were rejected ({code})"
-            elif code in ("AccessDenied", "403", "AllAccessDisabled") or status == 403:
-                cause = f"access denied ({code or status})"
-            else:
-                raise
-        except bx.BotoCoreError as err:
-            cause = f"{type(err).__name__}: {err}"
-        raise StoreError(f"store {self.url}: {cause}") from None
-
-    @staticmethod
-    def _code(err: Exception) -> str:
-        return str(getattr(err, "response", {}).get("Error", {}).get("Code", ""))
-
-    # -- what the store has to offer (Store)
-
-    def create(self, path: str, data: bytes) -> bool:
-        """A conditional ``PutObject`` (``If-None-Match: *``): ``False`` if the key exists."""
-        return self.put_if(path, data, None)
-
-    def read(self, path: str) -> bytes | None:
-        """A small object's first bytes (a bounded ranged GET); ``None`` if absent."""
-        import botocore.exceptions as bx
-
-        try:
-            answer = self._call(
-                lambda: self.client.get_object(
-                    Bucket=self.bucket, Key=self.key(path), Range=f"bytes=0-{SMALL}"
-                )
-            )
-        except bx.ClientError as err:
-            code = self._code(err)
-            if code in ("NoSuchKey", "404"):
-                return None
-            if code == "InvalidRange":  # an empty object
-                return b""
-            raise
-        with answer["Body"] as body:
-            return body.read(SMALL + 1)
-
-    def get(self, path: str, limit: int) -> tuple[bytes, str] | None:
-        """An object's bytes and ETag, ``None`` if absent; a larger object than ``limit``
-        is not read (:class:`TooLarge`): what a conditional rewrite (:meth:`put_if`) needs."""
-        import botocore.exceptions as bx
-
-        try:
-            answer = self._call(
-                lambda: self.client.get_object(Bucket=self.bucket, Key=self.key(path))
-            )
-        except bx.ClientError as err:
-            if self._code(err) in ("NoSuchKey", "404"):
-                return None
-            raise
-        with answer["Body"] as body:
-            if int(answer.get("ContentLength") or 0) > limit:
-                raise TooLarge(f"store {self.location(path)}: more than {limit} bytes")
-            return body.read(), str(answer.get("ETag", "")).strip('"')
-
-    def put_if(self, path: str, data: bytes, etag: str | None) -> bool:
-        """Replace ``path`` only if it is still at ``etag`` (``If-Match``), or create it only
-        if absent (``etag=None``: ``If-None-Match: *``); ``False`` if another writer won."""
-        import botocore.exceptions as bx
-
-        condition = {"IfMatch": f'"{etag}"'} if etag is not None else {"IfNoneMatch": "*"}
-        try:
-            self._call(
-                lambda: self.client.put_object(
-                    Bucket=self.bucket, Key=self.key(path), Body=data, **condition
-                )
-            )
-        except bx.ClientError as err:
-            if self._code(err) in (
-                *("PreconditionFailed", "412", "ConditionalRequestConflict"),
-                *("NoSuchKey", "404"),  # If-Match on a key deleted meanwhile
-            ):
-                return False
-            raise
-        return True
-
-    def write(self, path: str, data: bytes) -> None:
-        """``PutObject``: S3 replaces an object atomically (readers see old or new)."""
-        self._call(
-            lambda: self.client.put_object(Bucket=self.bucket, Key=self.key(path), Body=data)
-        )
-
-    def delete(self, path: str) -> None:
-        self._call(lambda: self.client.delete_object(Bucket=self.bucket, Key=self.key(path)))
-
-    def names(self, folder: str) -> list[str]:
-        """Entry names right below ``folder``: objects and "sub-folders" (common prefixes)."""
-        base = self.key(folder) + "/"
-        found = []
-        for page in self._pages(base, delimiter="/"):
-            found += [c["Prefix"][len(base) :].rstrip("/") for c in page.get("CommonPrefixes", [])]
-            found += [o["Key"][len(base) :] for o in page.get("Contents", [])]
-        return found
-
-    # -- what keeping a day's pair and the freshness decision need
-
-    def _pages(self, prefix: str, delimiter: str | None = None) -> Iterator[dict[str, Any]]:
-        kwargs = {"Bucket": self.bucket, "Prefix": prefix}
-        if delimiter:
-            kwargs["Delimiter"] = delimiter
-        pages = self.client.get_paginator("list_objects_v2").paginate(**kwargs)
-        iterator = iter(pages)
-        while True:
-            page = self._call(lambda: next(iterator, None))
-            if page is None:
-                return
-            yield page
-
-    def listing(self, folder: str) -> dict[str, Entry]:
-        """Every object below ``folder`` (at any depth), by its path relative to it."""
-        base = self.key(folder) + "/"
-        for known, entries in self._listings.items():
-            if base.startswith(known):
-                cut = len(base) - len(known)
-                return {k[cut:]: e for k, e in entries.items() if k.startswith(base[len(known) :])}
-        found = {
-            o["Key"][len(base) :]: _entry(o)
-            for page in self._pages(base)
-            for o in page.get("Contents", [])
-        }
-        if self._remember:
-            self._listings[base] = found
-        return found
-
-    def entries(self, folder: str) -> dict[str, Entry]:
-        """The objects right below ``folder`` (not in sub-folders), by name, with what
-        the listing says of each: a thousand per request, no GET."""
-        base = self.key(folder) + "/"
-        return {
-            o["Key"][len(base) :]: _entry(o)
-            for page in self._pages(base, delimiter="/")
-            for o in page.get("Contents", [])
-        }
-
-    def prefetch(self, folder: str) -> None:
-        """List ``folder`` once; later questions below it are answered from memory."""
-        if self._remember:
-            self.listing(folder)
-
-    def stat(self, path: str) -> Entry | None:
-        """Size, LastModified and ETag of ``path``, ``None`` if absent."""
-        key = self.key(path)
-        for known, entries in self._listings.items():
-            if key.startswith(known):
-                return entries.get(key[len(known) :])
-        import botocore.exceptions as bx
-
-        try:
-            head = self._call(lambda: self.client.head_object(Bucket=self.bucket, Key=key))
-        except bx.ClientError as err:
-            if self._code(err) in ("NoSuchKey", "404", "NotFound"):
-                return None
-            raise
-        return Entry(
-            int(head["ContentLength"]),
-            head["LastModified"].timestamp(),
-            str(head.get("ETag", "")).strip('"'),
-        )
-
-    def exists(self, path: str) -> bool:
-        return self.stat(path) is not None
-
-    def copy(self, source: str, target: str) -> None:
-        """A server-side copy: no bytes through this host; in parts above 5 GB.
-
-        No thread pool (boto3's managed copy has one): the end of a run settles
-        the day's pair from an ``atexit`` handler, where new threads are refused.
-        """
-        src = {"Bucket": self.bucket, "Key": self.key(source)}
-        dst = self.key(target)
-        info = self.stat(source)
-        if info is None or info.size <= _COPY_PART:
-            self._call(lambda: self.client.copy_object(CopySource=src, Bucket=self.bucket, Key=dst))
-            return
-        upload = self._call(
-            lambda: self.client.create_multipart_upload(Bucket=self.bucket, Key=dst)
-        )["UploadId"]
-        parts = []
-        for number, start in enumerate(range(0, info.size, _COPY_PART), start=1):
-            end = min(start + _COPY_PART, info.size) - 1
-            part = self._call(
-                lambda n=number, a=start, b=end: self.client.upload_part_copy(
-                    Bucket=self.bucket,
-                    Key=dst,
-                    UploadId=upload,
-                    PartNumber=n,
-                    CopySource=src,
-                    CopySourceRange=f"bytes={a}-{b}",
-                )
-            )
-            parts.append({"PartNumber": number, "ETag": part["CopyPartResult"]["ETag"]})
-        self._call(
-            lambda: self.client.complete_multipart_upload(
-                Bucket=self.bucket, Key=dst, UploadId=upload, MultipartUpload={"Parts": parts}
-            )
-        )
-
-    def download(self, path: str, local: str | Path) -> None:
-        """``path`` into the local file ``local``, which appears whole or not at all."""
-        atomic.replace_with(
-            local,
-            lambda tmp: self._call(
-                lambda: self.client.download_file(self.bucket, self.key(path), str(tmp))
-            ),
-        )
-
-    def upload(self, local: str | Path, path: str) -> None:
-        self._call(lambda: self.client.upload_file(str(local), self.bucket, self.key(path)))
-
-    def delete_below(self, folder: str) -> None:
-        """Remove every object below ``folder``."""
-        for name in self.listing(folder):
-            self.delete(f"{folder}/{name}")
-
-    def preflight(self) -> None:
-        """Prove the store is usable before any warehouse query: one line if it is not.
-
-        Keeps the small object ``<prefix>/.lead-recovery-store``, so the bucket is
-        never empty: the storage plugin deletes a bucket that a removal left
-        empty, and Snakemake removes a job's outputs before rerunning it.
-        """
-        self.create(SENTINEL, b"lead-recovery store: markers, extracts and leases live below\n")
-
-
-def open_store(config: Mapping[str, Any], *, remember: bool = False) -> LocalStore | S3Store:
-    """The store the configuration names: ``store: s3://...``, else the local folders."""
-    url = config.get("store")
-    if url in (None, ""):
-        return LocalStore()
-    return S3Store(str(url), remember=remember)
-
-
-def is_remote(store: object) -> bool:
-    return isinstance(store, S3Store)

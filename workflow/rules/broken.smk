@@ -9,10 +9,10 @@ rule broken_recipe:
     log:
         f"{LOGS}/{{recipe}}/broken_recipe.log",
     wildcard_constraints:
-        recipe=_alternatives(BROKEN),
+        recipe=_alternatives(INV.broken),
     conda:
         "../envs/lead_recovery.yaml"
     params:
-        cause=lambda wildcards: BROKEN.get(wildcards.recipe, ""),
+        cause=lambda wildcards: INV.broken.get(wildcards.recipe, ""),
     script:
         "../scripts/broken_recipe.py"

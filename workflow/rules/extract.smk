@@ -1,26 +1,21 @@
-# One query per recipe and run date. The cached extract and the marker are
-# outputs of this one job, so Snakemake decides whether it runs: both present
-# -> nothing to do; either missing or a new date -> query; a marker that no
-# longer counts (forced, expired, SQL changed) -> forced, see common.smk.
-# With `store: s3://...` both are Snakemake storage outputs on S3 (stored()),
-# which the job publishes itself: Snakemake does not upload them again.
+# One query per recipe and run date, between every run that shares the store.
+# The job's outputs are this checkout's copies of the day's pair (its extract
+# and marker), so Snakemake decides whether it runs: both present -> nothing to
+# do; either missing or a new date -> the job; a marker that no longer counts
+# (forced, expired, SQL changed) -> forced, see lead_recovery/plan.py. The pair
+# itself lives in the store, where Snakemake never deletes anything
+# (lead_recovery/day.py). The marker is update(): Snakemake keeps it while the
+# job runs and restores it if the job fails (with no store it is the store's).
 
 
 rule redshift_extract:
     input:
         unpack(extract_inputs),
     output:
-        leads=stored(
-            layout.leads_path(RESULTS, "{recipe}", "{date}"), published_by_job=True
-        ),
-        marker=stored(
-            markers.marker_path(MARKER_DIR, "{recipe}", "{date}"),
-            published_by_job=True,
-        ),
+        leads=layout.leads_path(RESULTS, "{recipe}", "{date}"),
+        marker=update(markers.marker_path(f"{RESULTS}/markers", "{recipe}", "{date}")),
     log:
         layout.log_path(LOGS, "redshift_extract", "{recipe}", "{date}"),
-    wildcard_constraints:
-        recipe=EXTRACT_RECIPE,
     conda:
         "../envs/lead_recovery.yaml"
     resources:

@@ -1,6 +1,9 @@
-"""Rule redshift_extract: put back the day's kept pair if it counts, else query."""
+"""Rule redshift_extract: the day's pair from the store if it counts, else a query."""
+
+from pathlib import Path
 
 from lead_recovery import jobs, recipes
+from lead_recovery.day import Views
 from lead_recovery.extract import run_job
 
 
@@ -10,8 +13,7 @@ def main(snakemake):
         snakemake.config,
         recipe=recipe,
         run_date=snakemake.wildcards.date,
-        leads_out=snakemake.output.leads,
-        marker_out=snakemake.output.marker,
+        views=Views(Path(snakemake.output.leads), Path(snakemake.output.marker)),
         forced_on_command_line=jobs.forced_on_cli(list(snakemake.output)),
     )
 
