@@ -139,19 +139,18 @@ def query(
         )
     if found:
         log.warning("recipe %s %s: marked although suspect: %s", recipe.name, run_date, found)
-    record: dict[str, Any] = {
-        "recipe": recipe.name,
-        "run_date": run_date,
-        "queried_at": queried_at.isoformat(timespec="seconds"),
-        "decided_at": jobs.decided_at(),
-        "rows": rows,
-        "bytes": local.stat().st_size,
-        "sql_sha256": sql_sha256(sql),
-        "duration_s": round(time.monotonic() - started, 3),
-        "warehouse": warehouse.name,
-        "user@host": jobs.user_at_host(),
-        "run_id": jobs.run_id(),
-    }
+    record = markers.record(
+        recipe=recipe.name,
+        run_date=run_date,
+        queried_at=queried_at.isoformat(timespec="seconds"),
+        rows=rows,
+        sql_sha256=sql_sha256(sql),
+        decided_at=jobs.decided_at(),
+        bytes=local.stat().st_size,
+        duration_s=round(time.monotonic() - started, 3),
+        warehouse=warehouse.name,
+        run_id=jobs.run_id(),
+    )
     if found:
         record["suspect"] = found  # marked anyway: accept_suspect
     if mark is not None:

@@ -237,7 +237,7 @@ def account_html(
 
 
 def write(
-    marker_dir: str | Path,
+    store: Any,
     *,
     since: datetime,
     now: datetime,
@@ -247,9 +247,9 @@ def write(
     queries_out: str | Path,
 ) -> dict[str, Any]:
     """Write the account page and both figures for the events since ``since``."""
-    events = list(history.read(marker_dir, since))
+    events = list(history.read(store, since))
     Path(account_out).write_text(
-        account_html(events, since=since, now=now, where=str(history.folder(marker_dir))),
+        account_html(events, since=since, now=now, where=store.location(history.FOLDER)),
         encoding="utf-8",
     )
     draw_rows(rows_per_day(events), rows_out, since=since, now=now)

@@ -95,6 +95,19 @@ def read(store: Any, since: datetime) -> Iterator[Event]:
                 yield event
 
 
+def of_run(store: Any, run_id: str) -> list[Event]:
+    """Every event one run recorded (its files are named with its run id)."""
+    found: list[Event] = []
+    for sub in sorted(n for n in store.names(FOLDER) if n.isdigit()):
+        for name in sorted(store.entries(f"{FOLDER}/{sub}")):
+            if f"-{run_id}-" not in name or not name.endswith(".jsonl"):
+                continue
+            got = store.get(f"{FOLDER}/{sub}/{name}", LIMIT)
+            lines = got.data.decode("utf-8", errors="replace").splitlines() if got else []
+            found += [e for e in map(_parse, lines) if e is not None and e.run_id == run_id]
+    return found
+
+
 def since_instant(text: str, now: datetime, what: str = "--since") -> datetime:
     """A period's start: a duration back from now (``30d``, ``12h``) or a date (YYYYMMDD,
     its midnight in ``now``'s zone). One grammar for ``lead-recovery report --since``

@@ -23,6 +23,7 @@ from typing import Any
 
 from lead_recovery import (
     account,
+    atomic,
     engine,
     history,
     jobs,
@@ -154,7 +155,10 @@ class Invocation:
                 if self.uses_redshift(name):
                     views = self.views(name, day)
                     found += [str(views.marker), str(views.leads)]
-                elif self.leads_source(name) == "skipped_redshift" and self.skipped(name, day) is None:
+                elif (
+                    self.leads_source(name) == "skipped_redshift"
+                    and self.skipped(name, day) is None
+                ):
                     continue
                 found += [
                     layout.analysis_path(self.results, name, day),
@@ -193,7 +197,10 @@ class Invocation:
         earlier = [d for d in self.stored_days(name) if d <= day]
         recipe = self.selected[name]
         if earlier:
-            source, said = layout.leads_path(self.results, name, earlier[-1]), f"the extract of {earlier[-1]}"
+            source, said = (
+                layout.leads_path(self.results, name, earlier[-1]),
+                f"the extract of {earlier[-1]}",
+            )
         elif recipe.leads_csv is not None:
             source, said = str(recipe.leads_csv), str(recipe.leads_csv)
         else:
@@ -233,9 +240,11 @@ class Invocation:
         if self._held or not engine.takes_lock(workflow):
             return
         self._held = True
-        wait = plan.parse_duration(self.config["lock_timeout"], "lock_timeout")
+        wait = plan.parse_duration(self.config["lock_timeout"], "lock_timeout").total_seconds()
+        with contextlib.suppress(ValueError):  # `lead-recovery cron --wait`: its own patience
+            wait = float(os.environ.get(jobs.CHECKOUT_WAIT_ENV, wait))
         try:
-            jobs.hold_checkout(".snakemake/lead_recovery", wait.total_seconds())
+            jobs.hold_checkout(".snakemake/lead_recovery", wait)
         except LeadRecoveryError as err:
             stop(err, jobs.EXIT_BUSY)
         if engine.clear_stale_lock(workflow):
@@ -279,7 +288,9 @@ class Invocation:
     def _same_marker(self, pair: Pair | None, views: Views) -> bool:
         if pair is None:
             return False
-        own = self.store.local_path(Day(self.store, pair.marker.recipe, pair.marker.run_date).marker_path)
+        own = self.store.local_path(
+            Day(self.store, pair.marker.recipe, pair.marker.run_date).marker_path
+        )
         if own is not None and os.path.abspath(own) == os.path.abspath(views.marker):
             return True
         try:
@@ -348,7 +359,10 @@ class Invocation:
             lines = self.account_lines()
             text = account.render(lines)
         except Exception as err:  # the account must never hide Snakemake's own exit
-            lines, text = [], [f"lead-recovery: no account of this run ({type(err).__name__}: {err})"]
+            lines, text = (
+                [],
+                [f"lead-recovery: no account of this run ({type(err).__name__}: {err})"],
+            )
         say("\n".join(["", f"lead-recovery: what this run did (run id {jobs.run_id()}):", *text]))
         self._record(lines)
 
@@ -394,7 +408,9 @@ class Invocation:
         if self.uses_redshift(name):
             ran = self.job_ran("redshift_extract", name, day)
             outcome = jobs.read_outcome(layout.log_path(self.logs, "redshift_extract", name, day))
-            failed = account.failure(outcome, layout.log_path(self.logs, "redshift_extract", name, day))
+            failed = account.failure(
+                outcome, layout.log_path(self.logs, "redshift_extract", name, day)
+            )
             kept = failed is not None and self._relinked(name, day)
             line = account.extract_line(
                 name,
@@ -407,10 +423,14 @@ class Invocation:
             )
         elif self.leads_source(name) == "skipped_redshift":
             source = self.skipped(name, day) or ""
-            said = f"extract of {Path(source).parent.name}" if source.endswith(".parquet") else source
+            said = (
+                f"extract of {Path(source).parent.name}" if source.endswith(".parquet") else source
+            )
             line = account.Line(name, day, "skipped", f"skip_redshift; {said}")
         else:
-            line = account.Line(name, day, "skipped", f"no redshift.sql; {self.selected[name].leads_csv}")
+            line = account.Line(
+                name, day, "skipped", f"no redshift.sql; {self.selected[name].leads_csv}"
+            )
         if self.job_ran("analyze", name, day):
             return account.with_analysis(line, self.logs)
         return line
@@ -432,29 +452,37 @@ def _refuse_old_sharing(config: Mapping[str, Any], results: str) -> None:
             f"store: {os.path.dirname(os.path.normpath(str(marker_dir)))} "
             "(docs/operations.md#moving-to-a-store)"
         )
-    claim = Path(results) / CHECKOUT_FILE
-    here = os.path.abspath(".")
-    with contextlib.suppress(OSError):
-        owner = claim.read_text(encoding="utf-8").strip()
-        if owner and owner != here and os.path.isfile(os.path.join(owner, "Snakefile")):
-            raise LeadRecoveryError(
-                f"results_dir {results} is also the results folder of the checkout {owner}: "
-                f"a checkout's analyses are its own. To share what queries paid for, set "
-                f"store: {results} in both and give each its own results_dir "
-                "(docs/operations.md#moving-to-a-store)"
-            )
+    owner = _claimed_by(results)
+    if owner and owner != os.path.abspath(".") and os.path.isfile(os.path.join(owner, "Snakefile")):
+        raise LeadRecoveryError(
+            f"results_dir {results} is also the results folder of the checkout {owner}: "
+            f"a checkout's analyses are its own. To share what queries paid for, set "
+            f"store: {results} in both and give each its own results_dir "
+            "(docs/operations.md#moving-to-a-store)"
+        )
+
+
+def _claimed_by(results: str) -> str | None:
+    """The checkout whose results folder ``results`` is, if another run said so. A claim
+    made for a folder elsewhere was copied along with a checkout: it claims nothing."""
+    try:
+        owner, _, where = (
+            (Path(results) / CHECKOUT_FILE).read_text(encoding="utf-8").partition("\n")
+        )
+    except OSError:
+        return None
+    return owner.strip() if where.strip() == os.path.abspath(results) else None
 
 
 def claim_results(results: str) -> None:
     """Write whose results folder this is (a real run), for :func:`_refuse_old_sharing`."""
-    claim = Path(results) / CHECKOUT_FILE
     here = os.path.abspath(".")
+    if _claimed_by(results) == here:
+        return
     with contextlib.suppress(OSError):
-        if claim.read_text(encoding="utf-8").strip() == here:
-            return
-    with contextlib.suppress(OSError):
-        claim.parent.mkdir(parents=True, exist_ok=True)
-        claim.write_text(here + "\n", encoding="utf-8")
+        atomic.write_bytes(
+            Path(results) / CHECKOUT_FILE, f"{here}\n{os.path.abspath(results)}\n".encode()
+        )
 
 
 def signature_once(function: Callable[..., Any]) -> Callable[..., Any]:

@@ -70,6 +70,7 @@ def user_at_host() -> str:
     return f"{user}@{socket.gethostname()}"
 
 
+CHECKOUT_WAIT_ENV = "LEAD_RECOVERY_CHECKOUT_WAIT"  # seconds a run waits for its checkout
 EXIT_BUSY = 75  # EX_TEMPFAIL: another run kept this checkout busy for longer than asked to wait
 FORCED_ENV = "LEAD_RECOVERY_FORCED_ON_CLI"
 ALL = "*"

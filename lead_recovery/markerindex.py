@@ -326,7 +326,7 @@ def rebuild(
     stored = markers.read_folder(store, None, cache_file)
     extracts: dict[str, frozenset[str]] = {}
     entries: dict[str, dict[str, Any]] = {}
-    for name, (info, data) in stored.items():
+    for name, (info, data, _problem) in stored.items():
         if data is None:
             continue
         recipe, day = markers.parse_marker_name(name) or ("?", "?")

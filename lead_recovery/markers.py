@@ -21,6 +21,7 @@ from typing import Any
 
 from lead_recovery import atomic
 from lead_recovery.jsoncache import JsonCache
+from lead_recovery.store import TooLarge
 
 PREFIX = "redshift_queried_"
 SUFFIX = ".marker"
@@ -45,6 +46,31 @@ def parse_marker_name(name: str) -> tuple[str, str] | None:
 def render(record: dict[str, Any]) -> bytes:
     """A marker's bytes: sorted, indented JSON, so equal records are equal files."""
     return (json.dumps(record, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def record(
+    *,
+    recipe: str,
+    run_date: str,
+    queried_at: str | None,
+    rows: int | None,
+    sql_sha256: str | None,
+    **fields: Any,
+) -> dict[str, Any]:
+    """A marker's record: what every marker says (a run's query adds how it ran;
+    ``markers create`` who made it). The day's extract and the lease generation
+    are added when it is committed (day.py)."""
+    from lead_recovery import jobs
+
+    return {
+        "recipe": recipe,
+        "run_date": run_date,
+        "queried_at": queried_at,
+        "rows": rows,
+        "sql_sha256": sql_sha256,
+        "user@host": jobs.user_at_host(),
+        **fields,
+    }
 
 
 def write_marker(path: str | Path, record: dict[str, Any]) -> None:
@@ -216,8 +242,10 @@ def list_markers(
     base = store.location(MARKERS)
     found = [
         parse_marker(Path(f"{base}/{name}"), got)
-        for name, (_, got) in read_folder(store, recipe, cache_file).items()
-        if got is not None
+        if problem is None
+        else _corrupt(Path(f"{base}/{name}"), problem)
+        for name, (_, got, problem) in read_folder(store, recipe, cache_file).items()
+        if got is not None or problem is not None
     ]
     return sorted(found, key=lambda m: (m.recipe, m.run_date))
 
@@ -230,9 +258,10 @@ READERS = 16  # concurrent GETs on a remote store: the bound on what a listing a
 
 def read_folder(
     store: Any, recipe: str | None, cache_file: str | Path | None
-) -> dict[str, tuple[Any, bytes | None]]:
-    """The store's markers by name, with what the listing says of each and their bytes
-    (``None``: gone between the listing and the read, or not a plain file).
+) -> dict[str, tuple[Any, bytes | None, str | None]]:
+    """The store's markers by name, with what the listing says of each, their bytes
+    (``None``: gone between the listing and the read) and why they cannot be read
+    (``None``: they can).
 
     On a folder that is a directory listing and a small read per marker. On S3
     one GET after another would take minutes over thousands of markers, and
@@ -257,11 +286,20 @@ def read_folder(
         entry = listed[name]
         return [entry.etag, entry.size, entry.mtime]
 
+    problems: dict[str, str] = {}
+
     def read(name: str) -> bytes | None:
         try:
             got = store.get(f"{MARKERS}/{name}", MAX_BYTES)
-        except OSError as err:  # too large, unreadable: a corrupt marker, shown as such
-            return f"unreadable: {err.__class__.__name__}".encode()
+        except TooLarge:
+            problems[name] = f"more than {MAX_BYTES} bytes, more than a marker holds"
+            return None
+        except OSError as err:  # unreadable: a corrupt marker, shown as such
+            problems[name] = f"unreadable: {err.__class__.__name__}"
+            return None
+        if got is not None and not got.regular:
+            problems[name] = "not a regular file"
+            return None
         return None if got is None else got.data
 
     data: dict[str, bytes | None] = {}
@@ -284,4 +322,4 @@ def read_folder(
         if recipe is None:  # the whole folder was listed: what is not there is gone
             cache.forget(lambda key: key.startswith(base) and key[len(base) :] not in listed)
         cache.save()
-    return {name: (listed[name], data[name]) for name in listed}
+    return {name: (listed[name], data[name], problems.get(name)) for name in listed}

@@ -76,6 +76,7 @@ class Got:
     data: bytes
     etag: str
     written: float  # by the store's clock: S3's LastModified, a folder's mtime
+    regular: bool = True  # False: a directory, pipe or link planted where an object was
 
 
 class Store(Protocol):
@@ -119,7 +120,8 @@ class Store(Protocol):
         """Every object below ``folder`` at any depth, by its path relative to it."""
 
     def entries(self, folder: str) -> dict[str, Entry]:
-        """The objects right below ``folder`` (not in sub-folders), with size and time."""
+        """The entries right below ``folder`` with size and time (on a folder store also
+        what is not a plain file: a reader of shared ground must see it to refuse it)."""
 
     def clock(self) -> float:
         """The store's time now (seconds since the epoch, by the store's clock)."""
@@ -166,12 +168,12 @@ class FolderStore:
             if err.errno in (errno.ENOENT, errno.ENOTDIR):
                 return None
             if err.errno == errno.ELOOP:  # a symlink planted on shared ground: not ours
-                return Got(b"", f"link-{etag_of(str(target).encode())}", 0.0)
+                return Got(b"", f"link-{etag_of(str(target).encode())}", 0.0, regular=False)
             raise
         try:
             info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):  # a pipe or device: garbage, never read
-                return Got(b"", f"irregular-{info.st_ino}", info.st_mtime)
+            if not stat.S_ISREG(info.st_mode):  # a pipe, device or folder: never read
+                return Got(b"", f"irregular-{info.st_ino}", info.st_mtime, regular=False)
             if info.st_size > limit:
                 raise TooLarge(f"{self.location(path)}: more than {limit} bytes")
             data = _read_all(fd, limit)
@@ -278,8 +280,7 @@ class FolderStore:
                 for entry in listed:
                     with contextlib.suppress(FileNotFoundError):
                         info = entry.stat(follow_symlinks=False)
-                        if not stat.S_ISDIR(info.st_mode):
-                            found[entry.name] = Entry(info.st_size, info.st_mtime)
+                        found[entry.name] = Entry(info.st_size, info.st_mtime)
         except (FileNotFoundError, NotADirectoryError):
             pass
         return found

@@ -1,8 +1,10 @@
 """``lead-recovery cron``: the unattended daily run (``make cron``, ``workflow/scripts/cron.py``).
 
 Only what Snakemake and cron do not do: make cron's empty environment usable, keep one
-log per day, wait for another run, unlock after a killed one, and end with a summary
-built on the workflow's own account. Options, logs, exit codes: docs/operations.md.
+log per day, and end with a summary of what the run recorded in the store's history.
+Waiting for another run and clearing a killed run's lock are the workflow's own, as for
+every run (lead_recovery/invocation.py): cron only says how long to wait. Options, logs,
+exit codes: docs/operations.md.
 """
 
 from __future__ import annotations
@@ -17,24 +19,20 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
-import psutil
 import yaml
-from filelock import FileLock, Timeout
 
-from lead_recovery import account, cache, jobs, layout, markers, rundate
+from lead_recovery import account, history, jobs, layout, rundate, store
 from lead_recovery import config as lr_config
 from lead_recovery import recipes as lr_recipes
 from lead_recovery.cli.common import CONTEXT, UsageError, find_repo, invoke, table
 from lead_recovery.cronlog import DailyLog, prune_logs, report
 
 PROG, PROFILE = "lead-recovery cron", "profiles/cron"
-EXIT_OK, EXIT_FAILED, EXIT_BUSY = 0, 1, 75  # 75 = EX_TEMPFAIL: busy for longer than `wait`
+EXIT_OK, EXIT_FAILED, EXIT_BUSY = 0, 1, jobs.EXIT_BUSY  # 75: busy for longer than `wait`
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 COLUMNS = ("recipe", "date", "status", "rows", "rows_out", "detail")
 ERROR = "lead-recovery: error:"  # how the workflow's one-line errors begin
@@ -75,34 +73,6 @@ def _home(repo: Path) -> str:
     return str(fallback)
 
 
-def is_snakemake(argv: list[str]) -> bool:
-    """A Snakemake main process, or a job it started (``.snakemake/scripts/...``)."""
-    for i, arg in enumerate(argv[:3]):
-        if os.path.basename(arg) == "snakemake" or argv[i : i + 2] == ["-m", "snakemake"]:
-            return True
-    return any("/.snakemake/scripts/" in a or a.startswith(".snakemake/scripts/") for a in argv)
-
-
-def snakemake_processes(repo: Path) -> list[psutil.Process]:
-    """The Snakemake processes (and their jobs) working in ``repo`` that we can see."""
-    here, procs = str(repo.resolve()), psutil.process_iter(["cwd", "cmdline"])
-    mine = [p for p in procs if p.pid != os.getpid() and p.info["cwd"] == here]
-    return [p for p in mine if is_snakemake(p.info["cmdline"] or [])]
-
-
-def snakemake_locks(repo: Path) -> list[Path]:
-    return sorted((repo / ".snakemake" / "locks").glob("*.lock"))
-
-
-def _foreign(locks: list[Path]) -> bool:
-    """Whether a lock belongs to another user, whose processes we may not see."""
-    owners = set()
-    for path in locks:
-        with contextlib.suppress(OSError):
-            owners.add(path.stat().st_uid)
-    return os.getuid() != 0 and bool(owners - {os.getuid()})
-
-
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child after fork
     """Linux: Snakemake gets SIGTERM (finish running jobs, start no new ones) if we die."""
     with contextlib.suppress(Exception):  # elsewhere: no prctl, nothing to do
@@ -110,15 +80,14 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child after fo
 
 
 def with_figures(line: account.Line, cfg: dict[str, Any]) -> dict[str, Any]:
-    """An account line with the day's rows read (marker, else summary.json) and rows
-    out (summary.json): what the workflow wrote, never Snakemake's private metadata."""
+    """An account line with its rows out (the day's summary.json: what this checkout's
+    analysis wrote, never Snakemake's private metadata)."""
     summary: dict[str, Any] = {}  # a failed day's summary.json is an earlier run's
     with contextlib.suppress(OSError, ValueError):
         if line.state != "failed":
             path = layout.summary_path(cfg["results_dir"], line.recipe, line.day)
             summary = json.loads(Path(path).read_text())
-    marker = markers.marker_path(cfg["marker_dir"], line.recipe, line.day)
-    rows = markers.read_marker(marker).rows if os.path.isfile(marker) else summary.get("rows_in")
+    rows = line.rows if line.rows is not None else summary.get("rows_in")
     return dict(
         recipe=line.recipe,
         date=line.day,
@@ -129,6 +98,24 @@ def with_figures(line: account.Line, cfg: dict[str, Any]) -> dict[str, Any]:
     )
 
 
+def recorded(cfg: dict[str, Any], repo: Path, run_id: str) -> list[account.Line] | None:
+    """What the run recorded in the store's history (``None``: it recorded nothing,
+    having stopped before its end)."""
+    events = history.of_run(store.open_store(cfg, base=repo), run_id)
+    if not events:
+        return None
+    return [
+        account.Line(
+            e.recipe,
+            e.run_date,
+            "failed" if e.decision == "suspect" else e.decision,
+            e.reason,
+            rows=e.rows,
+        )
+        for e in events
+    ]
+
+
 def _last_error(printed: list[str]) -> str:
     """The line that best says why Snakemake stopped: ours, else its last error."""
     ours = [ln.split(ERROR, 1)[1] for ln in printed if ERROR in ln]
@@ -137,25 +124,21 @@ def _last_error(printed: list[str]) -> str:
 
 
 class Busy(Exception):
-    """Another run kept the folder busy for longer than ``wait``: exit 75, nothing run."""
+    """Another run kept the checkout busy for longer than ``wait``: exit 75, nothing run."""
 
 
 class Interrupted(Exception):
-    """A signal arrived while no Snakemake was running (e.g. while waiting)."""
+    """A signal arrived while no Snakemake was running."""
 
 
 class Cron:
-    """One invocation: wait until the folder is free, run Snakemake, sum up."""
+    """One invocation: run Snakemake, sum up what it recorded."""
 
     def __init__(self, repo: Path, cfg: dict[str, Any], log: DailyLog, wait: str) -> None:
         self.repo, self.cfg, self.log, self.wait = repo, cfg, log, wait
-        self.deadline = time.monotonic() + parse_wait(wait)
         self.run_id, self.child, self.signalled = uuid.uuid4().hex, None, None
         self.code: int = 0  # Snakemake's exit code and output, once it ran
         self.printed: list[str] = []
-
-    def left(self) -> float:
-        return max(0.0, self.deadline - time.monotonic())
 
     def handle(self, signum: int, _frame: object) -> None:
         self.signalled = signum
@@ -188,78 +171,15 @@ class Cron:
         self.child = None
         return code, printed
 
-    @contextlib.contextmanager
-    def cron_lock(self) -> Iterator[None]:
-        """Hold ``<log_dir>/.lock``, waiting up to ``wait`` for another cron run."""
-        lock, owner = FileLock(self.log.path.parent / ".lock"), self.log.path.parent / ".lock.owner"
-        try:
-            lock.acquire(timeout=0)
-        except Timeout:
-            who = "unknown"
-            with contextlib.suppress(OSError):
-                who = owner.read_text(encoding="utf-8")
-            self.log.note(f"another cron run is in progress ({who}); waiting up to {self.wait}")
-            try:
-                lock.acquire(timeout=self.left())
-            except Timeout:
-                raise Busy(f"the other cron run ({who}) still runs after {self.wait}") from None
-            self.log.note("the other cron run finished; going on")
-        try:
-            started = datetime.now().astimezone().isoformat(timespec="seconds")
-            owner.write_text(f"pid {os.getpid()}, started {started}", encoding="utf-8")
-            yield
-        finally:
-            owner.unlink(missing_ok=True)
-            lock.release()
-
-    def wait_for_snakemake(self) -> None:
-        """Wait until no Snakemake works in this folder; unlock what a killed run left."""
-        told = False
-        while (procs := snakemake_processes(self.repo)) or snakemake_locks(self.repo):
-            locks = snakemake_locks(self.repo)
-            if not procs and not _foreign(locks):
-                self.log.note(
-                    "Snakemake lock left by a killed run (no snakemake process in this "
-                    "folder): removing it with `snakemake --unlock`"
-                )
-                code, printed = self.snakemake("--unlock")
-                if code != 0:
-                    raise Busy(f"`snakemake --unlock` failed (exit {code}): {_last_error(printed)}")
-                return
-            if not told:
-                pids = ", ".join(f"pid {p.pid}" for p in procs[:3])
-                who = pids or f"another user's: {locks[0].name}"
-                busy = f"Snakemake is already running in this folder ({who})"
-                self.log.note(f"{busy}; waiting up to {self.wait}")
-                told = True
-            if not self.left():
-                raise Busy(f"Snakemake still runs in this folder after {self.wait}")
-            if procs:  # wait on the processes themselves; another user's lock: poll it
-                psutil.wait_procs(procs, timeout=min(self.left(), 5.0))
-            else:
-                time.sleep(min(self.left(), 1.0))
-
-    def run(self, names: list[str], dates: list[str], config: list[str]) -> list[account.Line]:
-        """Run Snakemake on ``names`` (``--config config``) once nothing else works here,
-        after removing what a killed run left; the account it printed."""
-        while True:
-            self.wait_for_snakemake()
-            removed = sum(
-                cache.remove_dead_temporaries(
-                    layout.leads_path(self.cfg["results_dir"], name, day),
-                    markers.marker_path(self.cfg["marker_dir"], name, day),
-                )
-                for name in names
-                for day in dates
-            )
-            if removed:
-                self.log.note(f"removed {removed} temporary file(s) left by a killed run")
-            self.code, self.printed = self.snakemake("--config", *config)
-            raced = self.code and not self.signalled and snakemake_processes(self.repo)
-            if not (raced and snakemake_locks(self.repo)):
-                return account.parse(self.printed, self.run_id) or []
-            # Another Snakemake took the folder between our look and our start: wait, again.
-            self.log.note("another Snakemake took this folder meanwhile; waiting for it")
+    def run(self, config: list[str]) -> list[account.Line]:
+        """Run Snakemake (``--config config``): it waits for another run in this checkout
+        up to ``wait`` (its own checkout lock), clears a killed run's lock, and records
+        what it did in the store's history, which is what this returns."""
+        os.environ[jobs.CHECKOUT_WAIT_ENV] = str(parse_wait(self.wait))
+        self.code, self.printed = self.snakemake("--config", *config)
+        if self.code == EXIT_BUSY:
+            raise Busy(f"another run still works in this checkout after {self.wait}")
+        return recorded(self.cfg, self.repo, self.run_id) or []
 
     def summarize(self, lines: list[account.Line], started: float) -> dict[str, Any]:
         """Log the summary table and the result line; the result (with its exit code)."""
@@ -285,6 +205,9 @@ class Cron:
         if exit_code and not self.log.echo:  # cron mails what a failed run printed
             sys.stderr.write("\n".join(shown) + f"\nLog: {self.log.path}\n")
         return result
+
+
+
 
 
 def _config_items(items: tuple[str, ...]) -> dict[str, Any]:
@@ -326,6 +249,7 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
     log = DailyLog(log_dir / f"{today}.log", echo=opts["verbose"] or sys.stdout.isatty())
     dates = rundate.date_range(since, day) if since else [day]
     run = Cron(repo, cfg, log, wait)
+    os.environ.pop(jobs.CHECKOUT_WAIT_ENV, None)
     os.environ[jobs.RUN_ID_ENV] = run.run_id  # the workflow's account names this run
     log.note(
         f"run {run.run_id[:8]} started: {len(names) + len(broken)} recipe(s) for "
@@ -340,18 +264,17 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
         signal.signal(signum, run.handle)
     try:
-        with run.cron_lock():
-            started = time.time()
-            for name, why in broken.items():
-                log.note(f"recipe {name} cannot run: {why}")
-            lines = run.run(names, dates, [*config, *opts["config"]]) if names else []
-            lines += [account.Line(n, d, "failed", why) for n, why in broken.items() for d in dates]
-            result = run.summarize(lines, started)
-            if opts["json"]:
-                print(json.dumps(result, indent=2))
-            if removed := prune_logs(log_dir, today, keep_days):
-                log.note(f"deleted {len(removed)} cron log(s) older than {keep_days} days")
-            return result["exit"]
+        started = time.time()
+        for name, why in broken.items():
+            log.note(f"recipe {name} cannot run: {why}")
+        lines = run.run([*config, *opts["config"]]) if names else []
+        lines += [account.Line(n, d, "failed", why) for n, why in broken.items() for d in dates]
+        result = run.summarize(lines, started)
+        if opts["json"]:
+            print(json.dumps(result, indent=2))
+        if removed := prune_logs(log_dir, today, keep_days):
+            log.note(f"deleted {len(removed)} cron log(s) older than {keep_days} days")
+        return result["exit"]
     except Busy as busy:
         log.note(f"gave up: {busy}; nothing was run (exit {EXIT_BUSY})")
         print(f"{PROG}: {busy}; nothing was run. Log: {log.path}", file=sys.stderr)

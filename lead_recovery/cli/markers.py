@@ -2,7 +2,7 @@
 
 Commands::
 
-    lead-recovery markers list   [--recipe R] [--date YYYYMMDD] [--json]
+    lead-recovery markers list   [--recipe R] [--date YYYYMMDD] [--json] [--refresh]
     lead-recovery markers check  RECIPE [--date YYYYMMDD] [--strict]
     lead-recovery markers create RECIPE [--date YYYYMMDD] [--force]
     lead-recovery markers delete RECIPE [--date YYYYMMDD | --all-dates]
@@ -12,16 +12,14 @@ Aliases: the ``markers`` console script, ``python -m lead_recovery.cli.markers``
 ``workflow/scripts/markers.py``, and the previous system's spelling
 ``markers --action list`` / ``markers --recipe R --action check|create|delete``.
 
-Everything it knows comes from the same package functions the workflow uses:
-the configuration (``config/config.yaml``), the run date (today in the
-configured zone, ``LEAD_RECOVERY_NOW``, ``day_starts_at``), marker and cache
-paths, recipe names and the "does this marker count, and if not why"
-decision. So the helper looks where the workflow writes and agrees with what
-the next ``snakemake`` run will do.
+Each command is a few lines over the package: the store and its days
+(store.py, day.py), the decision (plan.py), the marker record (markers.py).
+So the helper looks where the workflow writes and agrees with what the next
+``snakemake`` run will do.
 
-Exit status: 0 done (``check``: the marker and its cached extract are there);
-1 not done (``check``: one of them is missing; ``create`` refused); 2 bad
-input, in which case nothing was touched.
+Exit status: 0 done (``check``: the marker and its extract are there); 1 not
+done (``check``: one of them is missing; ``create`` refused); 2 bad input, in
+which case nothing was touched.
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ from __future__ import annotations
 import gc
 import os
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from pathlib import Path
@@ -37,19 +36,8 @@ from typing import Any
 
 import click
 
-from lead_recovery import (
-    cache,
-    freshness,
-    jobs,
-    layout,
-    lease,
-    markerindex,
-    markers,
-    recipes,
-    rundate,
-    s3cache,
-)
 from lead_recovery import config as lr_config
+from lead_recovery import layout, lease, markerindex, markers, plan, recipes, rundate
 from lead_recovery.cli.common import (
     CONTEXT,
     NO,
@@ -63,15 +51,13 @@ from lead_recovery.cli.common import (
     show_path,
     table,
 )
+from lead_recovery.day import Day, Pair, marker_generation
 from lead_recovery.errors import LeadRecoveryError
-from lead_recovery.freshness import Policy
 from lead_recovery.markers import Marker
-from lead_recovery.recipes import Recipe
-from lead_recovery.store import S3Store, open_store
+from lead_recovery.store import FolderStore, Store, open_store
 
 PROG = "markers"
 ACTIONS = ("list", "check", "create", "delete", "prune")
-_show = show_path
 
 
 @dataclass
@@ -79,26 +65,23 @@ class RecipeInfo:
     """What the workflow would use to judge one recipe's markers."""
 
     name: str
-    recipe: Recipe | None = None
-    policy: Policy | None = None
-    sql_sha256: str | None = None
+    recipe: recipes.Recipe | None = None
+    policy: plan.Policy | None = None
     problem: str | None = None  # why the workflow never reads this recipe's markers
     exists: bool = False
 
 
 @dataclass
 class Context:
-    """The workflow's configuration and clock, resolved once per command."""
+    """The workflow's configuration, store and clock, resolved once per command."""
 
     repo: Path
     config: dict[str, Any]
-    marker_dir: str
-    results_dir: str
+    store: Store
     recipes_dir: str
     tz: tzinfo | None
     today: str  # today's run date
     now: datetime
-    store: S3Store | None = None  # store: s3://... in the config; None: the local folders
     _recipes: dict[str, RecipeInfo] = field(default_factory=dict)
     _dates: dict[str, bool] = field(default_factory=dict)
     _listings: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -108,70 +91,52 @@ class Context:
     def load(cls, args: SimpleNamespace) -> Context:
         repo = find_repo(args.repo)
         config = lr_config.load(repo)
-        opened = open_store(config)
-        remote = opened if isinstance(opened, S3Store) else None
-
-        def place(value: str) -> str:
-            if remote is not None:  # a key under the store's prefix, as the workflow writes it
-                return os.path.normpath(value)
-            path = Path(value)
-            return os.path.normpath(path if path.is_absolute() else repo / path)
-
-        if args.marker_dir and remote is None:
-            marker_dir = os.path.abspath(args.marker_dir)
-        else:
-            marker_dir = place(args.marker_dir or config["marker_dir"])
+        opened = open_store(config, base=repo)
+        if args.store:
+            opened = open_store({"store": args.store}, base=Path.cwd())
+        elif args.marker_dir:
+            folder = Path(args.marker_dir).resolve()
+            if folder.name != layout.MARKERS:
+                raise UsageError(
+                    f"--marker-dir {args.marker_dir}: name a store's markers folder "
+                    f"(.../{layout.MARKERS}), or the store itself with --store"
+                )
+            opened = FolderStore(folder.parent)
         run = rundate.resolve(config["date"], config["timezone"], config["day_starts_at"])
         return cls(
             repo=repo,
             config=config,
-            marker_dir=marker_dir,
-            results_dir=place(config["results_dir"]),
-            recipes_dir=place(config["recipes_dir"]),
+            store=opened,
+            recipes_dir=os.path.normpath(repo / config["recipes_dir"]),
             tz=rundate.zone(config.get("timezone")),
             today=run.date,
             now=run.decided_at,
-            store=remote,
         )
+
+    @property
+    def remote(self) -> bool:
+        return self.store.local_path(layout.MARKERS) is None
 
     def listed(self, recipe: str | None, refresh: bool) -> tuple[list[Marker], str | None]:
         """What ``list`` shows, and where it came from (on S3: the marker index, or
         a full listing that rebuilds it; markerindex.py)."""
-        if self.store is None:
-            return self.markers(recipe), None
+        cache = self.repo / ".snakemake/lead_recovery/s3_markers.json"
+        if not self.remote:
+            return markers.list_markers(self.store, recipe), None
         found = markerindex.listing(
             self.store,
-            self.marker_dir,
-            self.results_dir,
+            layout.MARKERS,
+            "",
             recipe,
-            self.repo / ".snakemake/lead_recovery/s3_markers.json",
-            refresh=refresh,
+            cache,
+            refresh=refresh,  # type: ignore[arg-type]
         )
         self._present.update(found.cache)
         return found.markers, found.source
 
-    def markers(self, recipe: str | None = None) -> list[Marker]:
-        """The markers (one recipe's) in the marker folder. On S3, those already read
-        at the ETag, size and time the listing shows come from this checkout's
-        ``.snakemake/lead_recovery/s3_markers.json``, not from a GET each."""
-        cache = self.repo / ".snakemake/lead_recovery/s3_markers.json" if self.store else None
-        return markers.list_markers(self.marker_dir, recipe, store=self.store, cache_file=cache)
-
     def show(self, path: str | Path) -> str:
-        """A path as the user reads it: ``s3://bucket/key`` on S3, else relative if inside."""
-        return self.store.location(path) if self.store is not None else _show(path)
-
-    def where(self, path: str | Path) -> str:
-        """A path as ``--json`` gives it: ``s3://bucket/key`` on S3, else the path."""
-        return self.store.location(path) if self.store is not None else str(path)
-
-    def exists(self, path: str) -> bool:
-        return self.store.exists(path) if self.store is not None else os.path.exists(path)
-
-    def read_marker(self, path: str) -> Marker | None:
-        if self.store is not None:
-            return markers.read_stored(self.store, path)
-        return markers.read_marker(path) if os.path.exists(path) else None
+        """A path as the user reads it: relative to here if inside it, else as the store says."""
+        return show_path(path) if not self.remote else str(path)
 
     def day(self, given: str | None) -> str:
         """``--date`` checked, or today's run date."""
@@ -183,14 +148,13 @@ class Context:
             raise UsageError(f"--date: {err}") from None
 
     def info(self, name: str) -> RecipeInfo:
-        """The recipe, its freshness policy and SQL hash, loaded once per name."""
+        """The recipe and its freshness policy, loaded once per name."""
         if name in self._recipes:
             return self._recipes[name]
-
         info = RecipeInfo(name)
         folder = Path(self.recipes_dir) / name
         if "/" in name or "\\" in name or not folder.is_dir():
-            info.problem = f"no recipe folder {_show(folder)}/; the workflow never reads it"
+            info.problem = f"no recipe folder {show_path(folder)}/; the workflow never reads it"
         else:
             info.exists = True
             try:
@@ -203,50 +167,35 @@ class Context:
                         f"recipe has no {recipes.SQL_FILE}; the workflow never reads its markers"
                     )
                 else:
-                    info.policy = freshness.policy_for(info.recipe, self.config, os.environ)
-                    info.sql_sha256 = recipes.sql_sha256(info.recipe.sql())
+                    info.policy = plan.policy_for(info.recipe, self.config, os.environ)
         self._recipes[name] = info
         return info
 
     def recipe_name(self, name: str) -> str:
-        """A recipe named on the command line: a safe name, and one we know of.
-
-        Known means a recipe folder exists or markers of that name do (so the
-        markers of a removed recipe can still be listed and deleted).
-        """
+        """A recipe named on the command line: a safe name, and one we know of (a recipe
+        folder, or markers of that name: a removed recipe's can still be deleted)."""
         try:
             recipes.validate_name(name)
         except LeadRecoveryError as err:
             raise UsageError(str(err)) from None
         if self.info(name).exists:
             return name
-        prefix = f"{markers.PREFIX}{name}_"
-        if self.store is not None:
-            names = self.store.names(self.marker_dir)
-        elif os.path.isdir(self.marker_dir):
-            with os.scandir(self.marker_dir) as entries:
-                names = [entry.name for entry in entries]
-        else:
-            names = []
-        for entry in names:
+        for entry in self.store.names(layout.MARKERS):
             parsed = markers.parse_marker_name(entry)
-            if parsed and parsed[0] == name and entry.startswith(prefix):
+            if parsed and parsed[0] == name:
                 return name
         try:
             known = ", ".join(recipes.discover(self.recipes_dir)) or "none"
         except LeadRecoveryError:
             known = "none"
         raise UsageError(
-            f"unknown recipe '{name}' (no folder {_show(Path(self.recipes_dir) / name)}/ and no "
-            f"markers of that name; known recipes: {known})"
+            f"unknown recipe '{name}' (no folder {show_path(Path(self.recipes_dir) / name)}/ "
+            f"and no markers of that name; known recipes: {known})"
         )
 
-    def explain(self, marker: Marker | None, cache_present: bool, run_date: str, name: str):
-        """(counts, reason): the workflow's own decision for a run of ``run_date`` now.
-
-        ``counts`` is None when the decision does not apply (the workflow never
-        reads this recipe's markers); ``reason`` then says why.
-        """
+    def explain(self, marker: Marker | None, present: bool, run_date: str, name: str):
+        """(counts, reason): the workflow's own decision for a run of ``run_date`` now;
+        ``counts`` is None when the decision does not apply (reason: why)."""
         info = self.info(name)
         if info.problem:
             return None, info.problem
@@ -254,38 +203,27 @@ class Context:
             return None, "skip_redshift=true in the config: markers are neither checked nor written"
         if not self._real_date(run_date):
             return None, f"'{run_date}' in the file name is not a real date"
-        decision = freshness.decide(
+        decision = plan.decide(
             marker,
-            cache_present,
+            present,
             run_date=run_date,
-            sql_sha256=info.sql_sha256,
+            sql_sha256=info.recipe.sql_sha256 if info.recipe else None,
             policy=info.policy,  # type: ignore[arg-type]
             now=self.now,
             tz=self.tz,
         )
         return decision.counts, decision.reason
 
-    def cache(self, recipe: str, run_date: str) -> tuple[str, bool]:
-        """The day's cached extract and whether it exists (``os.path.exists``, as assess).
-
-        Listing each grandparent folder once spares a failed ``stat`` for every
-        marker whose day has no folder: 10,000 markers, a few caches.
-        """
-        path = layout.leads_path(self.results_dir, recipe, run_date)
-        if (recipe, run_date) in self._present:
-            return path, self._present[recipe, run_date]
-        folder = os.path.dirname(path)
-        parent, name = os.path.split(folder)
-        if self.store is not None:  # one LIST per recipe, not a HEAD per marker
-            if parent not in self._listings:
-                self._listings[parent] = frozenset(self.store.listing(parent))
-            return path, f"{name}/leads.parquet" in self._listings[parent]
-        if parent not in self._listings:
-            try:
-                self._listings[parent] = frozenset(os.listdir(parent))
-            except OSError:
-                self._listings[parent] = frozenset()
-        return path, name in self._listings[parent] and os.path.exists(path)
+    def extract(self, marker: Marker) -> tuple[str, bool]:
+        """The extract ``marker`` names in the store, and whether it is there (a listing
+        of each recipe's folder, once, answers for all its markers)."""
+        path = Day(self.store, marker.recipe, marker.run_date).extract_of(marker)
+        if (marker.recipe, marker.run_date) in self._present:
+            return path, self._present[marker.recipe, marker.run_date]
+        folder, _, rest = path.partition("/")
+        if folder not in self._listings:
+            self._listings[folder] = frozenset(self.store.listing(folder))
+        return path, rest in self._listings[folder]
 
     def _real_date(self, run_date: str) -> bool:
         """Whether a marker file name's eight digits are a calendar date (cached: hot path)."""
@@ -302,6 +240,9 @@ class Context:
             return None
         shown = moment.astimezone(self.tz) if self.tz is not None else moment.astimezone()
         return shown.isoformat(timespec="seconds")
+
+    def lease_life(self) -> float:
+        return plan.parse_duration(self.config["lease_ttl"], "lease_ttl").total_seconds()
 
 
 # --------------------------------------------------------------------------- commands
@@ -332,7 +273,7 @@ def _status(counts: bool | None, reason: str) -> str:
 
 def describe(ctx: Context, marker: Marker) -> dict[str, Any]:
     """One marker as ``list`` shows it (and as ``--json`` prints it)."""
-    cache, present = ctx.cache(marker.recipe, marker.run_date)
+    extract, present = ctx.extract(marker)
     counts, reason = ctx.explain(marker, present, marker.run_date, marker.recipe)
     if marker.format == "corrupt" and marker.problem and "unreadable" not in reason:
         reason = f"{reason}; marker unreadable ({marker.problem})"
@@ -352,22 +293,21 @@ def describe(ctx: Context, marker: Marker) -> dict[str, Any]:
         "problem": marker.problem,
         "created_by": record.get("created_by"),
         "user@host": record.get("user@host"),
-        "path": ctx.where(marker.path),
-        "cache_path": ctx.where(cache),
+        "path": str(marker.path),
+        "cache_path": ctx.store.location(extract),
     }
 
 
-def _lease(ctx: Context, holder: lease.Holder | None) -> dict[str, Any] | None:
-    """A live lease as ``list`` shows it: who is querying the day now, until when."""
-    if holder is None:
-        return None
+def _lease(state: lease.State | None) -> dict[str, Any] | None:
+    """A live lease as ``list`` shows it: who is querying the day now."""
+    if state is None:
+        return {"held_by": "an unreadable lease", "owner": None, "pid": None, "run_id": None}
     return {
-        "held_by": holder.describe(),
-        "owner": holder.owner,
-        "pid": holder.pid,
-        "run_id": holder.run_id,
-        "renewed_at": holder.renewed_at,
-        "expires_at": holder.expires_at,
+        "held_by": state.holder.describe(),
+        "owner": state.holder.owner,
+        "pid": state.holder.pid,
+        "run_id": state.holder.run_id,
+        "generation": state.generation,
     }
 
 
@@ -379,17 +319,17 @@ def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
         found = [m for m in found if m.run_date == day]
     rows = [describe(ctx, m) for m in found]
     leases = {
-        held: holder
-        for held, holder in lease.live(ctx.marker_dir, ctx.store).items()
-        if (parsed := markers.parse_marker_name(held))
-        and (name is None or parsed[0] == name)
-        and (day is None or parsed[1] == day)
+        held: state
+        for held, state in lease.live(ctx.store, ctx.lease_life()).items()
+        if (name is None or held[0] == name) and (day is None or held[1] == day)
     }
     for row in rows:
-        holder = leases.pop(os.path.basename(row["path"]), None)
-        row["lease"] = _lease(ctx, holder)
-    for held, holder in sorted(leases.items()):  # a first query in progress: no marker yet
-        recipe, run_date = markers.parse_marker_name(held)
+        row["lease"] = (
+            _lease(leases.pop((row["recipe"], row["run_date"])))
+            if (row["recipe"], row["run_date"]) in leases
+            else None
+        )
+    for (recipe, run_date), state in sorted(leases.items()):  # a first query: no marker yet
         rows.append(
             {
                 "recipe": recipe,
@@ -398,15 +338,15 @@ def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
                 "format": "none",
                 "counts": None,
                 "reason": "being queried",
-                "path": ctx.where(f"{ctx.marker_dir}/{held}"),
-                "lease": _lease(ctx, holder),
+                "path": ctx.store.location(markers.marker_path(layout.MARKERS, recipe, run_date)),
+                "lease": _lease(state),
             }
         )
     if args.json:
         print_json(rows)
         return OK
     out = [
-        f"# markers in {ctx.show(ctx.marker_dir)}; run date now {ctx.today} "
+        f"# markers in {ctx.show(ctx.store.location(layout.MARKERS))}; run date now {ctx.today} "
         f"(* = that date, read by the next run); now {ctx.when(ctx.now)}"
     ]
     if not rows:
@@ -443,29 +383,20 @@ def cmd_list(ctx: Context, args: SimpleNamespace) -> int:
 def cmd_check(ctx: Context, args: SimpleNamespace) -> int:
     name = ctx.recipe_name(args.recipe)
     day = ctx.day(args.date)
-    path = markers.marker_path(ctx.marker_dir, name, day)
-    cache = layout.leads_path(ctx.results_dir, name, day)
-    info = ctx.info(name)
-    if info.problem is None and not ctx.config.get("skip_redshift"):
-        found, decision = freshness.assess(  # exactly what the workflow runs
-            info.recipe,  # type: ignore[arg-type]
-            day,
-            marker_dir=ctx.marker_dir,
-            results_dir=ctx.results_dir,
-            policy=info.policy,  # type: ignore[arg-type]
-            now=ctx.now,
-            tz=ctx.tz,
-            store=ctx.store,
-        )
-        counts, reason = decision.counts, decision.reason
-        present = ctx.exists(cache)
-    else:
-        found = ctx.read_marker(path)
-        present = ctx.exists(cache)
-        counts, reason = ctx.explain(found, present, day, name)
-
+    the_day = Day(ctx.store, name, day)
+    pair = the_day.read()
+    found = pair.marker if pair is not None else None
+    present = bool(pair and pair.present)
+    extract = pair.extract if pair is not None else layout.legacy_extract(name, day)
+    if pair is None and ctx.store.stat(extract) is not None:
+        present = True  # an extract without its marker still says so
+    counts, reason = ctx.explain(found, present, day, name)
+    path = ctx.store.location(the_day.marker_path)
     label = f"{name} {day}"
-    cache_text = f"cached extract {'present' if present else 'missing'} ({ctx.show(cache)})"
+    cache_text = (
+        f"cached extract {'present' if present else 'missing'} "
+        f"({ctx.show(ctx.store.location(extract))})"
+    )
     if found is None:
         print(f"{label}: no marker ({ctx.show(path)}); {cache_text}")
         ok = False
@@ -490,19 +421,30 @@ def cmd_check(ctx: Context, args: SimpleNamespace) -> int:
     return OK if ok else NO
 
 
-def _parquet_rows(path: str, store: S3Store | None = None) -> int:
-    # Only `create` reads Parquet; importing pyarrow (~0.2 s) at the top would
-    # make every other command (and `markers list` on 10,000 markers) slower.
-    import pyarrow.parquet as pq
+def _rows_of(ctx: Context, path: str) -> int:
+    """Rows of a Parquet file in the store (its footer only; on S3 it is fetched)."""
+    import pyarrow.parquet as pq  # only `create` reads Parquet: not at import
 
-    if store is None:
-        return pq.read_metadata(path).num_rows
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="lead-recovery-") as tmp:
-        local = Path(tmp) / "leads.parquet"
-        store.download(path, local)  # rare (a person marking a day): the whole file
+    local = ctx.store.local_path(path)
+    if local is not None:
         return pq.read_metadata(local).num_rows
+    with tempfile.TemporaryDirectory(prefix="lead-recovery-") as tmp:
+        copy = Path(tmp) / "leads.parquet"
+        ctx.store.fetch(path, copy)  # rare (a person marking a day): the whole file
+        return pq.read_metadata(copy).num_rows
+
+
+def _day_extract(ctx: Context, name: str, day: str) -> str | None:
+    """The newest extract of the day in the store, or the legacy one; ``None`` if none."""
+    listed = ctx.store.listing(f"{name}/{day}/{layout.EXTRACTS}")
+    written = sorted(
+        (entry.mtime, n) for n, entry in listed.items()
+        if n.endswith(".parquet") and "/" not in n
+    )  # fmt: skip
+    if written:
+        return f"{name}/{day}/{layout.EXTRACTS}/{written[-1][1]}"
+    legacy = layout.legacy_extract(name, day)
+    return legacy if ctx.store.stat(legacy) is not None else None
 
 
 def cmd_create(ctx: Context, args: SimpleNamespace) -> int:
@@ -517,133 +459,143 @@ def cmd_create(ctx: Context, args: SimpleNamespace) -> int:
     if info.problem:
         raise UsageError(f"cannot create a marker for '{name}': {info.problem}")
     day = ctx.day(args.date)
-    path = markers.marker_path(ctx.marker_dir, name, day)
-    cache = layout.leads_path(ctx.results_dir, name, day)
     label = f"{name} {day}"
-
-    suspect = layout.suspect_path(ctx.results_dir, name, day)
-    if ctx.store is None and args.force and not os.path.isfile(cache) and os.path.isfile(suspect):
-        os.replace(suspect, cache)  # accept the extract that failed its expect: checks
-        print(f"{label}: accepted the suspect extract {_show(suspect)} as {_show(cache)}")
-    present = ctx.exists(cache) if ctx.store is not None else os.path.isfile(cache)
+    the_day = Day(ctx.store, name, day)
+    path = ctx.store.location(the_day.marker_path)
+    extract = _day_extract(ctx, name, day)
+    suspect = layout.suspect_path("", name, day).lstrip("/")
+    if extract is None and args.force and ctx.store.stat(suspect) is not None:
+        extract = suspect  # accept the extract that failed its expect: checks
+        print(f"{label}: accepted the suspect extract {ctx.show(ctx.store.location(suspect))}")
     rows: int | None = None
-    if present:
+    if extract is not None:
         try:
-            rows = _parquet_rows(cache, ctx.store)
+            rows = _rows_of(ctx, extract)
         except Exception as err:  # noqa: BLE001 - any unreadable file is refused the same way
             if not args.force:
                 raise Refused(
-                    f"{label}: cached extract {ctx.show(cache)} is not a readable Parquet file "
-                    f"({err.__class__.__name__}); no marker created (--force to create anyway)"
+                    f"{label}: cached extract {ctx.show(ctx.store.location(extract))} is not a "
+                    f"readable Parquet file ({err.__class__.__name__}); no marker created "
+                    "(--force to create anyway)"
                 ) from None
     elif not args.force:
+        where = ctx.show(ctx.store.location(layout.legacy_extract(name, day)))
         raise Refused(
-            f"{label}: no cached extract ({ctx.show(cache)}); a marker without it would not "
-            "spare a query. Run the workflow for that date, or use --force"
+            f"{label}: no cached extract ({where}); a marker without it would not spare a "
+            "query. Run the workflow for that date, or use --force"
         )
-
-    existing = ctx.read_marker(path) if not args.force else None
-    if existing is not None:
-        if existing.format != "corrupt":
+    existing = the_day.read()
+    if existing is not None and not args.force:
+        if existing.marker.format != "corrupt":
             print(
-                f"{label}: marker already exists (queried_at {ctx.when(existing.queried_at)}, "
-                f"{ctx.show(path)}); left as is (--force to replace it)"
+                f"{label}: marker already exists (queried_at "
+                f"{ctx.when(existing.marker.queried_at)}, {ctx.show(path)}); left as is "
+                "(--force to replace it)"
             )
             return OK
-        print(f"{label}: replacing unreadable marker ({existing.problem})")
-
-    record = {
-        "recipe": name,
-        "run_date": day,
-        "queried_at": ctx.when(ctx.now),
-        "rows": rows,
-        "sql_sha256": info.sql_sha256,
-        "duration_s": None,
-        "user@host": jobs.user_at_host(),
-        "created_by": "markers create",
-    }
-    if ctx.store is not None:
-        # S3 dates the marker itself (now): the next run may redo the analysis, never the query
-        ctx.store.write(path, markers.render(record))
-        markerindex.note(ctx.store, ctx.marker_dir, ctx.results_dir, [os.path.basename(path)])
-    else:
-        markers.write_marker(path, record)
-    if present and ctx.store is None:
-        # Dated like the extract it stands for, so Snakemake does not rerun the
-        # analysis of unchanged data just because the marker is newer than it.
-        stat = os.stat(cache)
-        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        print(f"{label}: replacing unreadable marker ({existing.marker.problem})")
+    record = markers.record(
+        recipe=name,
+        run_date=day,
+        queried_at=ctx.when(ctx.now),
+        rows=rows,
+        sql_sha256=info.recipe.sql_sha256 if info.recipe else None,
+        duration_s=None,
+        created_by="markers create",
+    )
+    _commit(ctx, the_day, extract, record)
     print(f"{label}: created {ctx.show(path)} ({'no' if rows is None else rows} rows)")
-    if not present:
-        print(
-            f"{label}: warning: no cached extract ({ctx.show(cache)}); the next run still queries"
-        )
+    if extract is None:
+        print(f"{label}: warning: no cached extract; the next run still queries")
     return OK
+
+
+def _commit(ctx: Context, the_day: Day, extract: str | None, record: dict[str, Any]) -> Pair:
+    """A marker for an extract the store has, committed as a run commits one."""
+    named = extract or layout.extract_path(the_day.recipe, the_day.date, "(none)")
+    pair = Pair(Marker(Path(the_day.marker_path), the_day.recipe, the_day.date, "json"), b"", "",
+                named, extract is not None)  # fmt: skip
+    with lease.held(
+        ctx.store,
+        the_day.recipe,
+        the_day.date,
+        wait_s=30,
+        life_s=ctx.lease_life(),
+        what=f"{the_day.recipe} {the_day.date}",
+        last_generation=lambda: marker_generation(getattr(the_day.read(), "marker", None)),
+    ) as held:
+        committed = the_day.recommit(held, pair, record)
+    if ctx.remote:
+        markerindex.note(ctx.store, layout.MARKERS, "", [markers.marker_name(the_day.recipe,
+                         the_day.date)])  # fmt: skip
+        return committed
+    # Dated like the extract it stands for, so Snakemake does not rerun the analysis of
+    # unchanged data just because the marker is newer than it.
+    marker_file = ctx.store.local_path(the_day.marker_path)
+    data = ctx.store.local_path(extract) if extract else None
+    if marker_file is not None and data is not None and data.exists():
+        info = os.stat(data)
+        os.utime(marker_file, ns=(info.st_atime_ns, info.st_mtime_ns))
+    return committed
 
 
 def cmd_delete(ctx: Context, args: SimpleNamespace) -> int:
     name = ctx.recipe_name(args.recipe)
     if args.all_dates:
-        found = ctx.markers(name)
-        targets = [str(m.path) for m in found]
+        days = [m.run_date for m in markers.list_markers(ctx.store, name)]
         label = f"{name} (all dates)"
     else:
         day = ctx.day(args.date)
-        path = markers.marker_path(ctx.marker_dir, name, day)
-        there = ctx.exists(path) if ctx.store is not None else os.path.lexists(path)
-        targets = [path] if there else []
+        there = ctx.store.stat(markers.marker_path(layout.MARKERS, name, day)) is not None
+        days = [day] if there else []
         label = f"{name} {day}"
-    if not targets:
+    if not days:
         print(f"{label}: no marker to delete")
         return OK
-    for target in targets:
-        _, day = markers.parse_marker_name(os.path.basename(target)) or (name, "")
-        kept = layout.kept_dir(ctx.results_dir, name, day)
-        # what an interrupted re-query kept would otherwise come back instead of a query
-        if ctx.store is not None:
-            ctx.store.delete(target)
-            s3cache.discard(ctx.store, kept)
-        else:
-            os.unlink(target)
-            cache.discard(kept)
-        print(f"deleted {ctx.show(target)}")
-    if ctx.store is not None:
-        markerindex.forget(ctx.store, ctx.marker_dir, [os.path.basename(t) for t in targets])
-    print(f"{label}: {len(targets)} marker(s) deleted; a run of that date queries again")
+    for day in days:
+        the_day = Day(ctx.store, name, day)
+        the_day.discard_marker()
+        print(f"deleted {ctx.show(ctx.store.location(the_day.marker_path))}")
+    if ctx.remote:
+        markerindex.forget(
+            ctx.store,
+            layout.MARKERS,
+            [markers.marker_name(name, d) for d in days],  # type: ignore[arg-type]
+        )
+    print(f"{label}: {len(days)} marker(s) deleted; a run of that date queries again")
     return OK
 
 
 def cmd_prune(ctx: Context, args: SimpleNamespace) -> int:
     try:
-        limit = freshness.parse_duration(args.older_than, "--older-than")
+        limit = plan.parse_duration(args.older_than, "--older-than")
     except LeadRecoveryError as err:
         raise UsageError(str(err)) from None
     name = ctx.recipe_name(args.recipe) if args.recipe is not None else None
-    found = ctx.markers(name)
+    found = markers.list_markers(ctx.store, name)
+    written = ctx.store.entries(layout.MARKERS)
     doomed = []
     for marker in found:
         if marker.run_date >= ctx.today:
             continue  # the next run reads these: delete them explicitly if meant
         when = marker.queried_at
         if when is None:
-            if ctx.store is not None:
-                written = ctx.store.stat(str(marker.path))
-                when = datetime.fromtimestamp(written.mtime if written else 0).astimezone()
-            else:
-                when = datetime.fromtimestamp(marker.path.stat().st_mtime).astimezone()
+            entry = written.get(marker.path.name)
+            when = datetime.fromtimestamp(entry.mtime if entry else 0).astimezone()
         if ctx.now - when > limit:
             doomed.append(marker)
     verb = "would delete" if args.dry_run else "deleted"
     for marker in doomed:
-        if args.dry_run:
-            pass
-        elif ctx.store is not None:
-            ctx.store.delete(str(marker.path))
-        else:
-            marker.path.unlink(missing_ok=True)
-        print(f"{verb} {ctx.show(marker.path)}")
-    if ctx.store is not None and not args.dry_run:
-        markerindex.forget(ctx.store, ctx.marker_dir, [m.path.name for m in doomed])
+        if not args.dry_run:
+            the_day = Day(ctx.store, marker.recipe, marker.run_date)
+            for extract in ctx.store.listing(
+                f"{marker.recipe}/{marker.run_date}/{layout.EXTRACTS}"
+            ):
+                ctx.store.delete(f"{marker.recipe}/{marker.run_date}/{layout.EXTRACTS}/{extract}")
+            the_day.discard_marker()
+        print(f"{verb} {ctx.show(str(marker.path))}")
+    if ctx.remote and not args.dry_run:
+        markerindex.forget(ctx.store, layout.MARKERS, [m.path.name for m in doomed])  # type: ignore[arg-type]
     print(f"{verb} {len(doomed)} of {len(found)} marker(s) older than {args.older_than}")
     return OK
 
@@ -668,6 +620,7 @@ _DEFAULTS: dict[str, Any] = {
     "refresh": False,
     "repo": None,
     "marker_dir": None,
+    "store": None,
 }
 
 
@@ -710,9 +663,16 @@ refused), 2 bad input (nothing touched).
 
 
 def _where(func):
-    """--repo and --marker-dir, accepted before or after the command."""
+    """--repo, --store and --marker-dir, accepted before or after the command."""
     func = click.option(
-        "--marker-dir", metavar="DIR", help="Look here instead of marker_dir of the config."
+        "--marker-dir",
+        metavar="DIR",
+        help="A folder store's markers folder (DIR/.. is the store; as --store).",
+    )(func)
+    func = click.option(
+        "--store",
+        metavar="STORE",
+        help="Look at this store (a folder or s3://bucket/prefix) instead of the config's.",
     )(func)
     return repo_option(func)
 
@@ -730,7 +690,7 @@ def _run(action: str, recipe_opt: str | None = None, **given: Any) -> int:
     """A subcommand: merge --repo/--marker-dir given before it, and --recipe with RECIPE."""
     parent = click.get_current_context().parent
     outer = parent.params if parent is not None else {}
-    for key in ("repo", "marker_dir"):
+    for key in ("repo", "marker_dir", "store"):
         if given.get(key) is None:
             given[key] = outer.get(key)
     if recipe_opt is not None:
@@ -743,7 +703,7 @@ def _run(action: str, recipe_opt: str | None = None, **given: Any) -> int:
 @click.group("markers", invoke_without_command=True, context_settings=CONTEXT, epilog=_EPILOG)
 @_where
 @click.pass_context
-def cli(ctx: click.Context, repo: str | None, marker_dir: str | None) -> None:
+def cli(ctx: click.Context, repo: str | None, marker_dir: str | None, store: str | None) -> None:
     """List, check, create, delete and prune the workflow's Redshift markers."""
     if ctx.invoked_subcommand is None:
         raise UsageError(f"a command is required: {', '.join(ACTIONS)} (see '{PROG} --help')")

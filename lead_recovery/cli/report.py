@@ -3,7 +3,6 @@ with ``--html FILE``, also the Snakemake report page (account, rule graph, figur
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from dataclasses import asdict
@@ -51,10 +50,15 @@ class SnakemakeFailed(LeadRecoveryError):
 )
 @_where
 def command(
-    since: str, json: bool, html: str | None, repo: str | None, marker_dir: str | None
+    since: str,
+    json: bool,
+    html: str | None,
+    repo: str | None,
+    marker_dir: str | None,
+    store: str | None,
 ) -> int:
     """How many warehouse queries and seconds the markers spent and avoided."""
-    ctx = Context.load(SimpleNamespace(repo=repo, marker_dir=marker_dir))
+    ctx = Context.load(SimpleNamespace(repo=repo, marker_dir=marker_dir, store=store))
     try:
         start = history.since_instant(since, ctx.now)
     except LeadRecoveryError as err:
@@ -63,7 +67,7 @@ def command(
         raise UsageError(f"--html {html}: the page's file name must end in .html")
     if html is not None and not Path(html).resolve().parent.is_dir():
         raise UsageError(f"--html {html}: no folder {Path(html).parent}/ to write it in")
-    per_recipe, total = history.summarize(history.read(ctx.marker_dir, start))
+    per_recipe, total = history.summarize(history.read(ctx.store, start))
     if json:
         print_json(
             {
@@ -73,13 +77,14 @@ def command(
             }
         )
     else:
-        sys.stdout.write(f"# since {start.isoformat(timespec='seconds')} ({ctx.marker_dir})\n")
+        where = ctx.store.location(history.FOLDER)
+        sys.stdout.write(f"# since {start.isoformat(timespec='seconds')} ({where})\n")
         sys.stdout.write(table(history.table_rows(per_recipe, total), history.HEADERS) + "\n")
     if html is None:
         return 0
     sys.stdout.flush()
     try:
-        write_page(ctx.repo, Path(html).resolve(), since=since, marker_dir=marker_dir)
+        write_page(ctx.repo, Path(html).resolve(), since=since, store=ctx.store.url)
     except SnakemakeFailed as err:
         print(f"lead-recovery: error: {err}", file=sys.stderr)
         return NO
@@ -89,7 +94,7 @@ def command(
     return 0
 
 
-def write_page(repo: Path, page: Path, *, since: str, marker_dir: str | None) -> None:
+def write_page(repo: Path, page: Path, *, since: str, store: str) -> None:
     """Draw the report's pages, then let Snakemake write its report around them.
 
     Two Snakemake runs in the workflow folder: ``report_figures`` (forced, so
@@ -98,9 +103,7 @@ def write_page(repo: Path, page: Path, *, since: str, marker_dir: str | None) ->
     Neither can query: the first has no recipe in its DAG, the second runs no
     job. ``--nolock``: the report only reads, so a run in progress never stops it.
     """
-    settings = [f"report_since={since}"]
-    if marker_dir:
-        settings.append(f"marker_dir={os.path.abspath(marker_dir)}")
+    settings = [f"report_since={since}", f"store={store}"]
     snakemake = [sys.executable, "-m", "snakemake"]
     _step(
         [*snakemake, "report_figures", "--forcerun", "report_figures", "--config", *settings],

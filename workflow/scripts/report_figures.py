@@ -1,6 +1,6 @@
 """Rule report_figures: the report's account page and figures, from the run history."""
 
-from lead_recovery import figures, history, jobs, rundate
+from lead_recovery import figures, history, jobs, rundate, store
 
 
 def main(snakemake):
@@ -9,7 +9,7 @@ def main(snakemake):
     # the invocation's clock (LEAD_RECOVERY_NOW too), as the Snakefile chose the inputs
     now = rundate.resolve(None, config.get("timezone"), config["day_starts_at"]).decided_at
     return figures.write(
-        config["marker_dir"],
+        store.open_store(config),
         since=history.since_instant(snakemake.params.since, now, "report_since"),
         now=now.astimezone(tz),
         tz=tz,
