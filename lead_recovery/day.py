@@ -32,6 +32,7 @@ from pathlib import Path
 from lead_recovery import atomic, jobs, layout, markers
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.lease import Commit, Lease, LeaseLost
+from lead_recovery.lease import current as current_lease
 from lead_recovery.markers import Marker
 from lead_recovery.store import Entry, Store, StoreError, clean
 
@@ -179,6 +180,22 @@ class Day:
             if self.store.put_if(self.marker_path, text, got.etag if got else None) is not None:
                 return
         raise StoreError(f"{self.store.location(self.marker_path)}: could not be written")
+
+    def settle(self, views: Views) -> Pair | None:
+        """After this run's job of the day ended, whichever way: the day's marker is at
+        least the last commit the lease records as published (a restore of an older
+        copy, Snakemake's after a failed job, never outlives the run), and this
+        checkout's copies are the store's pair. The day's pair, if it has one."""
+        state, _ = current_lease(self.store, self.recipe, self.date)
+        pair = self.read()
+        held = marker_generation(pair.marker) if pair is not None else 0
+        commit = state.commit if state is not None else None
+        if commit is not None and commit.published and commit.generation > held:
+            self.point(commit.marker.encode(), commit.generation)
+            pair = self.read()
+        if pair is not None and pair.present:
+            self.link(pair, views)
+        return pair
 
     def discard_marker(self) -> None:
         """``markers delete``: the next run of the day queries again (its extracts stay)."""

@@ -15,6 +15,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import shutil
+import stat
 import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -206,8 +208,8 @@ class Invocation:
         else:
             self.broken.setdefault(
                 name,
-                f"recipe '{name}': skip_redshift=true but the store {self.store.url} has no "
-                f"extract of it on or before {day} and there is no {recipe.dir}/leads.csv",
+                f"recipe '{name}': skip_redshift=true but there is no cached extract on or "
+                f"before {day} in the store {self.store.url} and no {recipe.dir}/leads.csv",
             )
             return None
         if (name, day) not in self._skip_noted:
@@ -337,6 +339,7 @@ class Invocation:
         for rule, name, day in self.ran:
             if rule == "redshift_extract" and name in self.selected and day:
                 Day(self.store, name, day).adopt_legacy()
+                _clear_irregular(self.views(name, day))
 
     def _group_folders(self) -> list[Path]:
         folders = [Path(self.results), Path(self.logs)]
@@ -380,14 +383,12 @@ class Invocation:
         if touched and self.store.local_path(layout.MARKERS) is None:
             markerindex.note(self.store, layout.MARKERS, "", touched)
 
-    def _relinked(self, name: str, day: str) -> bool:
-        """A day whose job failed: this checkout's copies are the store's pair again."""
-        views = self.views(name, day)
+    def _settled(self, name: str, day: str) -> bool:
+        """A day whose job ran: its marker and this checkout's copies are the store's last
+        commit (day.py); whether the day has a complete pair."""
         try:
-            pair = Day(self.store, name, day).read()
-            if pair is None or not pair.present:
-                return False
-            Day(self.store, name, day).link(pair, views)
+            pair = Day(self.store, name, day).settle(self.views(name, day))
+            return pair is not None and pair.present
         except (OSError, LeadRecoveryError) as err:
             say(f"lead-recovery: warning: {name} {day}: this checkout's copies were not put "
                 f"back ({_first(err)})")  # fmt: skip
@@ -406,20 +407,17 @@ class Invocation:
 
     def _line(self, name: str, day: str) -> account.Line:
         if self.uses_redshift(name):
-            ran = self.job_ran("redshift_extract", name, day)
-            outcome = jobs.read_outcome(layout.log_path(self.logs, "redshift_extract", name, day))
-            failed = account.failure(
-                outcome, layout.log_path(self.logs, "redshift_extract", name, day)
-            )
-            kept = failed is not None and self._relinked(name, day)
+            log_file = layout.log_path(self.logs, "redshift_extract", name, day)
+            outcome = jobs.read_outcome(log_file)  # this run's only (its run id)
+            complete = self._settled(name, day) if outcome is not None else False
             line = account.extract_line(
                 name,
                 day,
-                outcome=outcome if ran else None,
+                outcome=outcome,
                 decided=self.decided.get((name, day)),
                 found=self.found.get((name, day)),
-                kept=kept,
-                log_file=layout.log_path(self.logs, "redshift_extract", name, day),
+                kept=complete,
+                log_file=log_file,
             )
         elif self.leads_source(name) == "skipped_redshift":
             source = self.skipped(name, day) or ""
@@ -436,6 +434,21 @@ class Invocation:
         return line
 
 
+def _clear_irregular(views: Views) -> None:
+    """A pipe, folder or link where this checkout's copy of a day belongs is no copy:
+    removed before the job (Snakemake would try to back it up, or trip over it)."""
+    for path in (views.marker, views.leads):
+        with contextlib.suppress(OSError):
+            info = os.lstat(path)
+            if stat.S_ISDIR(info.st_mode):
+                shutil.rmtree(path)
+            elif not stat.S_ISREG(info.st_mode):
+                os.unlink(path)
+            else:
+                continue
+            say(f"lead-recovery: removed {path}, which was not a regular file")
+
+
 def _first(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
@@ -443,9 +456,9 @@ def _first(err: BaseException) -> str:
 def _refuse_old_sharing(config: Mapping[str, Any], results: str) -> None:
     """A checkout still set up the old way (shared results_dir/marker_dir): one line
     saying what to set instead (docs/operations.md, moving to a store)."""
-    default_markers = os.path.normpath(f"{config['results_dir']}/markers")
+    unset = {"results/markers", os.path.normpath(f"{config['results_dir']}/markers")}
     marker_dir = config.get("marker_dir")
-    if marker_dir not in (None, "") and os.path.normpath(str(marker_dir)) != default_markers:
+    if marker_dir not in (None, "") and os.path.normpath(str(marker_dir)) not in unset:
         raise LeadRecoveryError(
             f"marker_dir {marker_dir} is no longer a setting: markers live in the store. "
             f"To share queries with other checkouts, remove marker_dir and results_dir and set "

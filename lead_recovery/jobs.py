@@ -21,8 +21,6 @@ from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.rundate import RunDate
 
 RUN_ID_ENV = "LEAD_RECOVERY_RUN_ID"
-RUN_PID_ENV = "LEAD_RECOVERY_RUN_PID"  # the invocation's main process, seen by its jobs
-RUN_HOST_ENV = "LEAD_RECOVERY_RUN_HOST"  # and its host: a cluster job runs on another one
 
 log = logging.getLogger("lead_recovery")
 
@@ -35,26 +33,12 @@ def announce_invocation(run: RunDate) -> str:
     because a value that changes every run would make Snakemake rerun every job.
     """
     os.environ.setdefault(RUN_ID_ENV, uuid.uuid4().hex)
-    os.environ.setdefault(RUN_PID_ENV, str(os.getpid()))
-    os.environ.setdefault(RUN_HOST_ENV, socket.gethostname())
     rundate.pin_for_children(run)
     return os.environ[RUN_ID_ENV]
 
 
 def run_id() -> str | None:
     return os.environ.get(RUN_ID_ENV)
-
-
-def run_owner() -> str:
-    """``host:pid`` of this invocation's main process: whether the run is still alive.
-
-    The main process's host, not this process's: a job on a cluster node names the
-    run that submitted it, whose pid means nothing on the node.
-    """
-    if os.environ.get(RUN_PID_ENV):
-        host = os.environ.get(RUN_HOST_ENV) or socket.gethostname()
-        return f"{host}:{os.environ[RUN_PID_ENV]}"
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def decided_at() -> str | None:

@@ -45,7 +45,7 @@ from typing import Any
 
 from lead_recovery import jobs, layout
 from lead_recovery.errors import LeadRecoveryError
-from lead_recovery.store import Got, Store, StoreError
+from lead_recovery.store import Got, Store, StoreError, TooLarge
 
 log = logging.getLogger("lead_recovery")
 
@@ -309,7 +309,12 @@ class Lease:
 
 
 def _look(store: Store, path: str) -> tuple[Got | None, State | None]:
-    got = store.get(path)
+    """The lease object and what it says; one too large to be a lease is garbage."""
+    try:
+        got = store.get(path)
+    except TooLarge:
+        found = store.version(path)
+        return (Got(b"", found[0], found[1]) if found else None), None
     return got, (parse(got.data) if got is not None else None)
 
 

@@ -93,6 +93,10 @@ class Store(Protocol):
     def get(self, path: str, limit: int = SMALL) -> Got | None:
         """A small object, ``None`` if absent; :class:`TooLarge` above ``limit``."""
 
+    def version(self, path: str) -> tuple[str, float] | None:
+        """The version (for :meth:`put_if`) and write time of ``path`` without reading it,
+        ``None`` if absent: how a reader replaces an object too large to read."""
+
     def put_if(self, path: str, data: bytes, etag: str | None) -> str | None:
         """Write ``data`` only if ``path`` is still at ``etag`` (``None``: only if it is
         absent); the new version, or ``None`` if another writer changed it first."""
@@ -181,12 +185,18 @@ class FolderStore:
             os.close(fd)
         return Got(data, etag_of(data), info.st_mtime)
 
-    def _version(self, target: Path) -> str | None:
+    def version(self, path: str) -> tuple[str, float] | None:
+        target = self.root / clean(path)
         try:
-            got = self.get(str(target.relative_to(self.root)), limit=1 << 30)
+            got = self.get(path)
         except TooLarge:
-            return "too-large"
-        return None if got is None else got.etag
+            info = os.lstat(target)
+            return f"large-{info.st_ino}-{info.st_size}-{info.st_mtime_ns}", info.st_mtime
+        return None if got is None else (got.etag, got.written)
+
+    def _version(self, target: Path) -> str | None:
+        found = self.version(str(target.relative_to(self.root)))
+        return None if found is None else found[0]
 
     @contextlib.contextmanager
     def _locked(self, folder: Path) -> Iterator[None]:
@@ -520,6 +530,10 @@ class S3Store:
                 )
             ),
         )
+
+    def version(self, path: str) -> tuple[str, float] | None:
+        entry = self.stat(path)
+        return None if entry is None else (entry.etag, entry.mtime)
 
     def stat(self, path: str) -> Entry | None:
         import botocore.exceptions as bx

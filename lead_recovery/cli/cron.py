@@ -207,9 +207,6 @@ class Cron:
         return result
 
 
-
-
-
 def _config_items(items: tuple[str, ...]) -> dict[str, Any]:
     """``--config KEY=VALUE`` as overrides of the configuration cron reads itself."""
     overrides = {}

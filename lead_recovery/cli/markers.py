@@ -51,7 +51,7 @@ from lead_recovery.cli.common import (
     show_path,
     table,
 )
-from lead_recovery.day import Day, Pair, marker_generation
+from lead_recovery.day import Day, Pair, Views, marker_generation
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.markers import Marker
 from lead_recovery.store import FolderStore, Store, open_store
@@ -79,9 +79,11 @@ class Context:
     config: dict[str, Any]
     store: Store
     recipes_dir: str
+    results_dir: Path  # this checkout's: its copies of the store's pairs
     tz: tzinfo | None
     today: str  # today's run date
     now: datetime
+    own_store: bool = True  # the store this checkout's config names (no --store)
     _recipes: dict[str, RecipeInfo] = field(default_factory=dict)
     _dates: dict[str, bool] = field(default_factory=dict)
     _listings: dict[str, frozenset[str]] = field(default_factory=dict)
@@ -108,9 +110,17 @@ class Context:
             config=config,
             store=opened,
             recipes_dir=os.path.normpath(repo / config["recipes_dir"]),
+            results_dir=repo / config["results_dir"],
+            own_store=not (args.store or args.marker_dir),
             tz=rundate.zone(config.get("timezone")),
             today=run.date,
             now=run.decided_at,
+        )
+
+    def views(self, name: str, day: str) -> Views:
+        return Views(
+            Path(layout.leads_path(self.results_dir, name, day)),
+            Path(markers.marker_path(self.results_dir / layout.MARKERS, name, day)),
         )
 
     @property
@@ -503,7 +513,9 @@ def cmd_create(ctx: Context, args: SimpleNamespace) -> int:
         duration_s=None,
         created_by="markers create",
     )
-    _commit(ctx, the_day, extract, record)
+    committed = _commit(ctx, the_day, extract, record)
+    if extract is not None and ctx.own_store:  # this checkout's copies, as a run makes them
+        the_day.link(committed, ctx.views(name, day))
     print(f"{label}: created {ctx.show(path)} ({'no' if rows is None else rows} rows)")
     if extract is None:
         print(f"{label}: warning: no cached extract; the next run still queries")

@@ -9,6 +9,7 @@ import pytest
 
 from lead_recovery import checks, markers
 from lead_recovery import extract as extract_module
+from lead_recovery.store import FolderStore
 
 
 def extract(tmp_path, rows: int, nulls: int = 0, statistics: bool = True):
@@ -63,12 +64,15 @@ def test_no_expectations_reads_nothing(tmp_path):
 
 def test_max_drop_history_is_the_last_seven_marked_days_before_the_run_date(tmp_path):
     """Later days, other recipes and markers without a row count are not history."""
+    folder = tmp_path / "markers"
+    folder.mkdir()
     for day, rows in [(f"202605{d:02d}", d * 10) for d in range(1, 10)] + [("20260520", 999)]:
         record = {"recipe": "r", "run_date": day, "queried_at": "2026-05-01T06:00:00", "rows": rows}
-        (tmp_path / markers.marker_name("r", day)).write_bytes(markers.render(record))
-    (tmp_path / markers.marker_name("other", "20260505")).write_bytes(
+        (folder / markers.marker_name("r", day)).write_bytes(markers.render(record))
+    (folder / markers.marker_name("other", "20260505")).write_bytes(
         markers.render({"recipe": "other", "queried_at": "2026-05-05T06:00:00", "rows": 5})
     )
-    (tmp_path / markers.marker_name("r", "20260509")).write_text("2026-05-09T06:00:00")  # legacy
+    (folder / markers.marker_name("r", "20260509")).write_text("2026-05-09T06:00:00")  # legacy
 
-    assert extract_module.recent_rows(tmp_path, "r", "20260515") == [20, 30, 40, 50, 60, 70, 80]
+    store = FolderStore(tmp_path)
+    assert extract_module.recent_rows(store, "r", "20260515") == [20, 30, 40, 50, 60, 70, 80]

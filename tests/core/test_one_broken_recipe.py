@@ -127,5 +127,6 @@ def test_a_hostile_marker_neither_hangs_nor_stops_the_run(workflow):
 
 def markers_of(workflow) -> list[str]:
     from lead_recovery import markers
+    from lead_recovery.store import FolderStore
 
-    return [m.format for m in markers.list_markers(workflow.root / "results/markers")]
+    return [m.format for m in markers.list_markers(FolderStore(workflow.root / "results"))]

@@ -25,8 +25,11 @@ def account(output: str) -> list[str]:
 
 
 def files(root) -> set[str]:
+    """The files a run wrote (an extract's name in the store says when and which run)."""
     return {
         str(p.relative_to(root))
+        if p.parent.name != "extracts"
+        else f"{p.relative_to(root).parent}/<query id>"
         for p in (root / "results").rglob("*")
         if p.is_file() and ".history" not in p.parts and ".leases" not in p.parts
     }

@@ -1,6 +1,6 @@
 """Marker freshness to the second, as the pure decision it is: every clock case of
 test_freshness_workflow.py (TTLs, refresh times, both daylight-saving changes)
-walked through :func:`freshness.decide`, each query writing a marker at its time.
+walked through :func:`plan.decide`, each query writing a marker at its time.
 """
 
 from __future__ import annotations
@@ -10,22 +10,23 @@ from pathlib import Path
 
 import pytest
 
-from lead_recovery import freshness, rundate
+from lead_recovery import plan
+from lead_recovery import rundate
 from lead_recovery.markers import Marker
-from tests.freshness.test_freshness_workflow import CLOCK_CASES
+from tests.plan.test_freshness_workflow import CLOCK_CASES
 
 
 @pytest.mark.parametrize("case", list(CLOCK_CASES))
 def test_each_clock_case_decides_as_specified(case):
     config, day, steps = CLOCK_CASES[case]
-    policy = freshness.Policy(
+    policy = plan.Policy(
         ttl=config.get("marker_ttl"), refresh_after=tuple(config.get("refresh_after", ()))
     )
     tz = rundate.zone(config.get("timezone", "UTC"))
     marker = None
     for now, expected in steps:
         at = datetime.fromisoformat(now)
-        decision = freshness.decide(
+        decision = plan.decide(
             marker,
             marker is not None,
             run_date=day,
@@ -46,18 +47,18 @@ def test_each_clock_case_decides_as_specified(case):
     ("forced_by", "reason"),
     [
         ("ignore_redshift_marker=true", "forced by ignore_redshift_marker=true"),
-        (freshness.ON_COMMAND_LINE, "forced by the command line (--forcerun/-R/-F)"),
+        (plan.ON_COMMAND_LINE, "forced by the command line (--forcerun/-R/-F)"),
     ],
 )
 def test_forcing_wins_over_a_fresh_marker(forced_by, reason):
     now = datetime.fromisoformat("2025-05-12T10:00:00+00:00")
     marker = Marker(Path("m"), "r", "20250512", "json", queried_at=now, record={})
-    decision = freshness.decide(
+    decision = plan.decide(
         marker,
         True,
         run_date="20250512",
         sql_sha256=None,
-        policy=freshness.Policy(forced_by=forced_by),
+        policy=plan.Policy(forced_by=forced_by),
         now=now,
         tz=None,
     )

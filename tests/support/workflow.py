@@ -1,8 +1,10 @@
 """A temporary copy of the real workflow, run with the real Snakemake in a
 subprocess, exactly as a user runs it.
 
-Whether a query happened is read from the jobs Snakemake reports it ran
-(``rule redshift_extract:``), never by mocking the rule.
+Whether a query happened is read from what the extract jobs themselves recorded
+(the end-of-run account's ``queried`` lines), or in a dry run from the plan's
+``will query`` lines; never by mocking the rule. An extract job may also run
+only to give a checkout its copies of a day the store holds: that is no query.
 """
 
 from __future__ import annotations
@@ -27,6 +29,10 @@ REPO = Path(__file__).resolve().parents[2]
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "recipes", "profiles")
 DEMO_DB = "results/warehouse/demo.duckdb"
 _JOB_RE = re.compile(r"^(?:local)?rule (\w+):$", re.MULTILINE)
+_QUERIED_RE = re.compile(r"^\S+ \d{8} queried \(")
+_WILL_QUERY_RE = re.compile(
+    r"^\S+ \d{8}: (?:will query: |.*; will check the source watermark)", re.M
+)
 
 
 # Trials of the concurrency scenarios (tests/core/test_shared_markers.py, the S3
@@ -89,8 +95,27 @@ class RunResult:
         return Counter(_JOB_RE.findall(self.output))
 
     @property
+    def account(self) -> list[str] | None:
+        """The end-of-run account's lines (``None``: no account, e.g. a dry run)."""
+        lines = self.output.splitlines()
+        heads = [i for i, line in enumerate(lines) if "what this run did (run id" in line]
+        if not heads:
+            return None
+        block = []
+        for line in lines[heads[-1] + 1 :]:
+            block.append(line)
+            if line.startswith("total:"):
+                break
+        return block
+
+    @property
     def queries(self) -> int:
-        return self.jobs["redshift_extract"]
+        """Recipe-days the warehouse was queried for: as the jobs recorded it (the
+        account), or in a dry run, as the plan says it will."""
+        account = self.account
+        if account is None:
+            return len(_WILL_QUERY_RE.findall(self.output))
+        return sum(1 for line in account if _QUERIED_RE.match(line))
 
 
 class WorkflowCopy:
@@ -195,14 +220,17 @@ class WorkflowCopy:
     def snapshot(self) -> dict[str, tuple[int, int]]:
         """Every data file under results/ with its size and mtime, to prove nothing changed.
 
-        Leases (``markers/.leases/``) and the run history (``markers/.history/``)
-        are the runs' bookkeeping, not data.
+        Leases (``markers/.leases/``), the run history (``markers/.history/``), the
+        lock files of the store's conditional writes and the note saying whose results
+        folder it is are the runs' bookkeeping, not data.
         """
         base = self.root / "results"
         return {
             str(p.relative_to(self.root)): (p.lstat().st_size, p.lstat().st_mtime_ns)
             for p in sorted(base.rglob("*"))
-            if (p.is_file() or p.is_symlink()) and not {".leases", ".history"} & set(p.parts)
+            if (p.is_file() or p.is_symlink())
+            and not {".leases", ".history"} & set(p.parts)
+            and p.name not in (".lock", ".lead-recovery-checkout")
         }
 
 

@@ -4,7 +4,6 @@ which process a job names as its run's owner."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -13,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lead_recovery import cache, cluster, jobs
+from lead_recovery import cluster
 from lead_recovery import config as lr_config
 from lead_recovery import recipes as lr_recipes
 from lead_recovery.cli import main as cli_main
@@ -175,20 +174,3 @@ def test_a_recipe_asks_for_its_own_resources_and_a_typo_names_the_key(tmp_path):
         "runtime": 120,
         "cpus_per_task": 1,
     }
-
-
-def test_a_job_on_another_host_names_the_submitting_run(monkeypatch, tmp_path):
-    """A job on a cluster node records the run that submitted it (host and pid of the
-    main process): a run on that node must not take the submitting pid, dead there,
-    for a dead run and drop the entries the live run still needs."""
-    monkeypatch.setenv(jobs.RUN_PID_ENV, "4242")
-    monkeypatch.setenv(jobs.RUN_HOST_ENV, "login-1")
-    monkeypatch.setattr(socket, "gethostname", lambda: "node-7")
-    assert jobs.run_owner() == "login-1:4242"
-    entry = tmp_path / f"1-2-3-run@{jobs.run_owner()}.marker"
-    entry.write_text("{}")
-    monkeypatch.setattr(cache.lease, "pid_alive", lambda pid: False)
-    assert not cache._abandoned(entry, time.time())
-    dead_here = tmp_path / "1-2-3-run@node-7:4242.marker"
-    dead_here.write_text("{}")
-    assert cache._abandoned(dead_here, time.time())

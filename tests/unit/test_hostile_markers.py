@@ -9,6 +9,7 @@ import time
 import pytest
 
 from lead_recovery import markers
+from lead_recovery.store import FolderStore
 
 NAME = "redshift_queried_r_20250512.marker"
 
@@ -52,7 +53,10 @@ def test_a_hostile_marker_reads_as_corrupt_with_its_reason(tmp_path, kind, reaso
 
     assert time.monotonic() - started < 1
     assert found.format == "corrupt" and reason in found.problem, found.problem
-    assert [m.format for m in markers.list_markers(tmp_path)] == ["corrupt"]
+    folder = tmp_path / "store" / "markers"
+    folder.mkdir(parents=True)
+    os.rename(path, folder / NAME)
+    assert [m.format for m in markers.list_markers(FolderStore(tmp_path / "store"))] == ["corrupt"]
 
 
 def test_deep_nesting_under_the_size_limit_is_invalid_json_not_a_crash(tmp_path):
