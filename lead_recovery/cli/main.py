@@ -23,7 +23,7 @@ import click
 
 from lead_recovery import cluster, recipes, rundate
 from lead_recovery import config as lr_config
-from lead_recovery.cli import cron, markers, report
+from lead_recovery.cli import cron, demo, markers, report
 from lead_recovery.cli.common import (
     CONTEXT,
     NO,
@@ -45,6 +45,7 @@ Examples:
   lead-recovery markers list
   lead-recovery cron                                 the unattended daily run
   lead-recovery report --since 30d                   what the markers saved
+  lead-recovery demo                                 the demo warehouse's tables
 
 Each command has its own --help. Run it as .venv/bin/lead-recovery (after
 `make run` once), or activate the venv first: . .venv/bin/activate
@@ -217,6 +218,7 @@ def snakemake_command(
 cli.add_command(markers.cli, "markers")
 cli.add_command(cron.command, "cron")
 cli.add_command(report.command, "report")
+cli.add_command(demo.command, "demo")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -104,5 +104,23 @@ class EmbeddedWarehouse:
         except duckdb.Error as err:
             raise LeadRecoveryError(f"query failed: {str(err).splitlines()[0]}") from None
 
+    def tables(self) -> list[tuple[str, int, list[tuple[str, str]]]]:
+        """Each table with its row count and its columns (name, type): what a recipe's
+        author can query here, without DuckDB's own command line (not in the venv)."""
+        found = []
+        names = self._con.sql(
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'main' ORDER BY table_name"
+        ).fetchall()
+        for (table,) in names:
+            columns = self._con.sql(
+                "SELECT column_name, data_type FROM information_schema.columns "
+                "WHERE table_schema = 'main' AND table_name = $t ORDER BY ordinal_position",
+                params={"t": table},
+            ).fetchall()
+            rows = self._con.sql(f'SELECT count(*) FROM "{table}"').fetchall()[0][0]
+            found.append((table, rows, [(c, t) for c, t in columns]))
+        return found
+
     def close(self) -> None:
         self._con.close()
