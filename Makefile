@@ -42,6 +42,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check lead_recovery workflow/scripts tests bench
 	$(BIN)/snakefmt --check Snakefile workflow/rules
 	$(BIN)/snakemake --lint
+	@# every recipe loads, its SQL parses as Redshift SQL, its analyzer imports
+	$(BIN)/python -m lead_recovery.recipes
 
 fmt: $(STAMP)
 	$(BIN)/ruff check --fix lead_recovery workflow/scripts tests bench

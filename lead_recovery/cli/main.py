@@ -23,7 +23,7 @@ import click
 
 from lead_recovery import cluster, recipes, rundate
 from lead_recovery import config as lr_config
-from lead_recovery.cli import cron, markers, report
+from lead_recovery.cli import cron, demo, markers, passthrough, report
 from lead_recovery.cli.common import (
     CONTEXT,
     NO,
@@ -45,6 +45,7 @@ Examples:
   lead-recovery markers list
   lead-recovery cron                                 the unattended daily run
   lead-recovery report --since 30d                   what the markers saved
+  lead-recovery demo                                 the demo warehouse's tables
 
 Each command has its own --help. Run it as .venv/bin/lead-recovery (after
 `make run` once), or activate the venv first: . .venv/bin/activate
@@ -57,6 +58,8 @@ Examples:
   lead-recovery run --skip-redshift -n
   lead-recovery run --profile slurm             (the jobs go to Slurm: docs/cluster.md)
   lead-recovery run -- --forcerun analyze       (anything after -- goes to snakemake)
+  lead-recovery run --recipe R -- --config skip_redshift=true store=s3://b/p
+                                                (merged with run's own --config: yours win)
 
 \b
 Equivalent Snakemake flags (run in the workflow folder):
@@ -76,7 +79,9 @@ The exit status is Snakemake's.
 def cli(ctx: click.Context) -> None:
     """Daily lead-recovery recipes as a Snakemake workflow with date-keyed Redshift markers."""
     if ctx.invoked_subcommand is None:
-        raise UsageError(f"a command is required: run, markers or cron (see '{PROG} --help')")
+        raise UsageError(
+            f"a command is required: run, markers, cron, report or demo (see '{PROG} --help')"
+        )
 
 
 @cli.command(context_settings=CONTEXT, epilog=_RUN_EPILOG)
@@ -117,10 +122,9 @@ def run(obj: dict | None, **options: object) -> int:
     repo, cmd = snakemake_command(extra=extra, **options)  # type: ignore[arg-type]
     env = dict(os.environ)
     if options.get("profile"):
+        dry_run = bool(options.get("dry_run")) or passthrough.parse(extra).dry_run
         try:
-            env = cluster_environment(
-                repo, str(options["profile"]), env, check=not options.get("dry_run")
-            )
+            env = cluster_environment(repo, str(options["profile"]), env, check=not dry_run)
         except Refused as err:  # the cluster cannot take jobs: nothing was submitted
             print(f"{PROG}: error: {err}", file=sys.stderr)
             return NO
@@ -174,7 +178,13 @@ def snakemake_command(
     repo: str | None = None,
     extra: list[str] | None = None,
 ) -> tuple[Path, list[str]]:
-    """The workflow folder and the ``snakemake`` command line these options mean."""
+    """The workflow folder and the ``snakemake`` command line these options mean.
+
+    ``extra`` (the arguments after ``--``) all reach Snakemake: a list option given
+    there and here too (``--config``) becomes one, the user's values last, so they
+    win (cli/passthrough.py); the user's ``recipe``/``recipes`` replace ``--recipe``.
+    """
+    given = passthrough.parse(extra or [])
     folder = find_repo(repo)
     config = lr_config.load(folder)
     recipes_dir = folder / config["recipes_dir"]
@@ -183,7 +193,9 @@ def snakemake_command(
         if not (recipes_dir / name).is_dir():
             recipes.load(recipes_dir, name)  # raises "unknown recipe ... known recipes: ..."
     settings = []
-    if len(names) == 1:
+    if given.config_keys() & {"recipe", "recipes"}:
+        pass  # the user's own choice of recipes, whole: not added to --recipe's
+    elif len(names) == 1:
         settings.append(f"recipe={names[0]}")
     elif names:
         settings.append(f"recipes=[{','.join(names)}]")
@@ -208,15 +220,14 @@ def snakemake_command(
         cmd.append("-n")
     if cores is not None:
         cmd += ["--cores", cores]
-    cmd += extra or []
-    if settings:
-        cmd += ["--config", *settings]
+    cmd += given.command(settings)
     return folder, cmd
 
 
 cli.add_command(markers.cli, "markers")
 cli.add_command(cron.command, "cron")
 cli.add_command(report.command, "report")
+cli.add_command(demo.command, "demo")
 
 
 def main(argv: list[str] | None = None) -> int:

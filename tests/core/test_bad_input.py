@@ -60,7 +60,8 @@ def test_bad_flags_fail_with_one_line_and_touch_nothing(with_history, config, ex
             "recipe 'broken' meta.yml is not valid YAML",
         ),
         (
-            {"leads.csv": "lead_id\n1\n", "meta.yml": "description: no columns\n"},
+            {"leads.csv": "lead_id\n1\n", "meta.yml": "ouput_columns: [lead_id]\n"},
+            "ouput_columns: unknown key (did you mean 'output_columns'?); "
             "'output_columns' is missing",
         ),
     ],
@@ -104,10 +105,14 @@ def test_a_failing_query_leaves_no_marker_no_cache_and_earlier_days_intact(with_
     assert with_history.snapshot() == before
 
 
-def test_sql_that_cannot_be_transpiled_names_the_recipe(with_history):
-    with_history.add_recipe("unload", sql="UNLOAD ('select 1') TO 's3://bucket/x'")
+def test_an_sql_typo_names_the_file_line_and_column(with_history):
+    """Not valid Redshift SQL: the user's typo in the user's file, never DuckDB's fault."""
+    with_history.add_recipe(
+        "typo", sql="SELECT lead_id\nFROM leads\nWHERE created_at < :run_date::date\n   FORM"
+    )
 
-    result = with_history.run(config={"recipe": "unload", "date": DAY}, ok=False)
+    result = with_history.run(config={"recipe": "typo", "date": DAY}, ok=False)
 
-    assert "recipe 'unload': cannot be transpiled to DuckDB" in result.output
-    assert not with_history.marker("unload", DAY).exists()
+    assert "recipe 'typo': recipes/typo/redshift.sql:4:4: syntax error near 'FORM'" in result.output
+    assert "DuckDB" not in result.output
+    assert not with_history.marker("typo", DAY).exists()

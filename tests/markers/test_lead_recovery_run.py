@@ -73,6 +73,17 @@ def test_dry_run_and_snakemake_arguments_pass_through(workflow, lead_recovery):
     assert workflow.snapshot() == before
 
 
+def test_config_passed_through_is_not_dropped(workflow, lead_recovery):
+    """``-- --config`` merges with run's own (tests/unit/test_passthrough.py: each form)."""
+    result = lead_recovery("run", "--recipe", RECIPE, "-n", "--", "--config", "date=20250510")
+
+    assert result.returncode == 0, result.output[-3000:]
+    assert "snakemake -n --config recipe=simulation_to_handoff date=20250510" in result.stderr
+    assert queries(result) == 1
+    assert f"results/{RECIPE}/20250510/leads.parquet" in result.output  # not today's, {DAY}
+    assert f"results/{RECIPE}/{DAY}/" not in result.output
+
+
 def test_snakemakes_exit_status_is_passed_through(workflow, lead_recovery):
     workflow.add_recipe("broken_sql", sql="SELECT no_such_column FROM no_such_table")
 
