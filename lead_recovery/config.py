@@ -164,6 +164,9 @@ def validate(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
     config.update(fill_defaults(config, schema))
     problem = schema_problem(config, schema)
     if problem is not None:
+        from lead_recovery import yamlhints
+
+        problem = yamlhints.misread(config, schema) or problem
         raise LeadRecoveryError(f"config: {problem}")
     return config
 

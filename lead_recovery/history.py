@@ -7,22 +7,25 @@ recipe-day into an object of its own in the store, under
 ``markers/.history/<YYYYMM>/``, so every checkout sharing a store shares its
 history. An object per run, created whole and never replaced, is what makes
 concurrent runs safe on any store: nothing is ever appended to, so no line is
-lost or torn on NFS, and the same holds on S3.
+lost or torn on NFS, and the same holds on S3. The history lies on shared
+ground: every line read from it is checked (:func:`parse_line`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from lead_recovery import layout, rundate
+from lead_recovery.store import StoreError, TooLarge
 
 FOLDER = layout.HISTORY
-LIMIT = 64 * 1024**2  # one run's file: a line per recipe-day, far below this
 DECISIONS = ("queried", "cached", "skipped", "failed", "suspect")
 
 
@@ -60,21 +63,132 @@ def write(store: Any, events: Iterable[Event], run_id: str | None) -> str | None
     return path
 
 
-def _parse(line: str) -> Event | None:
+# What a run writes is small: one line of a few hundred bytes per recipe-day.
+# Anything far larger was not written by a run, and is not read whole.
+MAX_LINE = 64 * 1024  # bytes; a longer line is skipped unread
+MAX_FILE = 64 * 1024**2  # bytes; about 150,000 recipe-days, more than any run records
+MAX_TEXT = 1024  # characters of a name (recipe, run id, user@host, warehouse)
+MAX_SECONDS = 30 * 24 * 3600.0  # no query runs for a month: a larger figure is not a time
+MAX_ROWS = 2**63 - 1
+_RUN_DATE_RE = re.compile(r"^\d{8}$")
+_MONTH_RE = re.compile(r"^\d{6}$")
+_FIELDS = tuple(f.name for f in fields(Event) if f.name != "watermark_check")
+
+log = logging.getLogger(__name__)
+
+
+def _name(record: dict[str, Any], key: str, *, optional: bool = False) -> str | None:
+    """A short one-line text (recipe, run id, user@host, warehouse): it is printed in
+    tables and the account, so no control character and no newline."""
+    value = record[key]
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_TEXT:
+        raise ValueError(f'"{key}" is not a short text')
+    if not value.isprintable():
+        raise ValueError(f'"{key}" has control characters')
+    return value
+
+
+def _time(value: object) -> str:
+    if not isinstance(value, str) or len(value) > 64:
+        raise ValueError('"at" is not a time')
     try:
-        record: dict[str, Any] = json.loads(line)
-        event = Event(**record)
-    except (ValueError, TypeError, RecursionError):
-        return None  # a hand-edited or foreign line: skipped, never fatal
-    return event if event.decision in DECISIONS else None
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError('"at" is not a time') from None
+    if at.utcoffset() is None:
+        raise ValueError('"at" has no UTC offset')
+    return value
+
+
+def _run_date(value: object) -> str:
+    if not isinstance(value, str) or not _RUN_DATE_RE.match(value):
+        raise ValueError('"run_date" is not YYYYMMDD')
+    try:
+        datetime.strptime(value, "%Y%m%d")
+    except ValueError:
+        raise ValueError('"run_date" is not a date') from None
+    return value
+
+
+def _rows(value: object) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_ROWS:
+        raise ValueError('"rows" is not a count')
+    return value
+
+
+def _seconds(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError('"seconds" is not a number')
+    if not 0 <= value <= MAX_SECONDS:  # NaN fails both comparisons
+        raise ValueError('"seconds" is not a warehouse time')
+    return float(value)
+
+
+def _reason(value: object) -> str:
+    """Free text (a failure's cause): kept, but on one line wherever it is shown."""
+    if not isinstance(value, str):
+        raise ValueError('"reason" is not text')
+    return value if value.isprintable() else "".join(c if c.isprintable() else " " for c in value)
+
+
+def parse_line(line: str) -> Event | str:
+    """The event a history line records, or why it is not one (shown in the warning).
+
+    The history lies on shared ground: any process that can write the folder
+    can leave a line there. Every field is checked for what the report does with
+    it (compares times, adds seconds and rows, parses the run date, prints the
+    names), so a foreign line is skipped here instead of failing the report
+    later. Unknown keys are ignored: a newer writer may add fields.
+    """
+    try:
+        record = json.loads(line, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        return "not JSON"
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    missing = [key for key in _FIELDS if key not in record]
+    if missing:
+        return f'no "{missing[0]}"'
+    decision = record["decision"]
+    if not isinstance(decision, str) or decision not in DECISIONS:
+        return '"decision" is not one of ' + ", ".join(DECISIONS)
+    watermark_check = record.get("watermark_check", False)
+    if not isinstance(watermark_check, bool):
+        return '"watermark_check" is not true or false'
+    try:
+        return Event(
+            at=_time(record["at"]),
+            recipe=_name(record, "recipe"),
+            run_date=_run_date(record["run_date"]),
+            decision=decision,
+            reason=_reason(record["reason"]),
+            rows=_rows(record["rows"]),
+            seconds=_seconds(record["seconds"]),
+            warehouse=_name(record, "warehouse", optional=True),
+            user_at_host=_name(record, "user_at_host"),
+            run_id=_name(record, "run_id", optional=True),
+            watermark_check=watermark_check,
+        )
+    except ValueError as err:
+        return str(err)
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number")  # JSON has no NaN or Infinity
 
 
 def files(store: Any, since: datetime) -> list[str]:
     """The run files (store paths) that may hold events at or after ``since``, oldest
-    first. Only the months from ``since`` on are listed."""
+    first. Only the months from ``since`` on are listed, only month folders named so."""
     month = since.astimezone(UTC).strftime("%Y%m")
     found = []
-    for sub in sorted(n for n in store.names(FOLDER) if n.isdigit() and n >= month):
+    for sub in sorted(n for n in store.names(FOLDER) if _MONTH_RE.match(n) and n >= month):
         found += sorted(
             f"{FOLDER}/{sub}/{name}"
             for name in store.entries(f"{FOLDER}/{sub}")
@@ -83,28 +197,104 @@ def files(store: Any, since: datetime) -> list[str]:
     return found
 
 
-def read(store: Any, since: datetime) -> Iterator[Event]:
-    """Every event at or after ``since`` (files of older months are not opened)."""
-    for path in files(store, since):
-        got = store.get(path, LIMIT)
-        if got is None:
+@dataclass
+class Skipped:
+    """What a reading of the history could not use, for one warning line."""
+
+    lines: int = 0
+    files: list[str] = field(default_factory=list)
+    first: str | None = None  # where, and why, the first one was skipped
+
+    def add(self, path: str, count: int, why: str) -> None:
+        self.lines += count
+        shown = _shown(path)
+        if shown not in self.files:
+            self.files.append(shown)
+        if self.first is None:
+            self.first = why
+
+    def warning(self) -> str | None:
+        """One line, or ``None`` if nothing was skipped."""
+        if not self.lines:
+            return None
+        what = f"skipped {self.lines} unreadable history line{'s' if self.lines != 1 else ''}"
+        where = self.files[0] if len(self.files) == 1 else f"{len(self.files)} files"
+        return f"{what} in {where} ({self.first})"
+
+
+def _shown(where: str) -> str:
+    """A store location as the user would type it: a path relative to the current
+    directory if inside it."""
+    if "://" in where:
+        return where
+    try:
+        relative = os.path.relpath(where)
+    except ValueError:
+        return where
+    return where if relative.startswith("..") else relative
+
+
+def _lines(store: Any, path: str, skipped: Skipped) -> Iterator[tuple[int, str]]:
+    """The lines of one run file, numbered from 1, each at most :data:`MAX_LINE` bytes.
+
+    Read through the store, never following a link or blocking on a pipe; a file
+    larger than a run ever writes is skipped unread, so a planted file costs
+    neither memory nor time.
+    """
+    where = store.location(path)
+    try:
+        got = store.get(path, MAX_FILE)
+    except TooLarge:
+        skipped.add(where, 1, f"{where}: more than {MAX_FILE} bytes, more than a run writes")
+        return
+    except (StoreError, OSError) as err:
+        skipped.add(where, 1, f"{where}: {err}")
+        return
+    if got is None or not got.regular:
+        return
+    for number, raw in enumerate(got.data.split(b"\n"), start=1):
+        if len(raw) > MAX_LINE:
+            skipped.add(where, 1, f"line {number}: longer than {MAX_LINE} bytes")
             continue
-        for line in got.data.decode("utf-8", errors="replace").splitlines():
-            event = _parse(line)
-            if event is not None and datetime.fromisoformat(event.at) >= since:
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            skipped.add(where, 1, f"line {number}: not UTF-8")
+            continue
+        if text.strip():
+            yield number, text
+
+
+def read(store: Any, since: datetime, skipped: Skipped | None = None) -> Iterator[Event]:
+    """Every event at or after ``since`` (files of older months are not opened).
+
+    Lines that are not events are skipped and counted in ``skipped``; when the
+    reading ends, one warning line says how many, where, and the first reason.
+    """
+    skipped = Skipped() if skipped is None else skipped
+    for path in files(store, since):
+        for number, line in _lines(store, path, skipped):
+            event = parse_line(line)
+            if isinstance(event, str):
+                skipped.add(store.location(path), 1, f"line {number}: {event}")
+            elif datetime.fromisoformat(event.at) >= since:
                 yield event
+    message = skipped.warning()
+    if message:
+        log.warning("%s", message)
 
 
 def of_run(store: Any, run_id: str) -> list[Event]:
     """Every event one run recorded (its files are named with its run id)."""
     found: list[Event] = []
-    for sub in sorted(n for n in store.names(FOLDER) if n.isdigit()):
+    skipped = Skipped()
+    for sub in sorted(n for n in store.names(FOLDER) if _MONTH_RE.match(n)):
         for name in sorted(store.entries(f"{FOLDER}/{sub}")):
-            if f"-{run_id}-" not in name or not name.endswith(".jsonl"):
-                continue
-            got = store.get(f"{FOLDER}/{sub}/{name}", LIMIT)
-            lines = got.data.decode("utf-8", errors="replace").splitlines() if got else []
-            found += [e for e in map(_parse, lines) if e is not None and e.run_id == run_id]
+            if f"-{run_id}-" in name and name.endswith(".jsonl"):
+                for _, line in _lines(store, f"{FOLDER}/{sub}/{name}", skipped):
+                    event = parse_line(line)
+                    if not isinstance(event, str) and event.run_id == run_id:
+                        found.append(event)
     return found
 
 
@@ -149,6 +339,15 @@ class Totals:
             self.suspect += 1
         else:
             self.failures += 1
+
+    def as_json(self) -> dict[str, int | float]:
+        """The totals as ``report --json`` gives them: counts as integers, seconds to the
+        millisecond. Sums of float seconds carry binary noise (0.23099999999999998)
+        that is no part of what was measured."""
+        record: dict[str, int | float] = asdict(self)
+        record["seconds_spent"] = round(self.seconds_spent, 3)
+        record["seconds_avoided"] = round(self.seconds_avoided, 3)
+        return record
 
 
 def summarize(events: Iterable[Event]) -> tuple[dict[str, Totals], Totals]:

@@ -30,6 +30,14 @@ Snakemake's removal of its outputs and the end of the run. Those show at the
 next rebuild, at most :data:`MAX_AGE_S` later or at once with
 ``markers list --refresh``. No decision reads the index: runs and
 ``markers check`` read the marker itself.
+
+Whoever can write the prefix can replace the index, so it is read as untrusted
+input (:func:`_decode`): at most :data:`LIMIT` bytes downloaded and
+:data:`MAX_INFLATED` inflated (a gzip bomb stops there), its JSON values counted
+before they are parsed, every entry's fields checked, and every name a marker's
+name and nothing more (``markers list`` reads ``<marker_dir>/<name>``: a ``/`` or
+``..`` could reach any key in the bucket). An index that fails any of this is
+not used: ``markers list`` says so in one line, lists the store and rebuilds it.
 """
 
 from __future__ import annotations
@@ -37,8 +45,10 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import math
 import random
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +64,14 @@ log = logging.getLogger(__name__)
 NAME = ".index.json.gz"
 FORMAT = "lead-recovery marker index 1"
 MAX_AGE_S = 24 * 3600  # a full listing at least daily catches what other tools changed
-LIMIT = 256 * 1024**2  # far above 10,000 markers (~0.5 MB); larger is not an index of ours
 TRIES = 30
+# The index lies on shared ground: whoever can write the prefix can replace it, so it is
+# read as untrusted input, within bounds. 10,000 markers make about 0.1 MB gzipped, 6 MB
+# inflated and 180,000 JSON values; these bounds leave room for five times as many.
+LIMIT = 16 * 1024**2  # bytes downloaded
+MAX_INFLATED = 32 * 1024**2  # bytes once inflated: a gzip bomb stops here
+MAX_VALUES = 1_000_000  # JSON values (commas and brackets): what parsing it may allocate
+MAX_UNKEPT = 100  # entries without the marker's bytes, each a GET when listed
 
 
 def index_path(marker_dir: str) -> str:
@@ -102,19 +118,116 @@ def _encode(index: Index) -> bytes:
     return gzip.compress(json.dumps(record, separators=(",", ":")).encode(), compresslevel=5)
 
 
-def _decode(data: bytes, etag: str) -> Index:
+def _inflate(data: bytes) -> bytes:
+    """The gzip member's bytes, at most :data:`MAX_INFLATED` of them, inflated a piece
+    at a time: a small object that inflates to gigabytes costs 32 MB, once."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip header and trailer
+    pieces, size, left = [], 0, data
     try:
-        record = json.loads(gzip.decompress(data))
-    except (OSError, EOFError, ValueError, RecursionError) as err:
-        raise Unreadable(f"not gzipped JSON ({type(err).__name__})") from None
+        while not inflater.eof:
+            piece = inflater.decompress(left, _PIECE)
+            left = inflater.unconsumed_tail
+            if not piece and not left:
+                break  # nothing more to read, nor to write: the stream stops short
+            size += len(piece)
+            if size > MAX_INFLATED:
+                raise Unreadable(f"inflates to more than {MAX_INFLATED} bytes")
+            pieces.append(piece)
+    except zlib.error:
+        raise Unreadable("not gzip") from None
+    if not inflater.eof:
+        raise Unreadable("truncated")
+    if inflater.unused_data:
+        raise Unreadable("bytes after the gzip member")
+    return b"".join(pieces)
+
+
+_PIECE = 1024**2
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number")  # Python's JSON reads NaN, JSON has none
+
+
+def _decode(data: bytes, etag: str) -> Index:
+    """An index read from the store, every part of it checked (:func:`_check`)."""
+    inflated = _inflate(data)
+    values = inflated.count(b",") + inflated.count(b"[") + inflated.count(b"{")
+    if values > MAX_VALUES:  # counted before parsing: what the parse would allocate
+        raise Unreadable(f"more than {MAX_VALUES} JSON values")
+    try:
+        record = json.loads(inflated, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as err:
+        raise Unreadable(f"not JSON ({type(err).__name__})") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
         raise Unreadable(f"not '{FORMAT}'")
     seq, listed_at, entries = record.get("seq"), record.get("listed_at"), record.get("entries")
-    if not isinstance(seq, int) or not isinstance(entries, dict):
+    if not _count(seq) or not isinstance(entries, dict):
         raise Unreadable("no sequence number or entries")
-    if listed_at is not None and not isinstance(listed_at, (int, float)):
+    if listed_at is not None and not _number(listed_at):
         raise Unreadable("listed_at is not a time")
+    unkept = 0
+    for name, entry in entries.items():
+        problem = _check(name, entry, seq)
+        if problem is not None:
+            raise Unreadable(f"entry {_quoted(name)}: {problem}")
+        unkept += not entry.get("gone") and entry["body"] is None
+    if unkept > MAX_UNKEPT:
+        raise Unreadable(f"{unkept} entries without their marker's bytes")
     return Index(seq, listed_at, entries, etag)
+
+
+def valid_name(name: object) -> bool:
+    """Whether ``name`` may stand in the index: a marker's name, and only a name. The
+    listing reads ``<marker_dir>/<name>``, and the store's keys are normalised, so a
+    ``/`` or ``..`` in it could reach any key in the bucket."""
+    return (
+        isinstance(name, str)
+        and len(name) <= 1024
+        and name.isprintable()
+        and not any(part in name for part in ("/", "\\", ".."))
+        and markers.parse_marker_name(name) is not None
+    )
+
+
+def _count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check(name: str, entry: object, seq: int) -> str | None:
+    """Why an entry is not one this module writes (:meth:`Index.note`, :func:`_entry`),
+    or ``None``. Each field is checked for what the listing and the writers do with it."""
+    if not valid_name(name):
+        return "not a marker's name"
+    if not isinstance(entry, dict):
+        return "not an object"
+    if not _count(entry.get("seq")) or entry["seq"] > seq:
+        return "no sequence number up to the index's"
+    if "gone" in entry:
+        return None if entry["gone"] == 1 and set(entry) == {"seq", "gone"} else "bad 'gone'"
+    etag, size, mtime = entry.get("etag"), entry.get("size"), entry.get("mtime")
+    if not isinstance(etag, str) or len(etag) > 1024:
+        return "etag is not text"
+    if not _count(size):
+        return "size is not a byte count"
+    if not _number(mtime):
+        return "mtime is not a time"
+    body = entry.get("body", False)
+    if body is not None and not (isinstance(body, str) and len(body) <= markers.KEEP_BYTES):
+        return "body is not a marker's text"
+    if not isinstance(entry.get("cache"), bool):
+        return "cache is not true or false"
+    return None
+
+
+def _quoted(name: object) -> str:
+    """A name from the index as a warning shows it: short, on one line."""
+    text = name if isinstance(name, str) else repr(name)
+    return json.dumps(text[:60] + ("..." if len(text) > 60 else ""))
 
 
 def read(store: S3Store, marker_dir: str) -> Index | None:
@@ -255,7 +368,9 @@ def listing(
     now: float | None = None,
 ) -> Listed:
     """The markers on S3 from the index if it is there and recent; else (or with
-    ``refresh``) from a full listing of the store, which then rebuilds the index."""
+    ``refresh``) from a full listing of the store, which then rebuilds the index.
+    An index that is not one this module wrote (:func:`_decode`) is never used: the
+    store is listed instead, with one warning line, and the index rebuilt."""
     now = time.time() if now is None else now
     problem = None
     index = None
@@ -309,11 +424,18 @@ def rebuild(
 ) -> Index:
     """List the store in full and write the index from it, keeping any note made
     meanwhile. Returns what it wrote (or would have: an index another process
-    removed meanwhile is left absent, and this listing is still returned)."""
+    removed meanwhile is left absent, and this listing is still returned). A
+    marker whose name no reader accepts (:func:`valid_name`: ``..`` in it, say; no
+    recipe has one) is left out, so the index it writes is one it can read."""
     path = index_path(marker_dir)
     try:
         start = read(store, marker_dir)
-    except Unreadable:
+    except Unreadable as err:
+        log.warning(
+            "the marker index %s is unreadable (%s); listed the store instead and rebuilt it",
+            store.location(path),
+            err,
+        )
         start = None
         store.delete(path)
     if start is None:  # writers note only into an index that exists: make one first
@@ -327,7 +449,7 @@ def rebuild(
     extracts: dict[str, frozenset[str]] = {}
     entries: dict[str, dict[str, Any]] = {}
     for name, (info, data, _problem) in stored.items():
-        if data is None:
+        if data is None or not valid_name(name):  # a name no reader would accept (_decode)
             continue
         recipe, day = markers.parse_marker_name(name) or ("?", "?")
         if recipe not in extracts:  # one listing per recipe, not a HEAD per marker

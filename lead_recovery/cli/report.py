@@ -1,16 +1,18 @@
 """``lead-recovery report``: what the markers saved over a period, from the run history;
-with ``--html FILE``, also the Snakemake report page (account, rule graph, figures)."""
+with ``--html [FILE]``, also the Snakemake report page, which opens on the same figures
+(then the account, the figures and the rule graph)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import click
 
+from lead_recovery import config as lr_config
 from lead_recovery import history
 from lead_recovery.cli.common import CONTEXT, NO, UsageError, print_json, show_path, table
 from lead_recovery.cli.markers import Context, _where
@@ -21,7 +23,8 @@ Examples:
   lead-recovery report                  the last 30 days, per recipe and in total
   lead-recovery report --since 7d
   lead-recovery report --since 20261101 --json
-  lead-recovery report --html report.html   also the page: account, rule graph, figures
+  lead-recovery report --html           also the page, in results/report/report.html
+  lead-recovery report --html ~/leads-report.html
 
 \b
 queries avoided: recipe-days served from a marker's cached extract;
@@ -29,6 +32,11 @@ seconds avoided: the warehouse time those markers' queries had taken.
 --html runs `snakemake report_figures` then `snakemake --report FILE` in the
 workflow folder: it reads the history and never queries the warehouse.
 """
+
+# Where --html writes the page unless told: beside its figures, under results/ (which
+# git ignores), never in the checkout's root.
+PAGE = "report/report.html"
+_DEFAULT_PAGE = "<results_dir>/" + PAGE
 
 # Kept for callers of the CLI module; the grammar lives in history.py.
 since_instant = history.since_instant
@@ -44,9 +52,12 @@ class SnakemakeFailed(LeadRecoveryError):
 @click.option(
     "--html",
     "html",
-    metavar="FILE",
+    metavar="[FILE]",
     type=click.Path(dir_okay=False),
-    help="Also write the Snakemake report page (self-contained HTML) to FILE.",
+    is_flag=False,
+    flag_value=_DEFAULT_PAGE,
+    help="Also write the Snakemake report page (self-contained HTML) to FILE "
+    f"(default: {_DEFAULT_PAGE}, i.e. results/{PAGE}).",
 )
 @_where
 def command(
@@ -63,35 +74,47 @@ def command(
         start = history.since_instant(since, ctx.now)
     except LeadRecoveryError as err:
         raise UsageError(f"--since: {err}") from None
-    if html is not None and not html.endswith(".html"):
-        raise UsageError(f"--html {html}: the page's file name must end in .html")
-    if html is not None and not Path(html).resolve().parent.is_dir():
-        raise UsageError(f"--html {html}: no folder {Path(html).parent}/ to write it in")
-    per_recipe, total = history.summarize(history.read(ctx.store, start))
+    page = None if html is None else _page(ctx, html)
+    skipped = history.Skipped()
+    per_recipe, total = history.summarize(history.read(ctx.store, start, skipped))
     if json:
         print_json(
             {
                 "since": start.isoformat(timespec="seconds"),
-                "recipes": {name: asdict(t) for name, t in per_recipe.items()},
-                "total": asdict(total),
+                "recipes": {name: t.as_json() for name, t in per_recipe.items()},
+                "total": total.as_json(),
+                "skipped_lines": skipped.lines,
             }
         )
     else:
         where = ctx.store.location(history.FOLDER)
         sys.stdout.write(f"# since {start.isoformat(timespec='seconds')} ({where})\n")
         sys.stdout.write(table(history.table_rows(per_recipe, total), history.HEADERS) + "\n")
-    if html is None:
+    if page is None:
         return 0
     sys.stdout.flush()
     try:
-        write_page(ctx.repo, Path(html).resolve(), since=since, store=ctx.store.url)
+        write_page(ctx.repo, page, since=since, store=ctx.store.url)
     except SnakemakeFailed as err:
         print(f"lead-recovery: error: {err}", file=sys.stderr)
         return NO
-    print(
-        f"lead-recovery: report page written to {show_path(Path(html).resolve())}", file=sys.stderr
-    )
+    print(f"lead-recovery: report page written to {show_path(page)}", file=sys.stderr)
     return 0
+
+
+def _page(ctx: Context, given: str) -> Path:
+    """The page's path: as given, or results/report/report.html of the workflow (made
+    if missing). Checked before anything is read, so bad input touches nothing."""
+    if given == _DEFAULT_PAGE:
+        page = _results(ctx.config, ctx.repo) / PAGE
+        page.parent.mkdir(parents=True, exist_ok=True)
+        return page
+    if not given.endswith(".html"):
+        raise UsageError(f"--html {given}: the page's file name must end in .html")
+    page = Path(given).resolve()
+    if not page.parent.is_dir():
+        raise UsageError(f"--html {given}: no folder {Path(given).parent}/ to write it in")
+    return page
 
 
 def write_page(repo: Path, page: Path, *, since: str, store: str) -> None:
@@ -102,6 +125,8 @@ def write_page(repo: Path, page: Path, *, since: str, store: str) -> None:
     and ``--report`` collects them with the rule graph into one HTML file.
     Neither can query: the first has no recipe in its DAG, the second runs no
     job. ``--nolock``: the report only reads, so a run in progress never stops it.
+    ``--report-metadata`` (Snakemake's landing-page metadata) is what makes the
+    page open on the overview instead of on the rule graph.
     """
     settings = [f"report_since={since}", f"store={store}"]
     snakemake = [sys.executable, "-m", "snakemake"]
@@ -110,11 +135,19 @@ def write_page(repo: Path, page: Path, *, since: str, store: str) -> None:
         repo,
         "snakemake report_figures",
     )
+    metadata = _results(lr_config.load(repo), repo) / "report" / "report_metadata.yaml"
     _step(
-        [*snakemake, "--report", str(page), "--nolock", "--config", *settings],
+        [*snakemake, "--report", str(page), "--report-metadata", str(metadata), "--nolock"]
+        + ["--config", *settings],
         repo,
         "snakemake --report",
     )
+
+
+def _results(config: dict[str, Any], repo: Path) -> Path:
+    """The workflow's results folder, where rule report_figures writes its pages."""
+    results = Path(config["results_dir"])
+    return results if results.is_absolute() else repo / results
 
 
 def _step(cmd: list[str], repo: Path, what: str) -> None:

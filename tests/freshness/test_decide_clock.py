@@ -9,11 +9,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-
-from lead_recovery import plan
-from lead_recovery import rundate
-from lead_recovery.markers import Marker
 from tests.plan.test_freshness_workflow import CLOCK_CASES
+
+from lead_recovery import plan, rundate
+from lead_recovery.markers import Marker
 
 
 @pytest.mark.parametrize("case", list(CLOCK_CASES))

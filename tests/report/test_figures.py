@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import html
+import io
 from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
+
+import matplotlib
+import pytest
 
 from lead_recovery import account, figures, history
 
@@ -90,3 +96,50 @@ def test_the_figures_are_svg_with_text_as_paths_and_nothing_to_fetch(tmp_path):
         assert svg.startswith("<?xml") and "<svg" in svg and "<path" in svg
         assert "<text" not in svg and "<script" not in svg and "<image" not in svg
         assert "@font-face" not in svg and "url(http" not in svg
+
+
+def test_recipe_names_are_drawn_as_written_never_as_mathtext(tmp_path):
+    """``$\\foo{$`` is a name: as mathtext it would fail to parse and stop the figure."""
+    names = ["$\\foo{$", "_hidden", "$x^2$"]
+    events = [event(i, "queried", f"run{i}", recipe=name) for i, name in enumerate(names)]
+    rows = figures.rows_per_day(events)
+    figures.draw_rows(rows, tmp_path / "rows.svg", since=T0, now=T0)  # text as paths: no error
+    with figures._drawing(), matplotlib.rc_context({"svg.fonttype": "none"}):
+        out = io.BytesIO()  # the same figure with its text kept as text, to read it back
+        figures.rows_figure(rows, since=T0, now=T0).savefig(out, format="svg")
+    svg = out.getvalue().decode()
+    for name in names:  # every name in the legend, each character as typed
+        assert f">{html.escape(name, quote=False)}</text>" in svg
+
+
+def test_the_overview_says_what_the_markers_saved_in_figures_and_per_day():
+    events = [
+        event(0, "queried", "a", seconds=0.25),
+        event(60, "cached", "b", seconds=0.25),
+        event(60 * 24, "queried", "c", run_date="20250513", seconds=125.0),
+        event(60 * 24, "skipped", "c", recipe="csv", rows=None, seconds=None),
+    ]
+    page = figures.account_html(
+        events, since=T0 - timedelta(days=1), now=T0 + timedelta(days=2), where="m", tz=UTC
+    )
+    tiles = {
+        ident: page.split(f'id="{ident}"')[1].split('class="lr-value">')[1].split("<")[0]
+        for ident in ("lr-queries-run", "lr-queries-avoided", "lr-time-spent", "lr-time-spared")
+    }
+    assert tiles == {
+        "lr-queries-run": "2",
+        "lr-queries-avoided": "1",
+        "lr-time-spent": "2 min 05 s",
+        "lr-time-spared": "0.25 s",
+    }
+    assert page.index('id="lr-overview"') < page.index('id="last-run"')
+    svg = base64.b64decode(page.split("data:image/svg+xml;base64,")[1].split('"')[0])
+    assert svg.startswith(b"<?xml") and b"<text" not in svg
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(0.231, "0.23 s"), (12.34, "12.3 s"), (245, "4 min 05 s"), (7505, "2 h 05 min")],
+)
+def test_warehouse_time_reads_as_a_person_says_it(seconds, shown):
+    assert figures.duration_text(seconds) == shown

@@ -1,5 +1,6 @@
 """The Snakemake report page as a person sees it: three days of real runs, then
-``lead-recovery report --html``, then the page rendered by Debian's headless Chromium.
+``lead-recovery report --html``, then the page rendered by Debian's headless Chromium:
+its first screen (what the markers saved), then the rule graph, account and figures.
 
 Chromium resolves no host name here (``--host-resolver-rules``), so anything the
 page tried to fetch from a CDN would fail and show up as a console error; the
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import secrets
 import subprocess
 import sys
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from lead_recovery.figures import duration_text
 from tests.report.test_report_command import report
 from tests.support.workflow import clean_env
 
@@ -91,7 +94,7 @@ def _pixels_like(png: bytes, colour: tuple[int, int, int], tolerance: int = 24) 
 
 
 @pytest.mark.timeout(240)
-def test_the_report_page_shows_the_account_rule_graph_and_both_figures_drawn(
+def test_the_report_page_opens_on_what_the_markers_saved_then_account_rule_graph_and_figures(
     workflow, browser, tmp_path
 ):
     from selenium.common.exceptions import TimeoutException
@@ -123,19 +126,23 @@ def test_the_report_page_shows_the_account_rule_graph_and_both_figures_drawn(
     assert sum(r.queries for r in runs) == 4 and ours["queries"] == 4
     assert ours["avoided"] == 1
     assert ours["seconds_avoided"] == first["duration_s"]  # what the reused marker had cost
-    assert ours["seconds_spent"] >= first["duration_s"] + forced["duration_s"] + last["duration_s"]
+    spent = first["duration_s"] + forced["duration_s"] + last["duration_s"]
+    assert ours["seconds_spent"] >= round(spent, 3)
     assert ours["rows"] == first["rows"] + 2 * forced["rows"] + last["rows"]
     assert figures["recipes"]["manual_leads"]["skipped"] == 5
     assert figures["total"]["queries"] == 4 and figures["total"]["failures"] == 0
+    assert figures["skipped_lines"] == 0
+    # numbers rounded to what they measure: seconds to the millisecond, counts as integers
+    assert not re.search(r"\d\.\d{4,}", shown.stdout)
+    assert all(isinstance(v, int) for k, v in ours.items() if not k.startswith("seconds_"))
     table = report(workflow, env=at("20250514", "11:00")).stdout.splitlines()
     assert next(line for line in table if line.startswith("TOTAL")).split()[1:3] == ["4", "1"]
     later = report(workflow, "--since", "20250513", "--json", env=at("20250514", "11:00"))
     assert json.loads(later.stdout)["total"]["queries"] == 3  # only the 13th's and 14th's
 
-    page = tmp_path / "report.html"
+    # --html without a file: the page goes under results/, beside its figures
     made = subprocess.run(
-        [sys.executable, "-m", "lead_recovery.cli.main", "report", "--since", "7d"]
-        + ["--html", str(page)],
+        [sys.executable, "-m", "lead_recovery.cli.main", "report", "--since", "7d", "--html"],
         cwd=workflow.root,
         env=clean_env(**at("20250514", "11:00"), **env),
         capture_output=True,
@@ -143,15 +150,46 @@ def test_the_report_page_shows_the_account_rule_graph_and_both_figures_drawn(
         timeout=180,
     )
     assert made.returncode == 0, made.stderr
-    assert "report page written to" in made.stderr
+    page = workflow.root / "results/report/report.html"
+    assert made.stderr.strip() == "lead-recovery: report page written to results/report/report.html"
+    assert [p.name for p in workflow.root.glob("*.html")] == []  # nothing in the checkout's root
     text = page.read_text(encoding="utf-8")
     assert secret not in text  # neither the environment nor anything read from it
     after = {k: v for k, v in workflow.snapshot().items() if not k.startswith("results/report/")}
     assert after == data_before  # the report read the history: no query, no data file touched
 
+    # The first screen, before any click: the period's queries run and avoided and the
+    # warehouse time spent and spared, as figures and per day; not the rule graph.
     wait = WebDriverWait(browser, 30)
     browser.get(page.as_uri())
     wait.until(lambda d: not d.find_element(By.ID, "loading-screen").is_displayed())
+    overview = wait.until(lambda d: d.find_element(By.ID, "lr-overview"))
+    screen = browser.execute_script("return [window.innerWidth, window.innerHeight]")
+    tiles = {
+        ident: browser.find_element(By.CSS_SELECTOR, f"#{ident}").text.splitlines()
+        for ident in ("lr-queries-run", "lr-queries-avoided", "lr-time-spent", "lr-time-spared")
+    }
+    assert tiles == {
+        "lr-queries-run": ["4", "queries run"],
+        "lr-queries-avoided": ["1", "queries avoided"],
+        "lr-time-spent": [duration_text(ours["seconds_spent"]), "warehouse time spent"],
+        "lr-time-spared": [duration_text(first["duration_s"]), "warehouse time spared"],
+    }
+    per_day = browser.find_element(By.ID, "lr-per-day")
+    wait.until(lambda d: d.execute_script("return arguments[0].naturalWidth > 0", per_day))
+    for shown_now in (overview, per_day, *browser.find_elements(By.CSS_SELECTOR, ".lr-tile")):
+        box = shown_now.rect
+        assert shown_now.is_displayed() and box["y"] >= 0 and box["x"] >= 0
+        assert box["y"] + box["height"] <= screen[1] and box["x"] + box["width"] <= screen[0]
+    assert per_day.size["width"] > 600 and per_day.size["height"] > 250
+    plot = per_day.screenshot_as_png
+    assert _pixels_like(plot, QUERIED) > 1500 and _pixels_like(plot, AVOIDED) > 600
+    assert not browser.find_elements(By.CSS_SELECTOR, "#rulegraph canvas, #rulegraph svg")
+    assert not browser.find_element(By.ID, "last-run").is_displayed()  # on the Account page
+    browser.save_screenshot(str(tmp_path / "report_page_first_screen.png"))
+
+    # the rule graph: one click away (Workflow, in the menu)
+    browser.find_element(By.XPATH, "//nav//a[span[normalize-space()='Workflow']]").click()
     graph = wait.until(
         lambda d: d.find_element(By.CSS_SELECTOR, "#rulegraph canvas, #rulegraph svg")
     )
@@ -186,14 +224,18 @@ def test_the_report_page_shows_the_account_rule_graph_and_both_figures_drawn(
         raise AssertionError(f"the report page never showed {label!r} ({expect})")
 
     frame = show(
-        "Account", "the last run's account and the period's totals", "iframe[src^='data:text/html']"
+        "Account",
+        "what the markers saved, the last run, the totals",
+        "iframe[src^='data:text/html']",
     )
     assert frame.size["width"] > 300 and frame.size["height"] > 200
     browser.save_screenshot(str(tmp_path / "report_page_account.png"))
     browser.switch_to.frame(frame)
+    in_account = browser.find_element(By.ID, "lr-queries-avoided").text.splitlines()[0]
     last_run = browser.find_element(By.ID, "last-run").text
     total_row = browser.find_element(By.CSS_SELECTOR, "#totals tr.total").text.split()
     browser.switch_to.default_content()
+    assert in_account == "1"
     assert f"{RECIPE} 20250514 queried (" in last_run
     assert "total: 2 recipe-days: 1 queried, 0 cached, 1 skipped, 0 failed" in last_run
     assert total_row[:4] == ["TOTAL", "4", "1", "0"]  # queries, avoided, watermark checks

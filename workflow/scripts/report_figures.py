@@ -16,6 +16,7 @@ def main(snakemake):
         account_out=snakemake.output.account,
         rows_out=snakemake.output.rows,
         queries_out=snakemake.output.queries,
+        metadata_out=snakemake.output.metadata,
     )
 
 
