@@ -188,9 +188,15 @@ class Day:
         checkout's copies are the store's pair. The day's pair, if it has one."""
         state, _ = current_lease(self.store, self.recipe, self.date)
         pair = self.read()
-        held = marker_generation(pair.marker) if pair is not None else 0
         commit = state.commit if state is not None else None
-        if commit is not None and commit.published and commit.generation > held:
+        behind = (
+            pair is not None
+            and pair.marker.format == "json"
+            and commit is not None
+            and commit.published
+            and commit.generation > marker_generation(pair.marker)
+        )
+        if behind and commit is not None:  # never a marker someone deleted or spoiled
             self.point(commit.marker.encode(), commit.generation)
             pair = self.read()
         if pair is not None and pair.present:
@@ -221,6 +227,20 @@ class Day:
             current = None
         if current != pair.text:
             atomic.write_bytes(views.marker, pair.text)
+
+    def newest_extract(self, listed: Mapping[str, Entry]) -> str | None:
+        """The day's newest extract in a listing of its recipe's folder (relative to it):
+        queries' extracts are named by when they ran; else a legacy ``leads.parquet``."""
+        prefix = f"{self.date}/{layout.EXTRACTS}/"
+        named = sorted(
+            rel
+            for rel in listed
+            if rel.startswith(prefix) and rel.endswith(".parquet") and "/" not in rel[len(prefix) :]
+        )
+        if named:
+            return f"{self.recipe}/{named[-1]}"
+        legacy = layout.legacy_extract(self.recipe, self.date)
+        return legacy if legacy[len(self.recipe) + 1 :] in listed else None
 
     def adopt_legacy(self) -> bool:
         """A marker from before extracts had names of their own names the checkout's

@@ -386,6 +386,8 @@ def _copy_only(day: Day, views: Views, label: str) -> dict[str, Any]:
     """``skip_redshift``: this checkout's copy of a day the store holds; never a query."""
     pair = day.read()
     if pair is None or not pair.present:
-        raise LeadRecoveryError(f"{label}: skip_redshift, and the store has no extract of it")
+        raise LeadRecoveryError(
+            f"{label}: skip_redshift, and the store has no marked extract of it to copy"
+        )
     day.link(pair, views)
     return {"outcome": "skipped", **pair.marker.record}

@@ -183,26 +183,30 @@ class Invocation:
     # -- skip_redshift: the newest day the store holds
 
     @functools.cache  # noqa: B019
-    def stored_days(self, name: str) -> tuple[str, ...]:
-        """Days (oldest first) whose marker is in the store, for skip_redshift."""
-        return tuple(
-            sorted(
-                parsed[1]
-                for entry in self.store.entries(layout.MARKERS)
-                if (parsed := markers.parse_marker_name(entry)) and parsed[0] == name
-            )
-        )
+    def stored_extracts(self, name: str) -> dict[str, str]:
+        """For skip_redshift: each day of the recipe with an extract in the store, and
+        its newest one (a marker is not needed: skip_redshift reads no marker)."""
+        listed = self.store.listing(name)
+        days = {rel.partition("/")[0] for rel in listed}
+        found = {}
+        for day in sorted(d for d in days if len(d) == 8 and d.isdigit()):
+            newest = Day(self.store, name, day).newest_extract(listed)
+            if newest is not None:
+                found[day] = newest
+        return found
 
     def skipped(self, name: str, day: str) -> str | None:
-        """With skip_redshift: the checkout's copy of the newest stored extract dated on or
-        before ``day``, else leads.csv, else ``None`` (the recipe is then reported broken)."""
-        earlier = [d for d in self.stored_days(name) if d <= day]
+        """With skip_redshift: the newest stored extract dated on or before ``day`` (this
+        checkout's copy, else the store's file, else the copy the extract job makes),
+        else leads.csv, else ``None`` (the recipe is then reported broken)."""
+        extracts = self.stored_extracts(name)
+        earlier = [d for d in extracts if d <= day]
         recipe = self.selected[name]
         if earlier:
-            source, said = (
-                layout.leads_path(self.results, name, earlier[-1]),
-                f"the extract of {earlier[-1]}",
-            )
+            copy = layout.leads_path(self.results, name, earlier[-1])
+            local = self.store.local_path(extracts[earlier[-1]])
+            source = copy if os.path.exists(copy) or local is None else str(local)
+            said = f"the extract of {earlier[-1]}"
         elif recipe.leads_csv is not None:
             source, said = str(recipe.leads_csv), str(recipe.leads_csv)
         else:

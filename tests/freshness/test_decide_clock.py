@@ -9,10 +9,10 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from tests.plan.test_freshness_workflow import CLOCK_CASES
 
 from lead_recovery import plan, rundate
 from lead_recovery.markers import Marker
+from tests.freshness.test_freshness_workflow import CLOCK_CASES
 
 
 @pytest.mark.parametrize("case", list(CLOCK_CASES))

@@ -132,9 +132,11 @@ def test_garbage_in_a_lease_is_a_foreign_lease_never_a_crash(store, record):
     else:
         good.update(record)
     plant(store, None, raw=json.dumps(good).encode())
-    with pytest.raises(lease.LeaseTimeout, match="an unreadable lease"):
-        with lease.held(store, R, D, wait_s=0, life_s=LIFE, say=quiet):
-            pass
+    with (
+        pytest.raises(lease.LeaseTimeout, match="an unreadable lease"),
+        lease.held(store, R, D, wait_s=0, life_s=LIFE, say=quiet),
+    ):
+        pass
     plant(store, None, raw=json.dumps(good).encode(), age_s=LIFE + 1)
     with lease.held(store, R, D, wait_s=0, life_s=LIFE, say=quiet) as held:
         assert held.state.took_over == "an unreadable lease"
