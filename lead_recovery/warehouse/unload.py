@@ -25,31 +25,33 @@ outermost SELECT has LIMIT (which UNLOAD rejects) is wrapped in
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from lead_recovery.errors import LeadRecoveryError
-from lead_recovery.store import aws_region
+from lead_recovery.warehouse.messages import one_line
+from lead_recovery.warehouse.staging import (  # noqa: F401  (part of this module's API)
+    READ_BATCH_ROWS,
+    Staging,
+    conform,
+    read_parts,
+    s3_error,
+    split_s3,
+)
 
 log = logging.getLogger("lead_recovery")
 
 EXTRACT_MODES = ("cursor", "unload", "auto")
 RUN_ID_ENV = "LEAD_RECOVERY_RUN_ID"
-READ_BATCH_ROWS = 65_536
 _ROLE_RE = re.compile(r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
 
 
@@ -231,163 +233,113 @@ def staging_target(settings: UnloadSettings, tag: str, params: Mapping[str, Any]
     return f"s3://{settings.bucket}/{settings.key_prefix}{_safe(recipe)}/{day}/{_safe(run_id)}/"
 
 
-# -- S3 ----------------------------------------------------------------------------------
+# -- the UNLOAD path ------------------------------------------------------------------
 
 
-def split_s3(url: str) -> tuple[str, str]:
-    rest = url[len("s3://") :]
-    bucket, _, key = rest.partition("/")
-    return bucket, key
+class Owner(Protocol):
+    """What the UNLOAD path needs from the warehouse that opened the connection."""
+
+    def discard(self, conn: Any) -> None: ...
+
+    def say(self, text: str) -> str: ...
+
+    def query_error(
+        self, err: BaseException, statement: str, prefix_lines: int, conn: Any = None
+    ) -> str: ...
+
+    def set_timeout(self, cursor: Any) -> None: ...
+
+    def track(self, staging: Staging) -> None: ...
+
+    def cleanup(self, staging: Staging) -> None: ...
 
 
-def s3_error(err: BaseException, doing: str) -> LeadRecoveryError:
-    """A one-line S3 failure; botocore's messages carry no secrets, and are cut short."""
-    code = ""
-    response = getattr(err, "response", None)
-    if isinstance(response, dict):
-        code = (response.get("Error") or {}).get("Code", "")
-    text = re.sub(r"\s+", " ", str(err)).strip()[:300]
-    hint = ""
-    if type(err).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
-        hint = "; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or use a role"
-    label = f"{type(err).__name__}{f' {code}' if code else ''}"
-    return LeadRecoveryError(f"{doing} failed: {label}: {text}{hint}")
-
-
-class Staging:
-    """One UNLOAD's staging prefix on S3: read its manifest and parts, then delete it."""
-
-    def __init__(self, settings: UnloadSettings, target: str, client: Any = None) -> None:
-        self.settings = settings
-        self.target = target
-        self.bucket, self.prefix = split_s3(target)
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            session = boto3.session.Session()
-            self._client = session.client(
-                "s3",
-                region_name=self.settings.region or aws_region(session),
-                config=Config(retries={"max_attempts": 5, "mode": "standard"}),
-            )
-        return self._client
-
-    def delete(self) -> int:
-        """Delete every object under the staging prefix; returns how many."""
-        deleted = 0
-        try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix
-            )
-            for page in pages:
-                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
-                for start in range(0, len(keys), 1000):
-                    chunk = keys[start : start + 1000]
-                    self.client.delete_objects(
-                        Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True}
-                    )
-                    deleted += len(chunk)
-        except Exception as err:
-            raise s3_error(err, f"deleting the UNLOAD staging {self.target}") from None
-        return deleted
-
-    def manifest(self) -> list[dict[str, Any]]:
-        """The manifest's entries: ``[{"url": ..., "meta": {...}}, ...]``."""
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=f"{self.prefix}manifest")
-            data = json.loads(body["Body"].read())
-        except Exception as err:
-            raise s3_error(err, f"reading the UNLOAD manifest {self.target}manifest") from None
-        entries = data.get("entries") or []
-        for entry in entries:
-            if not str(entry.get("url", "")).startswith("s3://"):
-                raise LeadRecoveryError(f"the UNLOAD manifest {self.target}manifest is malformed")
-        return entries
-
-    def download(self, url: str, path: Path) -> int:
-        from boto3.s3.transfer import TransferConfig
-
-        bucket, key = split_s3(url)
-        try:
-            self.client.download_file(
-                bucket,
-                key,
-                str(path),
-                Config=TransferConfig(max_concurrency=4, multipart_chunksize=16 << 20),
-            )
-        except Exception as err:
-            raise s3_error(err, f"reading the UNLOAD part {url}") from None
-        return path.stat().st_size
-
-
-def _one_line(err: BaseException) -> str:
-    return re.sub(r"\s+", " ", str(err)).strip()[:200]
-
-
-def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """A Parquet part's batch with the cursor path's column names and types."""
-    if batch.num_columns != len(schema):
-        raise LeadRecoveryError(
-            f"the UNLOAD parts have {batch.num_columns} columns, the query {len(schema)}"
-        )
-    arrays = []
-    for column, field in zip(batch.columns, schema, strict=True):
-        if column.type != field.type:
-            try:
-                column = column.cast(field.type)
-            except (pa.ArrowException, ValueError) as err:
-                raise LeadRecoveryError(
-                    f"column '{field.name}' from UNLOAD does not fit {field.type}: "
-                    f"{_one_line(err)}; cast it in the SQL"
-                ) from None
-        arrays.append(column)
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def read_parts(
-    staging: Staging,
-    entries: list[dict[str, Any]],
-    schema: pa.Schema,
+def unload_reader(
+    owner: Owner,
+    settings: UnloadSettings,
+    conn: Any,
+    cursor: Any,
+    body: str,
+    params: Mapping[str, Any],
+    bound: Any,
+    tag: str,
     info: dict[str, Any],
-    tmp_dir: str | None = None,
-) -> Iterator[pa.RecordBatch]:
-    """The parts' rows as batches of the query's schema, one part on disk at a time.
+    *,
+    reason: str | None,
+) -> pa.RecordBatchReader:
+    """UNLOAD the result to S3 as Parquet, then stream the parts; staging always deleted."""
+    from lead_recovery.warehouse.arrow_types import result_schema
 
-    The next part downloads while the current one is decoded; at most two
-    parts are on local disk and one row group's batches in memory.
-    """
-    import pyarrow.parquet as pq
+    try:
+        query, wrapped = unload_query(body, params)
+        target = staging_target(settings, tag, params)
+    except LeadRecoveryError:
+        owner.discard(conn)
+        raise
+    staging = Staging(settings, target)
+    info.update(path="unload", staging=target, wrapped_limit=wrapped)
+    if reason:
+        info["fallback_from"] = "cursor"
+        info["reason"] = reason
+    probe = f"/* {clean_tag(tag)} */\nSELECT * FROM (\n{body}\n) AS lr_probe LIMIT 0"
+    statement = f"/* {clean_tag(tag)} */\n" + unload_statement(query, target, settings)
+    doing = "probe"
+    owner.track(staging)
+    try:
+        staging.delete()  # leftovers of an earlier attempt with the same run id
+        owner.set_timeout(cursor)
+        # The column names and types: exactly what the cursor path gives (same query).
+        cursor.execute(probe, bound)
+        schema, _ = result_schema(cursor)
+        cursor.fetchall()
+        doing = "unload"
+        if wrapped:
+            log.info("redshift: LIMIT in the outermost SELECT; UNLOAD runs it wrapped")
+        log.info("redshift: UNLOAD to %s", target)
+        cursor.execute(statement)
+        conn.rollback()  # read-only; the files are on S3 whatever the transaction does
+        owner.discard(conn)
+        entries = staging.manifest()
+    except LeadRecoveryError:
+        owner.discard(conn)
+        owner.cleanup(staging)
+        raise
+    except Exception as err:
+        owner.discard(conn)
+        owner.cleanup(staging)
+        prefix_lines = 2 if doing == "probe" else 1
+        statement_text = probe if doing == "probe" else statement
+        cause = owner.query_error(err, statement_text, prefix_lines, conn)
+        if doing == "unload":
+            cause = cause.replace("query failed:", "UNLOAD failed:", 1)
+        raise LeadRecoveryError(owner.say(cause)) from None
+    info["parts"] = len(entries)
+    info["unload_rows"] = sum(
+        int((entry.get("meta") or {}).get("record_count", 0)) for entry in entries
+    )
+    log.info(
+        "redshift: UNLOAD wrote %d rows in %d parts; reading them",
+        info["unload_rows"],
+        len(entries),
+    )
 
-    with (
-        tempfile.TemporaryDirectory(prefix="lr-unload-", dir=tmp_dir) as tmp,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="lr-unload-get") as pool,
-    ):
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from read_parts(staging, entries, schema, info)
+        finally:
+            owner.cleanup(staging)
 
-        def fetch(index: int):
-            path = Path(tmp) / f"part{index}.parquet"
-            return path, staging.download(entries[index]["url"], path)
+    return pa.RecordBatchReader.from_batches(schema, counted(batches(), info))
 
-        pending = pool.submit(fetch, 0) if entries else None
-        for index in range(len(entries)):
-            path, size = pending.result()
-            pending = pool.submit(fetch, index + 1) if index + 1 < len(entries) else None
-            info["s3_bytes"] = info.get("s3_bytes", 0) + size
-            try:
-                parquet = pq.ParquetFile(path)
-                for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, use_threads=True):
-                    yield conform(batch, schema)
-                parquet.close()
-            except LeadRecoveryError:
-                raise
-            except (pa.ArrowException, OSError) as err:
-                raise LeadRecoveryError(
-                    f"reading the UNLOAD part {entries[index]['url']} failed: {_one_line(err)}"
-                ) from None
-            finally:
-                with contextlib.suppress(OSError):
-                    path.unlink()
+
+def counted(batches: Iterator[pa.RecordBatch], info: dict[str, Any]) -> Iterator[pa.RecordBatch]:
+    """Pass the batches on, counting rows into ``info``; ``complete`` once exhausted."""
+    for batch in batches:
+        info["rows"] += batch.num_rows
+        yield batch
+    info["complete"] = True
+
+
+def clean_tag(tag: str) -> str:
+    """The query tag, safe inside a ``/* ... */`` comment and on one line."""
+    return one_line(tag).replace("*/", "* /")
