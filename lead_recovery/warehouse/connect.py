@@ -83,6 +83,11 @@ def connect(settings: ConnectionSettings, application_name: str, policy: Connect
     """A driver connection, after up to ``policy.retries`` retries of transient failures."""
     import redshift_connector
 
+    from lead_recovery import aws
+
+    # With IAM the driver makes its own boto3 clients, whose DEBUG lines carry the
+    # request's credentials and the temporary database password.
+    aws.configure_logging()
     kwargs = settings.connect_kwargs(
         timeout=policy.connect_timeout_s,
         application_name=application_name[:APPLICATION_NAME_MAX],

@@ -3,7 +3,9 @@
 The client reads the parts Redshift wrote (one part on local disk at a time,
 the next downloading while the current one is decoded), casts them to the
 cursor path's schema, and deletes the prefix afterwards. Every S3 failure is
-one line; botocore's messages carry no credentials and are cut short.
+one line; botocore's messages carry no credentials and are cut short. The
+S3 client comes from :func:`lead_recovery.aws.client`, which also keeps
+credentials out of the DEBUG log.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from lead_recovery.errors import LeadRecoveryError
-from lead_recovery.store import aws_region
 
 if TYPE_CHECKING:
     from lead_recovery.warehouse.unload import UnloadSettings
@@ -63,15 +64,9 @@ class Staging:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-            from botocore.config import Config
+            from lead_recovery import aws
 
-            session = boto3.session.Session()
-            self._client = session.client(
-                "s3",
-                region_name=self.settings.region or aws_region(session),
-                config=Config(retries={"max_attempts": 5, "mode": "standard"}),
-            )
+            self._client = aws.client("s3", region=self.settings.region)
         return self._client
 
     def delete(self) -> int:
