@@ -17,8 +17,8 @@ instance or task role; ``AWS_ENDPOINT_URL`` is honoured); no credential is
 ever put in the SQL, a file, a log line or a message.
 
 UNLOAD takes no bind parameters, so parameters become typed literals here
-(:func:`inline_params`), and the statement's quoting follows Redshift's
-rules for the query literal (:func:`quote_unload_literal`). A recipe whose
+(:func:`inline_params`), and every literal in the statement (the query,
+the target, the role) is quoted by :func:`~.literals.quote_literal`. A recipe whose
 outermost SELECT has LIMIT (which UNLOAD rejects) is wrapped in
 ``SELECT * FROM (...)``, which Redshift accepts.
 """
@@ -32,12 +32,12 @@ import re
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any, Protocol
 
 import pyarrow as pa
 
 from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.warehouse.literals import quote_literal, sql_literal  # noqa: F401
 from lead_recovery.warehouse.messages import one_line
 from lead_recovery.warehouse.staging import (  # noqa: F401  (part of this module's API)
     READ_BATCH_ROWS,
@@ -52,16 +52,50 @@ log = logging.getLogger("lead_recovery")
 
 EXTRACT_MODES = ("cursor", "unload", "auto")
 RUN_ID_ENV = "LEAD_RECOVERY_RUN_ID"
-_ROLE_RE = re.compile(r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+# The bucket as S3 names it; the key prefix without anything that could end or
+# escape a SQL literal (quotes, backslashes, backticks), whitespace or control
+# characters. The same pattern is in workflow/schemas/config.schema.yaml.
+S3_PREFIX_RE = re.compile(r"""^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\x00-\x20\x7f'"\\`]*)?$""")
+# Redshift splits a role chain at commas, so a role name here has none.
+ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=.@_/-]+$")
+
+
+def check_s3_prefix(prefix: str) -> str:
+    """``prefix`` if it is ``s3://bucket[/prefix]`` that is safe to quote, else one line."""
+    if not S3_PREFIX_RE.match(prefix):
+        raise LeadRecoveryError(
+            f"redshift.unload.s3_prefix {prefix!r} is not an s3://bucket/prefix path "
+            "(a lowercase bucket name; no quotes, backslashes, spaces or control characters)"
+        )
+    return prefix
+
+
+def check_iam_role(role: str) -> str:
+    """``role`` if it is an IAM role ARN (or a comma-separated chain of them), else one line."""
+    if not all(ROLE_ARN_RE.match(part) for part in role.split(",")):
+        raise LeadRecoveryError(
+            f"redshift.unload.iam_role {role!r} is not an IAM role ARN "
+            "(arn:aws:iam::<account>:role/<name>) or 'default'"
+        )
+    return role
 
 
 @dataclass(frozen=True)
 class UnloadSettings:
-    """Where UNLOAD stages its parts and with which role Redshift writes them."""
+    """Where UNLOAD stages its parts and with which role Redshift writes them.
+
+    Both reach the UNLOAD statement as literals, so they are checked here,
+    however the settings were made, before anything is sent.
+    """
 
     s3_prefix: str  # s3://bucket[/prefix], no trailing slash
     iam_role: str | None = None  # None: the cluster's default role
     region: str | None = None  # of the bucket, for the S3 client; None: the chain's
+
+    def __post_init__(self) -> None:
+        check_s3_prefix(self.s3_prefix)
+        if self.iam_role is not None:
+            check_iam_role(self.iam_role)
 
     @property
     def bucket(self) -> str:
@@ -79,18 +113,12 @@ class UnloadSettings:
         prefix = (options.get("s3_prefix") or "").strip()
         if not prefix:
             return None
-        if not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", prefix):
-            raise LeadRecoveryError(
-                f"redshift.unload.s3_prefix {prefix!r} is not an s3://bucket/prefix path"
-            )
+        check_s3_prefix(prefix)
         role = (options.get("iam_role") or "").strip() or None
         if role is not None and role.lower() == "default":
             role = None
-        if role is not None and not all(_ROLE_RE.match(r) for r in role.split(",")):
-            raise LeadRecoveryError(
-                f"redshift.unload.iam_role {role!r} is not an IAM role ARN "
-                "(arn:aws:iam::<account>:role/<name>) or 'default'"
-            )
+        if role is not None:
+            check_iam_role(role)
         return cls(
             s3_prefix=prefix.rstrip("/"),
             iam_role=role,
@@ -99,26 +127,6 @@ class UnloadSettings:
 
 
 # -- the statement ---------------------------------------------------------------------
-
-
-def sql_literal(value: Any) -> str:
-    """A Redshift literal for a bind parameter's value."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            return f"TIMESTAMPTZ '{value.isoformat(sep=' ')}'"
-        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
-    if isinstance(value, dt.date):
-        return f"DATE '{value.isoformat()}'"
-    if isinstance(value, int | Decimal):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    text = str(value).replace("\\", "\\\\").replace("'", "''")
-    return f"'{text}'"
 
 
 def inline_params(sql: str, params: Mapping[str, Any]) -> str:
@@ -201,16 +209,13 @@ def unload_query(sql: str, params: Mapping[str, Any]) -> tuple[str, bool]:
     return inlined, False
 
 
-def quote_unload_literal(query: str) -> str:
-    """The query as UNLOAD's single-quoted literal: backslashes and quotes escaped."""
-    return "'" + query.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def unload_statement(query: str, target: str, settings: UnloadSettings) -> str:
-    role = f"'{settings.iam_role}'" if settings.iam_role else "default"
+    """The UNLOAD statement; every literal in it goes through :func:`quote_literal`."""
+    role = quote_literal(settings.iam_role) if settings.iam_role else "default"
     return (
-        f"UNLOAD ({quote_unload_literal(query)})\n"
-        f"TO '{target}'\nIAM_ROLE {role}\nFORMAT AS PARQUET\nMANIFEST"
+        f"UNLOAD ({quote_literal(query)})\n"
+        f"TO {quote_literal(check_s3_prefix(target.rstrip('/')) + '/')}\n"
+        f"IAM_ROLE {role}\nFORMAT AS PARQUET\nMANIFEST"
     )
 
 
