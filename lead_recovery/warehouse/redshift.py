@@ -36,6 +36,7 @@ import pyarrow as pa
 from lead_recovery.config import fill_defaults
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.warehouse import cursor_path
+from lead_recovery.warehouse import params as params_mod
 from lead_recovery.warehouse.arrow_types import (  # noqa: F401  (this module's API before the split)
     arrow_type,
     numeric_type,
@@ -210,8 +211,6 @@ class RedshiftWarehouse:
         from the recipe's ``meta.yml``. Afterwards :attr:`last_extract` says
         how the result was read (``path``, ``rows``, ...).
         """
-        from redshift_connector.core import convert_paramstyle
-
         mode = self.extract if extract is None else extract_mode(extract, "extract")
         body = strip_statement(sql)
         if not body:
@@ -223,24 +222,17 @@ class RedshiftWarehouse:
             )
         name = cursor_path.cursor_name()
         header = f"/* {clean_tag(tag)} */\nDECLARE {name} CURSOR FOR\n"
-        declare = header + body
-        converted, make_args = convert_paramstyle("named", declare)
-        try:
-            args = make_args(params)
-        except KeyError as err:
-            raise LeadRecoveryError(
-                f"the SQL uses the parameter :{err.args[0]}, but only "
-                f"{', '.join(':' + k for k in params) or 'none'} can be bound"
-            ) from None
-        bound = dict(params) if args else None
+        bound_body, args = params_mod.bind(body, params)
+        declare = header + bound_body
+        params_mod.check_driver_leaves_alone(declare, header.count("\n"))
 
         info: dict[str, Any] = {"path": mode, "rows": 0, "complete": False}
         self.last_extract = info
         conn = self._connect(tag)
         cursor = conn.cursor()
-        cursor.paramstyle = "named"
+        cursor.paramstyle = params_mod.PARAMSTYLE
         if mode == "unload":
-            return self._unload(conn, cursor, body, params, bound, tag, info, reason=None)
+            return self._unload(conn, cursor, body, params, tag, info, reason=None)
 
         started = time.monotonic()
         try:
@@ -248,21 +240,21 @@ class RedshiftWarehouse:
                 conn,
                 cursor,
                 declare,
-                bound,
+                args or None,
                 name,
                 batch_size=self.batch_size,
                 single_node=self.single_node,
                 set_timeout=self.set_timeout,
             )
         except OverCursorCap as over:
-            return self._over_cursor_cap(conn, cursor, over.cause, body, params, bound, tag, info)
+            return self._over_cursor_cap(conn, cursor, over.cause, body, params, tag, info)
         except LeadRecoveryError:
             self.discard(conn)
             raise
         except Exception as err:
             self.discard(conn)
             raise LeadRecoveryError(
-                self.say(self.query_error(err, converted, header.count("\n"), conn))
+                self.say(self.query_error(err, declare, header.count("\n"), conn))
             ) from None
         self.single_node = opened.single_node
         info.update(path="cursor", fetch_size=opened.fetch_size, single_node=self.single_node)
@@ -283,7 +275,6 @@ class RedshiftWarehouse:
         cursor: Any,
         body: str,
         params: Mapping[str, Any],
-        bound: Any,
         tag: str,
         info: dict[str, Any],
         *,
@@ -291,7 +282,7 @@ class RedshiftWarehouse:
     ) -> pa.RecordBatchReader:
         assert self.unload is not None
         return unload_reader(
-            self, self.unload, conn, cursor, body, params, bound, tag, info, reason=reason
+            self, self.unload, conn, cursor, body, params, tag, info, reason=reason
         )
 
     def _over_cursor_cap(
@@ -301,7 +292,6 @@ class RedshiftWarehouse:
         err: BaseException,
         body: str,
         params: Mapping[str, Any],
-        bound: Any,
         tag: str,
         info: dict[str, Any],
     ) -> pa.RecordBatchReader:
@@ -315,7 +305,7 @@ class RedshiftWarehouse:
                 "extracting it with UNLOAD instead (extract: auto)",
                 cap,
             )
-            return self._unload(conn, cursor, body, params, bound, tag, info, reason="cursor cap")
+            return self._unload(conn, cursor, body, params, tag, info, reason="cursor cap")
         self.discard(conn)
         if self.unload is None:
             remedy = (

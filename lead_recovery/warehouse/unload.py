@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import pyarrow as pa
 
 from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.warehouse import params as params_mod
 from lead_recovery.warehouse.literals import quote_literal, sql_literal  # noqa: F401
 from lead_recovery.warehouse.messages import one_line
 from lead_recovery.warehouse.staging import (  # noqa: F401  (part of this module's API)
@@ -132,59 +133,10 @@ class UnloadSettings:
 def inline_params(sql: str, params: Mapping[str, Any]) -> str:
     """``sql`` with every ``:name`` replaced by its value as a typed literal.
 
-    Skips quoted strings, quoted identifiers, comments and ``::`` casts, as
-    the driver's own named-parameter scanner does.
+    The parameters are found as the cursor path finds them (:mod:`.params`:
+    Redshift's lexical rules, so literals, comments and ``::`` casts are skipped).
     """
-    out: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        ch = sql[i]
-        if ch == "'":
-            j = i + 1
-            while j < n:
-                if sql[j] == "\\":
-                    j += 2
-                    continue
-                if sql[j] == "'":
-                    if j + 1 < n and sql[j + 1] == "'":
-                        j += 2
-                        continue
-                    break
-                j += 1
-            out.append(sql[i : j + 1])
-            i = j + 1
-        elif ch == '"':
-            j = sql.find('"', i + 1)
-            j = n - 1 if j < 0 else j
-            out.append(sql[i : j + 1])
-            i = j + 1
-        elif sql.startswith("--", i):
-            j = sql.find("\n", i)
-            j = n if j < 0 else j
-            out.append(sql[i:j])
-            i = j
-        elif sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-            out.append(sql[i:j])
-            i = j
-        elif sql.startswith("::", i):
-            out.append("::")
-            i += 2
-        elif ch == ":" and i + 1 < n and (sql[i + 1].isalpha() or sql[i + 1] == "_"):
-            match = re.match(r"[A-Za-z_]\w*", sql[i + 1 :])
-            name = match.group(0)
-            if name not in params:
-                raise LeadRecoveryError(
-                    f"the SQL uses the parameter :{name}, but only "
-                    f"{', '.join(':' + k for k in params) or 'none'} can be bound"
-                )
-            out.append(sql_literal(params[name]))
-            i += 1 + len(name)
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
+    return params_mod.inline(sql, params)
 
 
 def has_outer_limit(sql: str) -> bool:
@@ -266,7 +218,6 @@ def unload_reader(
     cursor: Any,
     body: str,
     params: Mapping[str, Any],
-    bound: Any,
     tag: str,
     info: dict[str, Any],
     *,
@@ -286,7 +237,9 @@ def unload_reader(
     if reason:
         info["fallback_from"] = "cursor"
         info["reason"] = reason
-    probe = f"/* {clean_tag(tag)} */\nSELECT * FROM (\n{body}\n) AS lr_probe LIMIT 0"
+    probe_head = f"/* {clean_tag(tag)} */\nSELECT * FROM (\n"
+    bound_body, args = params_mod.bind(body, params)
+    probe = f"{probe_head}{bound_body}\n) AS lr_probe LIMIT 0"
     statement = f"/* {clean_tag(tag)} */\n" + unload_statement(query, target, settings)
     doing = "probe"
     owner.track(staging)
@@ -294,7 +247,9 @@ def unload_reader(
         staging.delete()  # leftovers of an earlier attempt with the same run id
         owner.set_timeout(cursor)
         # The column names and types: exactly what the cursor path gives (same query).
-        cursor.execute(probe, bound)
+        params_mod.check_driver_leaves_alone(probe, probe_head.count("\n"))
+        cursor.paramstyle = params_mod.PARAMSTYLE
+        cursor.execute(probe, args or None)
         schema, _ = result_schema(cursor)
         cursor.fetchall()
         doing = "unload"

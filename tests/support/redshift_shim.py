@@ -97,10 +97,11 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def rewrite_startup(body: bytes) -> tuple[bytes, list[str]]:
+def rewrite_startup(body: bytes, extra: dict[str, str] | None = None) -> tuple[bytes, list[str]]:
     """A StartupMessage (without its length) minus the parameters PG rejects.
 
-    Returns the whole new message (with length) and the dropped names.
+    ``extra`` settings are added (an emulation's session settings). Returns
+    the whole new message (with length) and the dropped names.
     """
     protocol, rest = body[:4], body[4:]
     parts = rest.split(b"\x00")
@@ -116,6 +117,8 @@ def rewrite_startup(body: bytes) -> tuple[bytes, list[str]]:
             kept += key + b"\x00" + value + b"\x00"
         else:
             dropped.append(name)
+    for key, value in (extra or {}).items():
+        kept += key.encode() + b"\x00" + value.encode() + b"\x00"
     kept += b"\x00"
     return struct.pack("!I", len(kept) + 4) + bytes(kept), dropped
 
@@ -301,7 +304,8 @@ class Shim:
                 if code != PROTOCOL_3:
                     self.log(f"unsupported startup code {code}; closing")
                     return
-                startup, dropped = rewrite_startup(body)
+                extra = self.limits.startup_settings if self.limits is not None else None
+                startup, dropped = rewrite_startup(body, extra)
                 break
             if dropped:
                 self.log(f"dropped startup parameters: {', '.join(dropped)}")
@@ -461,6 +465,7 @@ def main(argv: list[str] | None = None) -> int:
     emulations.add_argument("--unload-psql")
     emulations.add_argument("--unload-conninfo")
     emulations.add_argument("--unload-slices", type=int, default=2)
+    emulations.add_argument("--redshift-strings", action="store_true")
     args = parser.parse_args(argv)
     limits = None
     if (
@@ -468,6 +473,7 @@ def main(argv: list[str] | None = None) -> int:
         or args.cursor_cap_rows is not None
         or args.unload
         or (args.cursor_cap_bytes is not None)
+        or args.redshift_strings
     ):
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from redshift_limits import Limits
@@ -481,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
             unload_psql=args.unload_psql,
             unload_conninfo=args.unload_conninfo,
             unload_slices=args.unload_slices,
+            redshift_strings=args.redshift_strings,
         )
     shim = Shim(
         args.upstream_host,
