@@ -8,8 +8,12 @@ an SQL error is reported at once.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +32,34 @@ log = logging.getLogger("lead_recovery")
 
 MAX_BACKOFF_S = 60.0
 APPLICATION_NAME_MAX = 63  # PostgreSQL/Redshift truncate longer names
+
+
+_ssl_env_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def trusting(root_cert: str | None) -> Iterator[None]:
+    """Let the driver's TLS handshake trust the CAs in ``root_cert`` too.
+
+    redshift_connector 2.2.0 has no option for a CA file: it trusts its
+    bundled Redshift CAs plus the system's default locations, which OpenSSL
+    reads from ``SSL_CERT_FILE`` when set. So that variable names the bundle
+    for the length of the connect call (under a lock: it is process-wide),
+    and is put back afterwards.
+    """
+    if not root_cert:
+        yield
+        return
+    with _ssl_env_lock:
+        before = os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = root_cert
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop("SSL_CERT_FILE", None)
+            else:
+                os.environ["SSL_CERT_FILE"] = before
 
 
 @dataclass(frozen=True)
@@ -55,7 +87,7 @@ def connect_error(
     if fields is not None:
         state = fields.get("C", "")
         if state in AUTH_STATES:
-            who = s.db_user if s.iam else s.user
+            who = s.user if not s.iam else (s.db_user or "the IAM identity's database user")
             fix = "check the IAM settings" if s.iam else "check REDSHIFT_USER and REDSHIFT_PASSWORD"
             return say(
                 f"Redshift at {where} rejected the login of user '{who}': "
@@ -95,7 +127,8 @@ def connect(settings: ConnectionSettings, application_name: str, policy: Connect
     attempts = policy.retries + 1
     for attempt in range(1, attempts + 1):
         try:
-            conn = redshift_connector.connect(**kwargs)
+            with trusting(settings.ssl_root_cert):
+                conn = redshift_connector.connect(**kwargs)
         except Exception as err:  # the driver raises many kinds; all are classified
             if attempt < attempts and is_transient_connect_error(err):
                 delay = min(policy.retry_backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 from typing import Any
 
 # SQLSTATEs: a rejected login is never retried; a server that cannot take the
@@ -45,6 +46,15 @@ def os_error(err: BaseException) -> OSError | None:
 
 
 def describe_os_error(err: OSError, timeout: float | None) -> str:
+    if isinstance(err, ssl.SSLCertVerificationError):
+        reason = getattr(err, "verify_message", "") or "certificate verify failed"
+        return (
+            f"the server's TLS certificate was not accepted ({reason.rstrip('.')}); "
+            "REDSHIFT_SSL_ROOT_CERT adds CAs to trust, REDSHIFT_SSLMODE=verify-ca "
+            "skips the host name check"
+        )
+    if isinstance(err, ssl.SSLError):
+        return f"TLS failed ({err.reason or err})"
     if isinstance(err, TimeoutError | socket.timeout):
         return f"timed out after {timeout:g}s" if timeout else "timed out"
     if isinstance(err, socket.gaierror):
@@ -74,7 +84,8 @@ def is_transient_connect_error(err: BaseException) -> bool:
     if oserr is not None:
         if isinstance(oserr, socket.gaierror):
             return oserr.errno == socket.EAI_AGAIN
-        return True  # refused, reset, timed out, unreachable
+        # refused, reset, timed out, unreachable; an untrusted certificate stays untrusted
+        return not isinstance(oserr, ssl.SSLError)
     # The server closed the socket during the handshake (e.g. restarting).
     return "server socket closed" in str(err)
 

@@ -28,7 +28,7 @@ if str(REPO) not in sys.path:
 
 from tests.support.pgserver import PostgresServer  # noqa: E402
 from tests.support.redshift_limits import Limits  # noqa: E402
-from tests.support.redshift_shim import ShimProcess  # noqa: E402
+from tests.support.redshift_shim import ShimProcess, make_test_certificates  # noqa: E402
 from tests.support.s3server import S3Server  # noqa: E402
 
 UNLOAD_BUCKET = "lr-unload-test"
@@ -87,6 +87,32 @@ def redshift_env(pg_server, shim, monkeypatch, tmp_path) -> dict[str, str]:
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
     return values
+
+
+@pytest.fixture(scope="session")
+def test_certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A throw-away CA, a server certificate for ``localhost`` it signed, an unrelated CA."""
+    return make_test_certificates(tmp_path_factory.mktemp("tls"), names=("localhost",))
+
+
+@pytest.fixture(scope="session")
+def tls_shim(pg_server, test_certs, tmp_path_factory) -> ShimProcess:
+    """A shim that answers SSLRequest and speaks TLS with the ``localhost`` certificate."""
+    log = tmp_path_factory.mktemp("tls-shim") / "shim.log"
+    with ShimProcess(
+        pg_server.port, log_path=log, tls=(str(test_certs["cert"]), str(test_certs["key"]))
+    ) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def tls_env(redshift_env, tls_shim, test_certs, monkeypatch) -> dict[str, str]:
+    """REDSHIFT_* for the TLS shim as ``localhost``, trusting the test CA (TLS on)."""
+    monkeypatch.delenv("REDSHIFT_SSL")
+    monkeypatch.setenv("REDSHIFT_HOST", "localhost")
+    monkeypatch.setenv("REDSHIFT_PORT", str(tls_shim.port))
+    monkeypatch.setenv("REDSHIFT_SSL_ROOT_CERT", str(test_certs["ca"]))
+    return {k: v for k, v in __import__("os").environ.items() if k.startswith("REDSHIFT_")}
 
 
 @pytest.fixture(scope="session")
