@@ -45,6 +45,29 @@ class Warehouse(Protocol):
     def close(self) -> None: ...
 
 
+def identity(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> str:
+    """The warehouse a run with ``config`` would query, named without connecting.
+
+    A marker counts only for the warehouse that produced it, so this name is
+    what markers are compared by: ``duckdb demo``, ``redshift at
+    <host>:<port>/<database>`` or ``redshift serverless <workgroup>/<database>``
+    (from ``REDSHIFT_*`` in ``environ``, default the process environment, and
+    ``redshift.env_file``). It never holds a secret. Raises
+    :class:`LeadRecoveryError` (one line) when the settings cannot name one.
+    """
+    from lead_recovery.config import fill_defaults
+
+    name = config.get("warehouse")
+    if name == "duckdb":
+        return "duckdb demo"
+    if name == "redshift":
+        from lead_recovery.warehouse.settings import identity as redshift_identity
+
+        options = fill_defaults(config)["redshift"]
+        return redshift_identity(environ, env_file=options["env_file"])
+    raise LeadRecoveryError(f"warehouse {name!r} is not one of: {', '.join(NAMES)}")
+
+
 def open_warehouse(name: str, config: Mapping[str, Any]) -> Warehouse:
     """The configured warehouse; imports its driver only when chosen."""
     if name == "duckdb":

@@ -341,3 +341,28 @@ def read_settings(
         sslmode=sslmode,
         ssl_root_cert=root_cert,
     )
+
+
+def identity(environ: Mapping[str, str] | None = None, env_file: str | Path | None = ".env") -> str:
+    """The Redshift warehouse these settings reach, named without connecting.
+
+    ``redshift serverless <workgroup>/<database>`` when a Serverless workgroup
+    is known (``REDSHIFT_WORKGROUP`` or the endpoint), else ``redshift at
+    <host>:<port>/<database>``. Read from the same variables as the
+    connection, but needing none of the credentials (a teammate listing
+    markers has no password); the way in (password or IAM) is not part of it:
+    it changes who queries, not what is queried.
+    """
+    values, file_note = read_values(environ, env_file)
+    missing = [n for n in ("REDSHIFT_HOST", "REDSHIFT_DATABASE") if n not in values]
+    if missing:
+        raise LeadRecoveryError(
+            f"cannot name the Redshift warehouse: set {', '.join(missing)} "
+            f"in the environment{file_note}"
+        )
+    workgroup = workgroup_of(values)
+    database = values["REDSHIFT_DATABASE"]
+    if workgroup:
+        return f"redshift serverless {workgroup.lower()}/{database}"
+    host = values["REDSHIFT_HOST"].lower().rstrip(".")
+    return f"redshift at {host}:{_port(values)}/{database}"
