@@ -7,6 +7,11 @@ memory stays bounded whatever the row count. Two warehouses exist:
 ``duckdb`` (the embedded demo, SQL transpiled with sqlglot) and ``redshift``
 (``redshift_connector``, a server-side cursor, or UNLOAD to S3 as Parquet:
 docs/redshift.md).
+
+Besides :func:`open_warehouse`: :func:`identity` names the warehouse a run
+would query without connecting (markers count only for the warehouse that
+made them), and :func:`check` (``lead-recovery doctor``) connects with a
+short timeout and says, one :class:`Check` per line, what works.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.warehouse.doctor import Check, check
+
+__all__ = ["NAMES", "Check", "Warehouse", "check", "identity", "open_warehouse"]
 
 if TYPE_CHECKING:
     import pyarrow as pa

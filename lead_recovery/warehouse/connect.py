@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -62,6 +63,28 @@ def trusting(root_cert: str | None) -> Iterator[None]:
                 os.environ["SSL_CERT_FILE"] = before
 
 
+class ConnectError(LeadRecoveryError):
+    """A connection that could not be made; ``kind`` says which step failed.
+
+    ``login`` (the server or AWS refused the credentials), ``tls`` (the
+    handshake or the certificate), ``network`` (unreachable, refused, timed
+    out), ``server`` (the server refused for another reason) or ``other``.
+    """
+
+    def __init__(self, message: str, kind: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+_AWS_LOGIN_ERRORS = (
+    "ClientError",
+    "NoCredentialsError",
+    "PartialCredentialsError",
+    "NoRegionError",
+    "ParamValidationError",
+)
+
+
 @dataclass(frozen=True)
 class ConnectPolicy:
     """How long to wait for a connection, and how often to try again."""
@@ -74,14 +97,14 @@ class ConnectPolicy:
 
 def connect_error(
     settings: ConnectionSettings, err: BaseException, attempts: int, timeout: float | None
-) -> LeadRecoveryError:
+) -> ConnectError:
     """The failure of a connection attempt as one line without secrets."""
     s = settings
     where = f"{s.host}:{s.port}"
     tried = f" (tried {attempts} times)" if attempts > 1 else ""
 
-    def say(text: str) -> LeadRecoveryError:
-        return LeadRecoveryError(one_line(text, s.secrets))
+    def say(text: str, kind: str = "other") -> ConnectError:
+        return ConnectError(one_line(text, s.secrets), kind)
 
     fields = server_error(err)
     if fields is not None:
@@ -91,24 +114,33 @@ def connect_error(
             fix = "check the IAM settings" if s.iam else "check REDSHIFT_USER and REDSHIFT_PASSWORD"
             return say(
                 f"Redshift at {where} rejected the login of user '{who}': "
-                f"{fields['M']} (SQLSTATE {state}); {fix}"
+                f"{fields['M']} (SQLSTATE {state}); {fix}",
+                "login",
             )
         return say(
-            f"cannot connect to Redshift at {where}: {fields['M']} (SQLSTATE {state}){tried}"
+            f"cannot connect to Redshift at {where}: {fields['M']} (SQLSTATE {state}){tried}",
+            "server",
         )
     oserr = os_error(err)
     if oserr is not None:
         cause = describe_os_error(oserr, timeout)
-        return say(f"cannot connect to Redshift at {where}: {cause}{tried}")
+        kind = "tls" if isinstance(oserr, ssl.SSLError) else "network"
+        return say(f"cannot connect to Redshift at {where}: {cause}{tried}", kind)
     message = str(err.args[0]) if getattr(err, "args", None) else str(err)
     if "refuses SSL" in message:
         return say(
             f"the server at {where} refused TLS, which Redshift always offers; "
-            "for a local PostgreSQL behind the test shim set REDSHIFT_SSL=false"
+            "for a local PostgreSQL behind the test shim set REDSHIFT_SSL=false",
+            "tls",
         )
     if "server socket closed" in message:
         message = "the server closed the connection during the handshake"
-    return say(f"cannot connect to Redshift at {where}: {type(err).__name__}: {message}{tried}")
+    kind = "login" if s.iam and type(err).__name__ in _AWS_LOGIN_ERRORS else "other"
+    if kind == "login":
+        message = f"AWS refused the IAM login ({s.auth}): {message}"
+    return say(
+        f"cannot connect to Redshift at {where}: {type(err).__name__}: {message}{tried}", kind
+    )
 
 
 def connect(settings: ConnectionSettings, application_name: str, policy: ConnectPolicy) -> Any:

@@ -12,6 +12,11 @@ UNLOAD to S3) are emulated per test by a shim started with them switched on
 (``limited_shim``; tests/support/redshift_limits.py): emulations of
 documented behaviour, not Redshift. UNLOAD writes to a local moto S3 server
 (``s3_server``), one per session.
+
+TLS: ``tls_shim`` speaks real TLS with a throw-away CA (``test_certs``). IAM:
+the AWS calls the driver makes for temporary credentials cannot be made
+here, so ``aws_stub`` stubs the driver's boto3 clients with botocore's
+Stubber; everything after them (the login with those credentials) is real.
 """
 
 from __future__ import annotations
@@ -216,3 +221,55 @@ class ServerLog:
 @pytest.fixture
 def server_log(pg_server: PostgresServer) -> ServerLog:
     return ServerLog(pg_server)
+
+
+@pytest.fixture
+def aws_stub(monkeypatch):
+    """Every boto3 client the driver makes for ``service`` shares one stubbed client.
+
+    Returns ``stub(service) -> botocore.stub.Stubber``; the driver's cache of
+    temporary credentials is emptied, so each test's stub is asked.
+    """
+    import boto3
+    from botocore.stub import Stubber
+    from redshift_connector.iam_helper import IamHelper
+
+    monkeypatch.setattr(IamHelper, "credentials_cache", {})
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(key, f"stub-{key.lower()}")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    real_client = boto3.session.Session.client
+    stubbed: dict[str, tuple[object, Stubber]] = {}
+
+    def client(self, service_name, *args, **kwargs):
+        if service_name not in ("redshift", "redshift-serverless"):
+            return real_client(self, service_name, *args, **kwargs)
+        if service_name not in stubbed:
+            made = real_client(self, service_name, *args, **kwargs)
+            stubber = Stubber(made)
+            stubber.activate()
+            stubbed[service_name] = (made, stubber)
+        return stubbed[service_name][0]
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+
+    def stub(service: str) -> Stubber:
+        if service not in stubbed:
+            made = real_client(boto3.session.Session(), service, region_name="eu-west-1")
+            stubber = Stubber(made)
+            stubber.activate()
+            stubbed[service] = (made, stubber)
+        return stubbed[service][1]
+
+    yield stub
+    for _, stubber in stubbed.values():
+        stubber.assert_no_pending_responses()
+
+
+def database_role(pg_server, name: str, password: str) -> None:
+    """The role AWS would have named, with the password AWS handed out (not logged)."""
+    quoted = password.replace("'", "''")
+    pg_server.psql(
+        f"SET log_statement = 'none'; CREATE ROLE \"{name}\" LOGIN PASSWORD '{quoted}'; "
+        f'GRANT SELECT ON leads TO "{name}"'
+    )

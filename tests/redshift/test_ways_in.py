@@ -27,6 +27,7 @@ import pytest
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.warehouse import settings as rs_settings
 from lead_recovery.warehouse.settings import read_settings
+from tests.redshift.conftest import database_role
 
 PARAMS = {"run_date": dt.date(2025, 5, 12)}
 TAG = "lead_recovery recipe=ways_in run_date=20250512"
@@ -223,58 +224,6 @@ def test_verify_full_checks_the_host_name_and_verify_ca_does_not(
 
 
 # -- IAM, as far as it goes here: the AWS call stubbed ---------------------------------------
-
-
-@pytest.fixture
-def aws_stub(monkeypatch):
-    """Every boto3 client the driver makes for ``service`` shares one stubbed client.
-
-    Returns ``stub(service) -> botocore.stub.Stubber``; the driver's cache of
-    temporary credentials is emptied, so each test's stub is asked.
-    """
-    import boto3
-    from botocore.stub import Stubber
-    from redshift_connector.iam_helper import IamHelper
-
-    monkeypatch.setattr(IamHelper, "credentials_cache", {})
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
-        monkeypatch.setenv(key, f"stub-{key.lower()}")
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    real_client = boto3.session.Session.client
-    stubbed: dict[str, tuple[object, Stubber]] = {}
-
-    def client(self, service_name, *args, **kwargs):
-        if service_name not in ("redshift", "redshift-serverless"):
-            return real_client(self, service_name, *args, **kwargs)
-        if service_name not in stubbed:
-            made = real_client(self, service_name, *args, **kwargs)
-            stubber = Stubber(made)
-            stubber.activate()
-            stubbed[service_name] = (made, stubber)
-        return stubbed[service_name][0]
-
-    monkeypatch.setattr(boto3.session.Session, "client", client)
-
-    def stub(service: str) -> Stubber:
-        if service not in stubbed:
-            made = real_client(boto3.session.Session(), service, region_name="eu-west-1")
-            stubber = Stubber(made)
-            stubber.activate()
-            stubbed[service] = (made, stubber)
-        return stubbed[service][1]
-
-    yield stub
-    for _, stubber in stubbed.values():
-        stubber.assert_no_pending_responses()
-
-
-def database_role(pg_server, name: str, password: str) -> None:
-    """The role AWS would have named, with the password AWS handed out (not logged)."""
-    quoted = password.replace("'", "''")
-    pg_server.psql(
-        f"SET log_statement = 'none'; CREATE ROLE \"{name}\" LOGIN PASSWORD '{quoted}'; "
-        f'GRANT SELECT ON leads TO "{name}"'
-    )
 
 
 def test_provisioned_iam_logs_in_as_the_user_getclustercredentials_named(
