@@ -3,13 +3,15 @@
 This module holds the warehouse itself: its settings, its open connections
 and the choice of path for each query. The parts live beside it:
 
-* :mod:`.settings`: ``REDSHIFT_*`` variables and ``.env``, checked before connecting;
+* :mod:`.settings`: ``REDSHIFT_*`` variables and ``.env`` (password, IAM on a
+  provisioned cluster or on Serverless, TLS), checked before connecting;
 * :mod:`.connect`: connecting, retried when the failure is transient;
+* :mod:`.params`: ``:run_date`` found by Redshift's lexical rules, bound as ``$1``;
 * :mod:`.cursor_path`: DECLARE/FETCH with a fetch-ahead thread and the
   single-node retry;
 * :mod:`.unload` (with :mod:`.staging`): UNLOAD to S3 as Parquet, used for
   ``extract: unload``, or under ``extract: auto`` when a result is over
-  Redshift's cursor-data cap;
+  Redshift's cursor-data cap; its literals quoted by :mod:`.literals`;
 * :mod:`.arrow_types` and :mod:`.messages`: types, and failures in one line.
 
 A recipe's SQL comes back as Arrow record batches, one per FETCH (or per
@@ -131,7 +133,8 @@ class RedshiftWarehouse:
 
     def __repr__(self) -> str:
         s = self.settings
-        return f"RedshiftWarehouse({s.user or s.db_user}@{s.host}:{s.port}/{s.database})"
+        who = s.user or s.db_user or f"workgroup {s.workgroup}"
+        return f"RedshiftWarehouse({s.auth}: {who}@{s.host}:{s.port}/{s.database})"
 
     # -- what the paths ask of their owner ------------------------------------------
     @property
