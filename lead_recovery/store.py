@@ -381,13 +381,6 @@ def parse_url(url: str) -> tuple[str, str]:
     return bucket, prefix
 
 
-def aws_region(session: Any) -> str | None:
-    """The region the standard AWS settings name: ``AWS_REGION`` first (as the AWS CLI
-    and the other SDKs read it; boto3 alone reads only ``AWS_DEFAULT_REGION`` and the
-    profile's), else the session's."""
-    return os.environ.get("AWS_REGION", "").strip() or session.region_name or None
-
-
 class S3Store:
     """An S3 prefix every run reaches, on any host.
 
@@ -419,7 +412,8 @@ class S3Store:
         if self._client is None:
             from lead_recovery import aws
 
-            self._client = aws.client("s3")
+            # few retries: a wrong endpoint fails in seconds, with one line
+            self._client = aws.client("s3", retries={"max_attempts": 3, "mode": "standard"})
         return self._client
 
     def _call(self, what: Callable[[], _T]) -> _T:

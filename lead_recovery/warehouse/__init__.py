@@ -7,6 +7,11 @@ memory stays bounded whatever the row count. Two warehouses exist:
 ``duckdb`` (the embedded demo, SQL transpiled with sqlglot) and ``redshift``
 (``redshift_connector``, a server-side cursor, or UNLOAD to S3 as Parquet:
 docs/redshift.md).
+
+Besides :func:`open_warehouse`: :func:`identity` names the warehouse a run
+would query without connecting (markers count only for the warehouse that
+made them), and :func:`check` (``lead-recovery doctor``) connects with a
+short timeout and says, one :class:`Check` per line, what works.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.warehouse.doctor import Check, check
+
+__all__ = ["NAMES", "Check", "Warehouse", "check", "identity", "open_warehouse"]
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -43,6 +51,29 @@ class Warehouse(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def identity(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> str:
+    """The warehouse a run with ``config`` would query, named without connecting.
+
+    A marker counts only for the warehouse that produced it, so this name is
+    what markers are compared by: ``duckdb demo``, ``redshift at
+    <host>:<port>/<database>`` or ``redshift serverless <workgroup>/<database>``
+    (from ``REDSHIFT_*`` in ``environ``, default the process environment, and
+    ``redshift.env_file``). It never holds a secret. Raises
+    :class:`LeadRecoveryError` (one line) when the settings cannot name one.
+    """
+    from lead_recovery.config import fill_defaults
+
+    name = config.get("warehouse")
+    if name == "duckdb":
+        return "duckdb demo"
+    if name == "redshift":
+        from lead_recovery.warehouse.settings import identity as redshift_identity
+
+        options = fill_defaults(config)["redshift"]
+        return redshift_identity(environ, env_file=options["env_file"])
+    raise LeadRecoveryError(f"warehouse {name!r} is not one of: {', '.join(NAMES)}")
 
 
 def open_warehouse(name: str, config: Mapping[str, Any]) -> Warehouse:

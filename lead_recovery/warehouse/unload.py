@@ -17,49 +17,86 @@ instance or task role; ``AWS_ENDPOINT_URL`` is honoured); no credential is
 ever put in the SQL, a file, a log line or a message.
 
 UNLOAD takes no bind parameters, so parameters become typed literals here
-(:func:`inline_params`), and the statement's quoting follows Redshift's
-rules for the query literal (:func:`quote_unload_literal`). A recipe whose
+(:func:`inline_params`), and every literal in the statement (the query,
+the target, the role) is quoted by :func:`~.literals.quote_literal`. A recipe whose
 outermost SELECT has LIMIT (which UNLOAD rejects) is wrapped in
 ``SELECT * FROM (...)``, which Redshift accepts.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from decimal import Decimal
-from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
 from lead_recovery.errors import LeadRecoveryError
-from lead_recovery.store import aws_region
+from lead_recovery.warehouse import params as params_mod
+from lead_recovery.warehouse.literals import quote_literal, sql_literal  # noqa: F401
+from lead_recovery.warehouse.messages import one_line
+from lead_recovery.warehouse.staging import (  # noqa: F401  (part of this module's API)
+    READ_BATCH_ROWS,
+    Staging,
+    conform,
+    read_parts,
+    s3_error,
+    split_s3,
+)
 
 log = logging.getLogger("lead_recovery")
 
 EXTRACT_MODES = ("cursor", "unload", "auto")
 RUN_ID_ENV = "LEAD_RECOVERY_RUN_ID"
-READ_BATCH_ROWS = 65_536
-_ROLE_RE = re.compile(r"^arn:aws[\w-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+# The bucket as S3 names it; the key prefix without anything that could end or
+# escape a SQL literal (quotes, backslashes, backticks), whitespace or control
+# characters. The same pattern is in workflow/schemas/config.schema.yaml.
+S3_PREFIX_RE = re.compile(r"""^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/[^\x00-\x20\x7f'"\\`]*)?$""")
+# Redshift splits a role chain at commas, so a role name here has none.
+ROLE_ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/[A-Za-z0-9+=.@_/-]+$")
+
+
+def check_s3_prefix(prefix: str) -> str:
+    """``prefix`` if it is ``s3://bucket[/prefix]`` that is safe to quote, else one line."""
+    if not S3_PREFIX_RE.match(prefix):
+        raise LeadRecoveryError(
+            f"redshift.unload.s3_prefix {prefix!r} is not an s3://bucket/prefix path "
+            "(a lowercase bucket name; no quotes, backslashes, spaces or control characters)"
+        )
+    return prefix
+
+
+def check_iam_role(role: str) -> str:
+    """``role`` if it is an IAM role ARN (or a comma-separated chain of them), else one line."""
+    if not all(ROLE_ARN_RE.match(part) for part in role.split(",")):
+        raise LeadRecoveryError(
+            f"redshift.unload.iam_role {role!r} is not an IAM role ARN "
+            "(arn:aws:iam::<account>:role/<name>) or 'default'"
+        )
+    return role
 
 
 @dataclass(frozen=True)
 class UnloadSettings:
-    """Where UNLOAD stages its parts and with which role Redshift writes them."""
+    """Where UNLOAD stages its parts and with which role Redshift writes them.
+
+    Both reach the UNLOAD statement as literals, so they are checked here,
+    however the settings were made, before anything is sent.
+    """
 
     s3_prefix: str  # s3://bucket[/prefix], no trailing slash
     iam_role: str | None = None  # None: the cluster's default role
     region: str | None = None  # of the bucket, for the S3 client; None: the chain's
+
+    def __post_init__(self) -> None:
+        check_s3_prefix(self.s3_prefix)
+        if self.iam_role is not None:
+            check_iam_role(self.iam_role)
 
     @property
     def bucket(self) -> str:
@@ -77,18 +114,12 @@ class UnloadSettings:
         prefix = (options.get("s3_prefix") or "").strip()
         if not prefix:
             return None
-        if not re.match(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?$", prefix):
-            raise LeadRecoveryError(
-                f"redshift.unload.s3_prefix {prefix!r} is not an s3://bucket/prefix path"
-            )
+        check_s3_prefix(prefix)
         role = (options.get("iam_role") or "").strip() or None
         if role is not None and role.lower() == "default":
             role = None
-        if role is not None and not all(_ROLE_RE.match(r) for r in role.split(",")):
-            raise LeadRecoveryError(
-                f"redshift.unload.iam_role {role!r} is not an IAM role ARN "
-                "(arn:aws:iam::<account>:role/<name>) or 'default'"
-            )
+        if role is not None:
+            check_iam_role(role)
         return cls(
             s3_prefix=prefix.rstrip("/"),
             iam_role=role,
@@ -99,82 +130,13 @@ class UnloadSettings:
 # -- the statement ---------------------------------------------------------------------
 
 
-def sql_literal(value: Any) -> str:
-    """A Redshift literal for a bind parameter's value."""
-    if value is None:
-        return "NULL"
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            return f"TIMESTAMPTZ '{value.isoformat(sep=' ')}'"
-        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
-    if isinstance(value, dt.date):
-        return f"DATE '{value.isoformat()}'"
-    if isinstance(value, int | Decimal):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)
-    text = str(value).replace("\\", "\\\\").replace("'", "''")
-    return f"'{text}'"
-
-
 def inline_params(sql: str, params: Mapping[str, Any]) -> str:
     """``sql`` with every ``:name`` replaced by its value as a typed literal.
 
-    Skips quoted strings, quoted identifiers, comments and ``::`` casts, as
-    the driver's own named-parameter scanner does.
+    The parameters are found as the cursor path finds them (:mod:`.params`:
+    Redshift's lexical rules, so literals, comments and ``::`` casts are skipped).
     """
-    out: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        ch = sql[i]
-        if ch == "'":
-            j = i + 1
-            while j < n:
-                if sql[j] == "\\":
-                    j += 2
-                    continue
-                if sql[j] == "'":
-                    if j + 1 < n and sql[j + 1] == "'":
-                        j += 2
-                        continue
-                    break
-                j += 1
-            out.append(sql[i : j + 1])
-            i = j + 1
-        elif ch == '"':
-            j = sql.find('"', i + 1)
-            j = n - 1 if j < 0 else j
-            out.append(sql[i : j + 1])
-            i = j + 1
-        elif sql.startswith("--", i):
-            j = sql.find("\n", i)
-            j = n if j < 0 else j
-            out.append(sql[i:j])
-            i = j
-        elif sql.startswith("/*", i):
-            j = sql.find("*/", i + 2)
-            j = n if j < 0 else j + 2
-            out.append(sql[i:j])
-            i = j
-        elif sql.startswith("::", i):
-            out.append("::")
-            i += 2
-        elif ch == ":" and i + 1 < n and (sql[i + 1].isalpha() or sql[i + 1] == "_"):
-            match = re.match(r"[A-Za-z_]\w*", sql[i + 1 :])
-            name = match.group(0)
-            if name not in params:
-                raise LeadRecoveryError(
-                    f"the SQL uses the parameter :{name}, but only "
-                    f"{', '.join(':' + k for k in params) or 'none'} can be bound"
-                )
-            out.append(sql_literal(params[name]))
-            i += 1 + len(name)
-        else:
-            out.append(ch)
-            i += 1
-    return "".join(out)
+    return params_mod.inline(sql, params)
 
 
 def has_outer_limit(sql: str) -> bool:
@@ -199,16 +161,13 @@ def unload_query(sql: str, params: Mapping[str, Any]) -> tuple[str, bool]:
     return inlined, False
 
 
-def quote_unload_literal(query: str) -> str:
-    """The query as UNLOAD's single-quoted literal: backslashes and quotes escaped."""
-    return "'" + query.replace("\\", "\\\\").replace("'", "\\'") + "'"
-
-
 def unload_statement(query: str, target: str, settings: UnloadSettings) -> str:
-    role = f"'{settings.iam_role}'" if settings.iam_role else "default"
+    """The UNLOAD statement; every literal in it goes through :func:`quote_literal`."""
+    role = quote_literal(settings.iam_role) if settings.iam_role else "default"
     return (
-        f"UNLOAD ({quote_unload_literal(query)})\n"
-        f"TO '{target}'\nIAM_ROLE {role}\nFORMAT AS PARQUET\nMANIFEST"
+        f"UNLOAD ({quote_literal(query)})\n"
+        f"TO {quote_literal(check_s3_prefix(target.rstrip('/')) + '/')}\n"
+        f"IAM_ROLE {role}\nFORMAT AS PARQUET\nMANIFEST"
     )
 
 
@@ -231,163 +190,116 @@ def staging_target(settings: UnloadSettings, tag: str, params: Mapping[str, Any]
     return f"s3://{settings.bucket}/{settings.key_prefix}{_safe(recipe)}/{day}/{_safe(run_id)}/"
 
 
-# -- S3 ----------------------------------------------------------------------------------
+# -- the UNLOAD path ------------------------------------------------------------------
 
 
-def split_s3(url: str) -> tuple[str, str]:
-    rest = url[len("s3://") :]
-    bucket, _, key = rest.partition("/")
-    return bucket, key
+class Owner(Protocol):
+    """What the UNLOAD path needs from the warehouse that opened the connection."""
+
+    def discard(self, conn: Any) -> None: ...
+
+    def say(self, text: str) -> str: ...
+
+    def query_error(
+        self, err: BaseException, statement: str, prefix_lines: int, conn: Any = None
+    ) -> str: ...
+
+    def set_timeout(self, cursor: Any) -> None: ...
+
+    def track(self, staging: Staging) -> None: ...
+
+    def cleanup(self, staging: Staging) -> None: ...
 
 
-def s3_error(err: BaseException, doing: str) -> LeadRecoveryError:
-    """A one-line S3 failure; botocore's messages carry no secrets, and are cut short."""
-    code = ""
-    response = getattr(err, "response", None)
-    if isinstance(response, dict):
-        code = (response.get("Error") or {}).get("Code", "")
-    text = re.sub(r"\s+", " ", str(err)).strip()[:300]
-    hint = ""
-    if type(err).__name__ in ("NoCredentialsError", "PartialCredentialsError"):
-        hint = "; set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or use a role"
-    label = f"{type(err).__name__}{f' {code}' if code else ''}"
-    return LeadRecoveryError(f"{doing} failed: {label}: {text}{hint}")
-
-
-class Staging:
-    """One UNLOAD's staging prefix on S3: read its manifest and parts, then delete it."""
-
-    def __init__(self, settings: UnloadSettings, target: str, client: Any = None) -> None:
-        self.settings = settings
-        self.target = target
-        self.bucket, self.prefix = split_s3(target)
-        self._client = client
-
-    @property
-    def client(self) -> Any:
-        if self._client is None:
-            import boto3
-            from botocore.config import Config
-
-            session = boto3.session.Session()
-            self._client = session.client(
-                "s3",
-                region_name=self.settings.region or aws_region(session),
-                config=Config(retries={"max_attempts": 5, "mode": "standard"}),
-            )
-        return self._client
-
-    def delete(self) -> int:
-        """Delete every object under the staging prefix; returns how many."""
-        deleted = 0
-        try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix
-            )
-            for page in pages:
-                keys = [{"Key": obj["Key"]} for obj in page.get("Contents", [])]
-                for start in range(0, len(keys), 1000):
-                    chunk = keys[start : start + 1000]
-                    self.client.delete_objects(
-                        Bucket=self.bucket, Delete={"Objects": chunk, "Quiet": True}
-                    )
-                    deleted += len(chunk)
-        except Exception as err:
-            raise s3_error(err, f"deleting the UNLOAD staging {self.target}") from None
-        return deleted
-
-    def manifest(self) -> list[dict[str, Any]]:
-        """The manifest's entries: ``[{"url": ..., "meta": {...}}, ...]``."""
-        try:
-            body = self.client.get_object(Bucket=self.bucket, Key=f"{self.prefix}manifest")
-            data = json.loads(body["Body"].read())
-        except Exception as err:
-            raise s3_error(err, f"reading the UNLOAD manifest {self.target}manifest") from None
-        entries = data.get("entries") or []
-        for entry in entries:
-            if not str(entry.get("url", "")).startswith("s3://"):
-                raise LeadRecoveryError(f"the UNLOAD manifest {self.target}manifest is malformed")
-        return entries
-
-    def download(self, url: str, path: Path) -> int:
-        from boto3.s3.transfer import TransferConfig
-
-        bucket, key = split_s3(url)
-        try:
-            self.client.download_file(
-                bucket,
-                key,
-                str(path),
-                Config=TransferConfig(max_concurrency=4, multipart_chunksize=16 << 20),
-            )
-        except Exception as err:
-            raise s3_error(err, f"reading the UNLOAD part {url}") from None
-        return path.stat().st_size
-
-
-def _one_line(err: BaseException) -> str:
-    return re.sub(r"\s+", " ", str(err)).strip()[:200]
-
-
-def conform(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """A Parquet part's batch with the cursor path's column names and types."""
-    if batch.num_columns != len(schema):
-        raise LeadRecoveryError(
-            f"the UNLOAD parts have {batch.num_columns} columns, the query {len(schema)}"
-        )
-    arrays = []
-    for column, field in zip(batch.columns, schema, strict=True):
-        if column.type != field.type:
-            try:
-                column = column.cast(field.type)
-            except (pa.ArrowException, ValueError) as err:
-                raise LeadRecoveryError(
-                    f"column '{field.name}' from UNLOAD does not fit {field.type}: "
-                    f"{_one_line(err)}; cast it in the SQL"
-                ) from None
-        arrays.append(column)
-    return pa.RecordBatch.from_arrays(arrays, schema=schema)
-
-
-def read_parts(
-    staging: Staging,
-    entries: list[dict[str, Any]],
-    schema: pa.Schema,
+def unload_reader(
+    owner: Owner,
+    settings: UnloadSettings,
+    conn: Any,
+    cursor: Any,
+    body: str,
+    params: Mapping[str, Any],
+    tag: str,
     info: dict[str, Any],
-    tmp_dir: str | None = None,
-) -> Iterator[pa.RecordBatch]:
-    """The parts' rows as batches of the query's schema, one part on disk at a time.
+    *,
+    reason: str | None,
+) -> pa.RecordBatchReader:
+    """UNLOAD the result to S3 as Parquet, then stream the parts; staging always deleted."""
+    from lead_recovery.warehouse.arrow_types import result_schema
 
-    The next part downloads while the current one is decoded; at most two
-    parts are on local disk and one row group's batches in memory.
-    """
-    import pyarrow.parquet as pq
+    try:
+        query, wrapped = unload_query(body, params)
+        target = staging_target(settings, tag, params)
+    except LeadRecoveryError:
+        owner.discard(conn)
+        raise
+    staging = Staging(settings, target)
+    info.update(path="unload", staging=target, wrapped_limit=wrapped)
+    if reason:
+        info["fallback_from"] = "cursor"
+        info["reason"] = reason
+    probe_head = f"/* {clean_tag(tag)} */\nSELECT * FROM (\n"
+    bound_body, args = params_mod.bind(body, params)
+    probe = f"{probe_head}{bound_body}\n) AS lr_probe LIMIT 0"
+    statement = f"/* {clean_tag(tag)} */\n" + unload_statement(query, target, settings)
+    doing = "probe"
+    owner.track(staging)
+    try:
+        staging.delete()  # leftovers of an earlier attempt with the same run id
+        owner.set_timeout(cursor)
+        # The column names and types: exactly what the cursor path gives (same query).
+        params_mod.check_driver_leaves_alone(probe, probe_head.count("\n"))
+        cursor.paramstyle = params_mod.PARAMSTYLE
+        cursor.execute(probe, args or None)
+        schema, _ = result_schema(cursor)
+        cursor.fetchall()
+        doing = "unload"
+        if wrapped:
+            log.info("redshift: LIMIT in the outermost SELECT; UNLOAD runs it wrapped")
+        log.info("redshift: UNLOAD to %s", target)
+        cursor.execute(statement)
+        conn.rollback()  # read-only; the files are on S3 whatever the transaction does
+        owner.discard(conn)
+        entries = staging.manifest()
+    except LeadRecoveryError:
+        owner.discard(conn)
+        owner.cleanup(staging)
+        raise
+    except Exception as err:
+        owner.discard(conn)
+        owner.cleanup(staging)
+        prefix_lines = 2 if doing == "probe" else 1
+        statement_text = probe if doing == "probe" else statement
+        cause = owner.query_error(err, statement_text, prefix_lines, conn)
+        if doing == "unload":
+            cause = cause.replace("query failed:", "UNLOAD failed:", 1)
+        raise LeadRecoveryError(owner.say(cause)) from None
+    info["parts"] = len(entries)
+    info["unload_rows"] = sum(
+        int((entry.get("meta") or {}).get("record_count", 0)) for entry in entries
+    )
+    log.info(
+        "redshift: UNLOAD wrote %d rows in %d parts; reading them",
+        info["unload_rows"],
+        len(entries),
+    )
 
-    with (
-        tempfile.TemporaryDirectory(prefix="lr-unload-", dir=tmp_dir) as tmp,
-        ThreadPoolExecutor(max_workers=1, thread_name_prefix="lr-unload-get") as pool,
-    ):
+    def batches() -> Iterator[pa.RecordBatch]:
+        try:
+            yield from read_parts(staging, entries, schema, info)
+        finally:
+            owner.cleanup(staging)
 
-        def fetch(index: int):
-            path = Path(tmp) / f"part{index}.parquet"
-            return path, staging.download(entries[index]["url"], path)
+    return pa.RecordBatchReader.from_batches(schema, counted(batches(), info))
 
-        pending = pool.submit(fetch, 0) if entries else None
-        for index in range(len(entries)):
-            path, size = pending.result()
-            pending = pool.submit(fetch, index + 1) if index + 1 < len(entries) else None
-            info["s3_bytes"] = info.get("s3_bytes", 0) + size
-            try:
-                parquet = pq.ParquetFile(path)
-                for batch in parquet.iter_batches(batch_size=READ_BATCH_ROWS, use_threads=True):
-                    yield conform(batch, schema)
-                parquet.close()
-            except LeadRecoveryError:
-                raise
-            except (pa.ArrowException, OSError) as err:
-                raise LeadRecoveryError(
-                    f"reading the UNLOAD part {entries[index]['url']} failed: {_one_line(err)}"
-                ) from None
-            finally:
-                with contextlib.suppress(OSError):
-                    path.unlink()
+
+def counted(batches: Iterator[pa.RecordBatch], info: dict[str, Any]) -> Iterator[pa.RecordBatch]:
+    """Pass the batches on, counting rows into ``info``; ``complete`` once exhausted."""
+    for batch in batches:
+        info["rows"] += batch.num_rows
+        yield batch
+    info["complete"] = True
+
+
+def clean_tag(tag: str) -> str:
+    """The query tag, safe inside a ``/* ... */`` comment and on one line."""
+    return one_line(tag).replace("*/", "* /")

@@ -12,6 +12,11 @@ UNLOAD to S3) are emulated per test by a shim started with them switched on
 (``limited_shim``; tests/support/redshift_limits.py): emulations of
 documented behaviour, not Redshift. UNLOAD writes to a local moto S3 server
 (``s3_server``), one per session.
+
+TLS: ``tls_shim`` speaks real TLS with a throw-away CA (``test_certs``). IAM:
+the AWS calls the driver makes for temporary credentials cannot be made
+here, so ``aws_stub`` stubs the driver's boto3 clients with botocore's
+Stubber; everything after them (the login with those credentials) is real.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ if str(REPO) not in sys.path:
 
 from tests.support.pgserver import PostgresServer  # noqa: E402
 from tests.support.redshift_limits import Limits  # noqa: E402
-from tests.support.redshift_shim import ShimProcess  # noqa: E402
+from tests.support.redshift_shim import ShimProcess, make_test_certificates  # noqa: E402
 from tests.support.s3server import S3Server  # noqa: E402
 
 UNLOAD_BUCKET = "lr-unload-test"
@@ -87,6 +92,32 @@ def redshift_env(pg_server, shim, monkeypatch, tmp_path) -> dict[str, str]:
         monkeypatch.setenv(key, value)
     monkeypatch.chdir(tmp_path)
     return values
+
+
+@pytest.fixture(scope="session")
+def test_certs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A throw-away CA, a server certificate for ``localhost`` it signed, an unrelated CA."""
+    return make_test_certificates(tmp_path_factory.mktemp("tls"), names=("localhost",))
+
+
+@pytest.fixture(scope="session")
+def tls_shim(pg_server, test_certs, tmp_path_factory) -> ShimProcess:
+    """A shim that answers SSLRequest and speaks TLS with the ``localhost`` certificate."""
+    log = tmp_path_factory.mktemp("tls-shim") / "shim.log"
+    with ShimProcess(
+        pg_server.port, log_path=log, tls=(str(test_certs["cert"]), str(test_certs["key"]))
+    ) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def tls_env(redshift_env, tls_shim, test_certs, monkeypatch) -> dict[str, str]:
+    """REDSHIFT_* for the TLS shim as ``localhost``, trusting the test CA (TLS on)."""
+    monkeypatch.delenv("REDSHIFT_SSL")
+    monkeypatch.setenv("REDSHIFT_HOST", "localhost")
+    monkeypatch.setenv("REDSHIFT_PORT", str(tls_shim.port))
+    monkeypatch.setenv("REDSHIFT_SSL_ROOT_CERT", str(test_certs["ca"]))
+    return {k: v for k, v in __import__("os").environ.items() if k.startswith("REDSHIFT_")}
 
 
 @pytest.fixture(scope="session")
@@ -190,3 +221,55 @@ class ServerLog:
 @pytest.fixture
 def server_log(pg_server: PostgresServer) -> ServerLog:
     return ServerLog(pg_server)
+
+
+@pytest.fixture
+def aws_stub(monkeypatch):
+    """Every boto3 client the driver makes for ``service`` shares one stubbed client.
+
+    Returns ``stub(service) -> botocore.stub.Stubber``; the driver's cache of
+    temporary credentials is emptied, so each test's stub is asked.
+    """
+    import boto3
+    from botocore.stub import Stubber
+    from redshift_connector.iam_helper import IamHelper
+
+    monkeypatch.setattr(IamHelper, "credentials_cache", {})
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.setenv(key, f"stub-{key.lower()}")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    real_client = boto3.session.Session.client
+    stubbed: dict[str, tuple[object, Stubber]] = {}
+
+    def client(self, service_name, *args, **kwargs):
+        if service_name not in ("redshift", "redshift-serverless"):
+            return real_client(self, service_name, *args, **kwargs)
+        if service_name not in stubbed:
+            made = real_client(self, service_name, *args, **kwargs)
+            stubber = Stubber(made)
+            stubber.activate()
+            stubbed[service_name] = (made, stubber)
+        return stubbed[service_name][0]
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+
+    def stub(service: str) -> Stubber:
+        if service not in stubbed:
+            made = real_client(boto3.session.Session(), service, region_name="eu-west-1")
+            stubber = Stubber(made)
+            stubber.activate()
+            stubbed[service] = (made, stubber)
+        return stubbed[service][1]
+
+    yield stub
+    for _, stubber in stubbed.values():
+        stubber.assert_no_pending_responses()
+
+
+def database_role(pg_server, name: str, password: str) -> None:
+    """The role AWS would have named, with the password AWS handed out (not logged)."""
+    quoted = password.replace("'", "''")
+    pg_server.psql(
+        f"SET log_statement = 'none'; CREATE ROLE \"{name}\" LOGIN PASSWORD '{quoted}'; "
+        f'GRANT SELECT ON leads TO "{name}"'
+    )

@@ -168,7 +168,6 @@ def test_iam_settings_map_to_redshift_connector_iam_arguments(
     monkeypatch.setenv("REDSHIFT_REGION", "eu-west-1")
     monkeypatch.setenv("REDSHIFT_PROFILE", "analytics")
     monkeypatch.setenv("REDSHIFT_DB_USER", "lead_bot")
-    monkeypatch.setenv("REDSHIFT_PASSWORD", "ignored-with-iam")
 
     warehouse = RedshiftWarehouse.from_config({"redshift": {"retries": 0}})
     with pytest.raises(LeadRecoveryError):

@@ -402,16 +402,24 @@ def main(argv: list[str] | None = None) -> int:
         help="SQL run as admin in the database after start (repeatable)",
     )
     parser.add_argument("--no-shim", action="store_true", help="do not start the shim")
+    parser.add_argument(
+        "--redshift-strings",
+        action="store_true",
+        help="a backslash escapes in '...' literals, as on Redshift "
+        "(standard_conforming_strings off)",
+    )
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from redshift_limits import Limits
     from redshift_shim import ShimProcess
 
     with PostgresServer() as server:
         for path in args.load:
             server.psql(Path(path).read_text())
             server.psql(f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {server.user}")
-        shim = None if args.no_shim else ShimProcess(server.port)
+        limits = Limits(redshift_strings=True) if args.redshift_strings else None
+        shim = None if args.no_shim else ShimProcess(server.port, limits=limits)
         try:
             port = shim.port if shim else server.port
             print(f"# PostgreSQL {server.bindir.parent.name} in {server.base}", flush=True)

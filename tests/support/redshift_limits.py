@@ -30,6 +30,13 @@ them, each switched on per shim process (see :class:`Limits`):
   Parquet mapping. What it does not emulate: Redshift's own unload time,
   its file sizes, the row order across slices beyond "not the query's".
 
+* Redshift's string literals (``redshift_strings``): Redshift reads a
+  backslash in ``'...'`` as an escape (its QUOTE_LITERAL doubles
+  backslashes), as PostgreSQL did before 9.1. Sessions through the shim, and
+  the UNLOAD emulation's inner query, run with
+  ``standard_conforming_strings = off`` (and ``escape_string_warning = off``),
+  so ``'it\\'s'`` means ``it's`` here as it does on Redshift.
+
 Errors are raised on PostgreSQL itself (``public.lr_shim_raise``, created by
 :data:`SETUP_SQL`), so the transaction is aborted exactly as a server error
 aborts it, and the driver sees a normal ErrorResponse with the SQLSTATE.
@@ -107,6 +114,7 @@ class Limits:
     unload_psql: str | None = None  # psql binary
     unload_conninfo: str | None = None  # where the inner query runs (admin, Unix socket)
     unload_slices: int = 2
+    redshift_strings: bool = False
 
     @property
     def active(self) -> bool:
@@ -115,7 +123,15 @@ class Limits:
             or self.cursor_cap_rows is not None
             or self.cursor_cap_bytes is not None
             or self.unload
+            or self.redshift_strings
         )
+
+    @property
+    def startup_settings(self) -> dict[str, str]:
+        """Settings every session through the shim starts with (startup parameters)."""
+        if not self.redshift_strings:
+            return {}
+        return {"standard_conforming_strings": "off", "escape_string_warning": "off"}
 
     def args(self) -> list[str]:
         """Command-line flags for redshift_shim.py."""
@@ -128,6 +144,8 @@ class Limits:
             out += ["--cursor-cap-bytes", str(self.cursor_cap_bytes)]
         if self.cursor_cap_label != CURSOR_CAP_LABEL:
             out += ["--cursor-cap-label", self.cursor_cap_label]
+        if self.redshift_strings:
+            out.append("--redshift-strings")
         if self.unload:
             out += [
                 "--unload",
@@ -397,6 +415,9 @@ class Unload:
             *args,
         ]
         env = {**os.environ, "PGTZ": "UTC", "PGDATESTYLE": "ISO", "PGCLIENTENCODING": "UTF8"}
+        settings = self.limits.startup_settings
+        if settings:
+            env["PGOPTIONS"] = " ".join(f"-c {k}={v}" for k, v in settings.items())
         return subprocess.Popen(
             cmd,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,

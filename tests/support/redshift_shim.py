@@ -12,11 +12,13 @@ connection handshake:
 
 So the shim rewrites only the handshake: it forwards the startup parameters
 PostgreSQL knows (dropping and reporting the others), answers ``N`` to an
-SSLRequest or GSSENCRequest (there is no TLS here: connect with
-``REDSHIFT_SSL=false``; with TLS on, the driver reports "Server refuses SSL"),
-and reports ``server_version`` as Redshift does (``8.0.2``). After the
-server's first ReadyForQuery it copies bytes both ways untouched, so it costs
-next to nothing (a proxy that parses every message slows even psql 5x).
+SSLRequest or GSSENCRequest (no TLS: connect with ``REDSHIFT_SSL=false``;
+with TLS on, the driver reports "Server refuses SSL") unless it was started
+with a certificate (``--tls-cert``/``--tls-key``; :func:`make_test_certificates`
+writes a throw-away CA and a server certificate), and reports ``server_version``
+as Redshift does (``8.0.2``). After the server's first ReadyForQuery it
+copies bytes both ways untouched, so it costs next to nothing (a proxy that
+parses every message slows even psql 5x).
 
 Run it in its own process so it never competes with the client for the GIL::
 
@@ -34,7 +36,12 @@ Redshift. With any of them on, the shim reads the client's messages (never
 the server's rows) and rewrites the few statements concerned; with none on,
 it copies bytes as before.
 
-Standard library only (the UNLOAD emulation imports pyarrow and boto3 when used).
+With a certificate, the shim answers ``S`` and speaks TLS to the client; one
+thread per connection moves bytes between the TLS socket and a local socket
+pair, so the SSL object is only ever used by that thread.
+
+Standard library only (the UNLOAD emulation imports pyarrow and boto3 when
+used; :func:`make_test_certificates` imports cryptography).
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ import os
 import select
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -97,10 +105,11 @@ def _recv_exact(sock: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def rewrite_startup(body: bytes) -> tuple[bytes, list[str]]:
+def rewrite_startup(body: bytes, extra: dict[str, str] | None = None) -> tuple[bytes, list[str]]:
     """A StartupMessage (without its length) minus the parameters PG rejects.
 
-    Returns the whole new message (with length) and the dropped names.
+    ``extra`` settings are added (an emulation's session settings). Returns
+    the whole new message (with length) and the dropped names.
     """
     protocol, rest = body[:4], body[4:]
     parts = rest.split(b"\x00")
@@ -116,6 +125,8 @@ def rewrite_startup(body: bytes) -> tuple[bytes, list[str]]:
             kept += key + b"\x00" + value + b"\x00"
         else:
             dropped.append(name)
+    for key, value in (extra or {}).items():
+        kept += key.encode() + b"\x00" + value.encode() + b"\x00"
     kept += b"\x00"
     return struct.pack("!I", len(kept) + 4) + bytes(kept), dropped
 
@@ -213,6 +224,110 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
             dst.shutdown(socket.SHUT_WR)
 
 
+def make_test_certificates(
+    folder: Path, names: tuple[str, ...] = ("localhost",)
+) -> dict[str, Path]:
+    """A throw-away CA, a server certificate it signed for ``names``, and an unrelated CA.
+
+    Returns paths: ``ca`` (PEM), ``cert`` and ``key`` (the server's), ``other_ca``.
+    """
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    folder.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    def ca(label: str):
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name(label))
+            .issuer_name(name(label))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(days=2))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+                critical=True,
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256())
+        )
+        return key, cert
+
+    ca_key, ca_cert = ca("lead-recovery test CA")
+    _, other_cert = ca("an unrelated test CA")
+    server_key = ec.generate_private_key(ec.SECP256R1())
+    alt_names: list[x509.GeneralName] = []
+    for item in names:
+        try:
+            alt_names.append(x509.IPAddress(ipaddress.ip_address(item)))
+        except ValueError:
+            alt_names.append(x509.DNSName(item))
+    server_cert = (
+        x509.CertificateBuilder()
+        .subject_name(name(names[0]))
+        .issuer_name(ca_cert.subject)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=2))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    paths = {
+        "ca": folder / "ca.pem",
+        "cert": folder / "server.pem",
+        "key": folder / "server.key",
+        "other_ca": folder / "other-ca.pem",
+    }
+    paths["ca"].write_bytes(ca_cert.public_bytes(pem))
+    paths["other_ca"].write_bytes(other_cert.public_bytes(pem))
+    paths["cert"].write_bytes(server_cert.public_bytes(pem))
+    paths["key"].write_bytes(
+        server_key.private_bytes(
+            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return paths
+
+
+def _tls_bridge(tls: ssl.SSLSocket, plain: socket.socket) -> None:
+    """Move bytes between a TLS socket and a plain one, from this one thread only."""
+    try:
+        while True:
+            ready = [tls] if tls.pending() else select.select([tls, plain], [], [])[0]
+            for sock in ready:
+                other = plain if sock is tls else tls
+                try:
+                    data = sock.recv(BUFSIZE)
+                except ssl.SSLWantReadError:
+                    continue
+                if not data:
+                    return
+                other.sendall(data)
+    except (OSError, ValueError):
+        pass
+    finally:
+        for sock in (tls, plain):
+            _hard_close(sock)
+
+
 class Shim:
     """The proxy; ``start()`` serves from a daemon thread, ``serve_forever()`` in place."""
 
@@ -226,8 +341,14 @@ class Shim:
         server_version: str = "8.0.2",
         log=None,
         limits=None,
+        tls_cert: str | None = None,
+        tls_key: str | None = None,
     ) -> None:
         self.limits = limits if limits is not None and limits.active else None
+        self.tls: ssl.SSLContext | None = None
+        if tls_cert:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(tls_cert, tls_key)
         self.upstream = (upstream_host, upstream_port)
         self.server_version = server_version.encode()
         self._log = log
@@ -291,6 +412,13 @@ class Shim:
                 (length,) = struct.unpack("!I", _recv_exact(client, 4))
                 body = _recv_exact(client, length - 4)
                 (code,) = struct.unpack("!I", body[:4])
+                if code == SSL_REQUEST and self.tls is not None:
+                    client.sendall(b"S")
+                    wrapped = self.tls.wrap_socket(client, server_side=True)
+                    inner, client = socket.socketpair()
+                    self._track(wrapped, inner, client)
+                    threading.Thread(target=_tls_bridge, args=(wrapped, inner), daemon=True).start()
+                    continue
                 if code in (SSL_REQUEST, GSSENC_REQUEST):
                     client.sendall(b"N")  # no TLS/GSS here; the client goes on in plaintext
                     continue
@@ -301,7 +429,8 @@ class Shim:
                 if code != PROTOCOL_3:
                     self.log(f"unsupported startup code {code}; closing")
                     return
-                startup, dropped = rewrite_startup(body)
+                extra = self.limits.startup_settings if self.limits is not None else None
+                startup, dropped = rewrite_startup(body, extra)
                 break
             if dropped:
                 self.log(f"dropped startup parameters: {', '.join(dropped)}")
@@ -393,9 +522,11 @@ class ShimProcess:
         log_path=None,
         limits=None,
         env: dict[str, str] | None = None,
+        tls: tuple[str, str] | None = None,
     ):
         """``limits``: a redshift_limits.Limits (emulations to switch on); ``env``: the
-        process environment (e.g. AWS_ENDPOINT_URL for the UNLOAD emulation)."""
+        process environment (e.g. AWS_ENDPOINT_URL for the UNLOAD emulation); ``tls``:
+        (certificate, key) files to speak TLS with."""
         self.log_path = Path(log_path) if log_path else None
         cmd = [
             sys.executable,
@@ -405,6 +536,7 @@ class ShimProcess:
             "--upstream-port",
             str(upstream_port),
             *(limits.args() if limits is not None else []),
+            *(["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])] if tls else []),
         ]
         stderr = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(
@@ -452,6 +584,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--server-version", default="8.0.2")
+    parser.add_argument("--tls-cert", help="PEM certificate: answer SSLRequest and speak TLS")
+    parser.add_argument("--tls-key", help="the certificate's PEM private key")
     emulations = parser.add_argument_group("Redshift limits (emulations; see redshift_limits.py)")
     emulations.add_argument("--single-node", action="store_true")
     emulations.add_argument("--cursor-cap-rows", type=int)
@@ -461,6 +595,7 @@ def main(argv: list[str] | None = None) -> int:
     emulations.add_argument("--unload-psql")
     emulations.add_argument("--unload-conninfo")
     emulations.add_argument("--unload-slices", type=int, default=2)
+    emulations.add_argument("--redshift-strings", action="store_true")
     args = parser.parse_args(argv)
     limits = None
     if (
@@ -468,6 +603,7 @@ def main(argv: list[str] | None = None) -> int:
         or args.cursor_cap_rows is not None
         or args.unload
         or (args.cursor_cap_bytes is not None)
+        or args.redshift_strings
     ):
         sys.path.insert(0, str(Path(__file__).resolve().parent))
         from redshift_limits import Limits
@@ -481,6 +617,7 @@ def main(argv: list[str] | None = None) -> int:
             unload_psql=args.unload_psql,
             unload_conninfo=args.unload_conninfo,
             unload_slices=args.unload_slices,
+            redshift_strings=args.redshift_strings,
         )
     shim = Shim(
         args.upstream_host,
@@ -490,6 +627,8 @@ def main(argv: list[str] | None = None) -> int:
         server_version=args.server_version,
         log=sys.stderr,
         limits=limits,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
     )
 
     def on_usr1(signum, frame):
