@@ -181,6 +181,25 @@ class Day:
                 return
         raise StoreError(f"{self.store.location(self.marker_path)}: could not be written")
 
+    def clear_temporaries(self, views: Views, keep: Path | None = None) -> int:
+        """Remove what killed writers of this day left (:data:`atomic.TEMP_GLOB`): beside
+        this checkout's copy (this run holds the checkout) and, on a folder store, among
+        the day's extracts (this run holds the day's lease, which every writer of them
+        holds). ``keep``: this job's own temporary file. How many were removed."""
+        folders = [views.leads.parent]
+        extracts = self.store.local_path(f"{self.recipe}/{self.date}/{layout.EXTRACTS}")
+        if extracts is not None:
+            folders.append(extracts)
+        removed = 0
+        for folder in folders:
+            for path in folder.glob(atomic.TEMP_GLOB):
+                if keep is not None and path == keep:
+                    continue
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed += 1
+        return removed
+
     def settle(self, views: Views) -> Pair | None:
         """After this run's job of the day ended, whichever way: the day's marker is at
         least the last commit the lease records as published (a restore of an older

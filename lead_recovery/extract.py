@@ -245,6 +245,7 @@ class _Job:
                     last_generation=self.marker_generation,
                 ) as held:
                     self.day.roll_forward(held)
+                    self.day.clear_temporaries(self.views, keep=self.local)
                     outcome = self.attempt(held, self.day.read(), before)
             except LeaseLost as lost:
                 # Taken over while this run stalled: nothing of it was published. Wait

@@ -278,15 +278,25 @@ class FolderStore:
             os.unlink(self.root / clean(path))
 
     def names(self, folder: str) -> list[str]:
+        base = self._folder(folder)
         try:
-            return os.listdir(self.root / clean_or_root(folder))
+            return os.listdir(base) if base is not None else []
         except (FileNotFoundError, NotADirectoryError):
             return []
 
+    def _folder(self, folder: str) -> Path | None:
+        """A folder to list: never through a symlink (on shared ground it may point
+        anywhere)."""
+        path = self.root / clean_or_root(folder)
+        return None if path.is_symlink() else path
+
     def entries(self, folder: str) -> dict[str, Entry]:
         found: dict[str, Entry] = {}
+        base = self._folder(folder)
+        if base is None:
+            return found
         try:
-            with os.scandir(self.root / clean_or_root(folder)) as listed:
+            with os.scandir(base) as listed:
                 for entry in listed:
                     with contextlib.suppress(FileNotFoundError):
                         info = entry.stat(follow_symlinks=False)
@@ -296,8 +306,10 @@ class FolderStore:
         return found
 
     def listing(self, folder: str) -> dict[str, Entry]:
-        base = self.root / clean_or_root(folder)
+        base = self._folder(folder)
         found: dict[str, Entry] = {}
+        if base is None:
+            return found
         for top, _dirs, files in os.walk(base):
             for name in files:
                 full = os.path.join(top, name)

@@ -52,12 +52,29 @@ def test_second_run_same_day_reuses_the_cache_without_querying(workflow, ran_bef
 
 def test_marker_present_but_cache_missing_queries_again(workflow, ran_before):
     ran_before(workflow, PAID)  # as if run_day(workflow) had run
-    workflow.leads(RECIPE, DAY).unlink()
+    day = workflow.leads(RECIPE, DAY).parent
+    for extract in day.glob("extracts/*.parquet"):  # the store's extract (no store: here)
+        extract.unlink()
+    workflow.leads(RECIPE, DAY).unlink()  # and this checkout's copy of it
 
     result = run_day(workflow)
 
     assert result.queries == 1
     assert workflow.leads(RECIPE, DAY).is_file()
+
+
+def test_a_checkout_copy_removed_comes_back_from_the_store_without_a_query(
+    workflow, ran_before
+):
+    ran_before(workflow, PAID)  # as if run_day(workflow) had run
+    paid = workflow.leads(RECIPE, DAY).read_bytes()
+    workflow.leads(RECIPE, DAY).unlink()  # the store still holds the day's extract
+
+    result = run_day(workflow)
+
+    assert result.queries == 0 and result.jobs["redshift_extract"] == 1
+    assert "this checkout's copy comes from the store (no query)" in result.output
+    assert workflow.leads(RECIPE, DAY).read_bytes() == paid
 
 
 def test_deleting_the_marker_asks_for_a_fresh_query(workflow, ran_before):

@@ -1,8 +1,7 @@
 """Markers in a shared place (the seed's "centralized location for multi-user
-environments"): checkouts that share a marker and results folder query a
-recipe's day once between them, even when they run at the same moment, and
-two runs in one checkout wait for each other instead of failing on
-Snakemake's directory lock.
+environments"): checkouts that share a store folder query a recipe's day once
+between them, even when they run at the same moment, and two runs in one
+checkout wait for each other instead of failing on Snakemake's directory lock.
 """
 
 import json
@@ -36,13 +35,7 @@ def test_eight_runs_from_four_checkouts_sharing_markers_query_once(workflow, tmp
 
 
 def _eight_runs_query_once(roots, shared, day):
-    config = [
-        "--config",
-        "recipe=slow_count",
-        f"date={day}",
-        f"results_dir={shared}/results",
-        f"marker_dir={shared}/markers",
-    ]
+    config = ["--config", "recipe=slow_count", f"date={day}", f"store={shared}"]
     runs = [
         subprocess.Popen(
             [sys.executable, "-m", "snakemake", *config],
@@ -75,4 +68,7 @@ def _eight_runs_query_once(roots, shared, day):
     assert len(waited) >= 1, outputs  # a waiting run says whom it waits for
     marker = json.loads((shared / f"markers/redshift_queried_slow_count_{day}.marker").read_text())
     assert marker["run_id"] in {o["run_id"] for o in outcomes if o["outcome"] == "queried"}
-    assert (shared / f"results/slow_count/{day}/leads.parquet").is_file()
+    assert (shared / marker["extract"]).is_file()
+    for root in roots:  # each checkout has its own copy of that very extract
+        copy = root / f"results/slow_count/{day}/leads.parquet"
+        assert copy.read_bytes() == (shared / marker["extract"]).read_bytes()

@@ -283,8 +283,11 @@ def test_dry_run_explains_every_decision_and_changes_nothing(workflow):
     assert run(workflow, "2025-05-12T08:00:00+00:00", "--until", "redshift_extract").queries == 6
     sql = workflow.root / "recipes/edited_recipe/redshift.sql"
     sql.write_text(sql.read_text() + "-- edited\n")
-    workflow.leads("no_cache_recipe", DAY).unlink()
+    workflow.leads("no_cache_recipe", DAY).unlink()  # the day's extract, gone from everywhere
+    for extract in workflow.leads("no_cache_recipe", DAY).parent.glob("extracts/*.parquet"):
+        extract.unlink()
     workflow.marker("no_marker_recipe", DAY).unlink()
+    workflow.leads(RECIPE, DAY).unlink()  # only this checkout's copy: the store still has it
     before = workflow.snapshot()
     now = "2025-05-12T10:00:00+00:00"
 
@@ -295,9 +298,12 @@ def test_dry_run_explains_every_decision_and_changes_nothing(workflow):
     assert workflow.snapshot() == before
     for name, reason in cases.items():
         said = explanation(dry, name, DAY)
-        if reason is None:
-            assert said.startswith("marker counts (queried 2025-05-12T08:00:00+00:00)")
-            assert (name, DAY) not in extracted(dry)
+        if reason is None:  # its copy comes from the store: a job, but no query
+            assert said == (
+                "marker counts (queried 2025-05-12T08:00:00+00:00); this checkout's copy comes "
+                "from the store (no query)"
+            )
+            assert (name, DAY) in extracted(dry)
             assert listed[name]["counts"] is True
         else:
             assert said.startswith(f"will query: {reason}"), said
@@ -324,18 +330,16 @@ def test_dry_run_explains_every_decision_and_changes_nothing(workflow):
 
 
 def test_snakemake_is_the_pinned_version_whose_forcing_internals_we_use():
-    """common.smk's ``_force`` writes into ``workflow.dag.forcefiles``, where
+    """engine.force writes into ``workflow.dag.forcefiles``, where
     ``--forcerun <file>`` puts its files. An upgrade must re-verify that: this
     fails on any other version, or if those internals move."""
     import snakemake
     import snakemake.api  # noqa: F401 - snakemake.dag imports cleanly only after it
     from snakemake.dag import DAG
-    from snakemake.path_modifier import PathModifier
 
     assert snakemake.__version__ == PINNED_SNAKEMAKE
     assert f'"snakemake=={PINNED_SNAKEMAKE}"' in (REPO / "pyproject.toml").read_text()
     assert f'min_version("{PINNED_SNAKEMAKE}")' in (REPO / "Snakefile").read_text()
     assert "self.forcefiles = set()" in inspect.getsource(DAG.__init__)
     assert "self.forcefiles.isdisjoint(job.output)" in inspect.getsource(DAG.update_needrun)
-    assert callable(PathModifier.apply_default_storage)
-    assert "workflow.dag.forcefiles.update(" in (REPO / "workflow/rules/common.smk").read_text()
+    assert "workflow.dag.forcefiles.update(" in (REPO / "lead_recovery/engine.py").read_text()

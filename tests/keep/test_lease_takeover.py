@@ -10,6 +10,7 @@ import signal
 import time
 
 from lead_recovery import lease
+from lead_recovery.store import FolderStore
 from tests.core.test_shared_markers import SLOW_SQL
 
 DAY = "20250512"
@@ -19,26 +20,27 @@ def test_a_run_killed_mid_query_is_taken_over_by_the_next_run(workflow):
     workflow.add_recipe("slow_count", sql=SLOW_SQL)
     config = {"recipe": "slow_count", "date": DAY}
     marker = workflow.marker("slow_count", DAY)
+    store = FolderStore(workflow.root / "results")
     killed = workflow.start(config=config)
     deadline = time.monotonic() + 120
-    while not lease.is_live(lease.current(marker)):  # the extract job holds the lease
+    while not lease.is_live(store, "slow_count", DAY):  # the extract job holds the lease
         assert killed.poll() is None and time.monotonic() < deadline, "never took the lease"
         time.sleep(0.05)
-    holder = lease.current(marker)
+    holder, _ = lease.current(store, "slow_count", DAY)
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait(30)
 
-    assert lease.current(marker) == holder  # left behind, not released
+    assert lease.current(store, "slow_count", DAY)[0] == holder  # left behind, not released
     assert not marker.exists() and not workflow.leads("slow_count", DAY).exists()
     day = workflow.leads("slow_count", DAY).parent
-    assert {p.name for p in day.iterdir() if not p.name.endswith(".tmp")} <= {".kept"}
+    assert not list(day.glob("extracts/*.parquet"))  # nothing published
 
-    workflow.run("--unlock", config=config)
-    after = workflow.run(config=config)
+    after = workflow.run(config=config)  # no --unlock: the killed run's lock is cleared
 
     assert after.queries == 1
-    assert f"took over the expired lease of {holder.describe()}" in after.output
+    assert "removed the Snakemake lock a killed run left in this checkout" in after.output
+    assert f"took over the expired lease of {holder.holder.describe()}" in after.output
     assert marker.is_file() and workflow.leads("slow_count", DAY).is_file()
-    assert lease.current(marker).released
+    assert lease.current(store, "slow_count", DAY)[0].released
     leftovers = [p.name for p in day.iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []  # the taker cleared what the killed writer left

@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lead_recovery import lease, markers, recipes
+from lead_recovery.store import FolderStore
 
 RECIPE = "simulation_to_handoff"
 DAY = "20250512"  # the run date of the pinned clock (conftest.NOW)
@@ -223,8 +224,11 @@ def test_list_shows_who_is_querying_now(workflow, helper, cache):
     json_marker(workflow)
     cache(RECIPE)
     other = "manual_leads_2"
-    first = workflow.root / markers.marker_path("results/markers", other, DAY)
-    with lease.held(workflow.marker(RECIPE, DAY), timeout_s=1), lease.held(first, timeout_s=1):
+    store = FolderStore(workflow.root / "results")
+    with (
+        lease.held(store, RECIPE, DAY, wait_s=1),
+        lease.held(store, other, DAY, wait_s=1),
+    ):
         shown = helper("list")
         as_json = json.loads(helper("list", "--json").stdout)
     assert shown.returncode == 0, shown.output
@@ -418,8 +422,9 @@ def test_delete_all_dates_leaves_other_recipes_and_caches(workflow, helper, cach
 
     assert result.returncode == 0, result.output
     assert "3 marker(s) deleted" in result.stdout
-    assert markers.list_markers(workflow.root / "results/markers") == [
-        markers.read_marker(workflow.marker("other", DAY))
+    listed = markers.list_markers(FolderStore(workflow.root / "results"))
+    assert [(m.recipe, m.run_date, m.record) for m in listed] == [
+        ("other", DAY, markers.read_marker(workflow.marker("other", DAY)).record)
     ]
     assert leads.is_file()
 
@@ -493,32 +498,36 @@ def test_other_ways_to_start_the_helper(workflow, helper, cache, via):
 
 
 def test_it_looks_where_the_config_says(workflow, helper, cache, set_config, tmp_path):
-    shared = tmp_path / "shared markers"
-    set_config(marker_dir=str(shared))
+    shared = tmp_path / "shared store"
+    set_config(store=str(shared))
     markers.write_marker(
-        markers.marker_path(shared, RECIPE, DAY), {"queried_at": "2025-05-12T08:00:00+00:00"}
+        markers.marker_path(shared / "markers", RECIPE, DAY),
+        {"queried_at": "2025-05-12T08:00:00+00:00"},
     )
-    json_marker(workflow, day=OLD)  # in results/markers, which is no longer the marker_dir
+    json_marker(workflow, day=OLD)  # in results/markers, which is no longer the store's
 
     listed = helper("list", "--json").json()
 
     assert [(e["run_date"], e["path"]) for e in listed] == [
-        (DAY, markers.marker_path(shared, RECIPE, DAY))
+        (DAY, markers.marker_path(shared / "markers", RECIPE, DAY))
     ]
 
 
-def test_marker_dir_option(workflow, helper, tmp_path):
+def test_store_and_marker_dir_options(workflow, helper, tmp_path):
     other = tmp_path / "elsewhere"
     markers.write_marker(
-        markers.marker_path(other, RECIPE, OLD), {"queried_at": "2025-04-01T08:00:00+00:00"}
+        markers.marker_path(other / "markers", RECIPE, OLD),
+        {"queried_at": "2025-04-01T08:00:00+00:00"},
     )
     json_marker(workflow)
 
-    listed = helper("list", "--marker-dir", str(other), "--json").json()
-    relative = helper("--marker-dir", "../elsewhere", "list", "--json", cwd=workflow.root)
+    listed = helper("list", "--store", str(other), "--json").json()
+    relative = helper("--marker-dir", "../elsewhere/markers", "list", "--json", cwd=workflow.root)
+    not_markers = helper("list", "--marker-dir", str(other), "--json")
 
     assert [e["run_date"] for e in listed] == [OLD]
     assert [e["run_date"] for e in relative.json()] == [OLD]
+    assert not_markers.returncode == 2 and "name a store's markers folder" in not_markers.stderr
 
 
 def test_repo_option_from_another_directory(workflow, helper, tmp_path):

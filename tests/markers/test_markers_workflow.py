@@ -8,6 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lead_recovery import markers
+from lead_recovery.store import FolderStore
 
 RECIPE = "simulation_to_handoff"
 DAY = "20250512"
@@ -61,7 +62,7 @@ def test_after_create_with_the_cache_present_the_next_run_does_not_query(ran, he
 def test_delete_and_create_for_another_date_and_delete_all_dates(workflow, helper):
     since = {**ONE, "since": OLD}
     run(workflow, "--until", "redshift_extract", config={**since, "date": "20250506"})
-    assert len(markers.list_markers(workflow.root / "results/markers")) == 2
+    assert len(markers.list_markers(FolderStore(workflow.root / "results"))) == 2
 
     # what the next run would do is Snakemake's dry run: the query a missing marker
     # leads to is the same job as any other (tested above)
@@ -72,7 +73,7 @@ def test_delete_and_create_for_another_date_and_delete_all_dates(workflow, helpe
     assert run(workflow, config={**ONE, "date": OLD}).queries == 0
 
     helper("delete", RECIPE, "--all-dates")
-    assert markers.list_markers(workflow.root / "results/markers") == []
+    assert markers.list_markers(FolderStore(workflow.root / "results")) == []
     assert run(workflow, "-n", config={**since, "date": "20250506"}).queries == 2
 
 
@@ -119,13 +120,13 @@ def test_list_and_check_give_the_reason_the_workflow_gives(ran, helper):
     assert check.returncode == 1
 
 
-def test_helper_follows_the_configured_marker_dir(workflow, helper, set_config, tmp_path):
+def test_helper_follows_the_configured_store(workflow, helper, set_config, tmp_path):
     shared = tmp_path / "shared"
-    set_config(marker_dir=str(shared))
+    set_config(store=str(shared))
 
     run(workflow)
     [entry] = helper("list", "--json").json()
     helper("delete", RECIPE)
 
-    assert entry["path"] == markers.marker_path(shared, RECIPE, DAY)
+    assert entry["path"] == markers.marker_path(shared / "markers", RECIPE, DAY)
     assert run(workflow).queries == 1

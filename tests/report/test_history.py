@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from lead_recovery import history
+from lead_recovery.store import FolderStore
 
 T0 = datetime(2026, 11, 20, 6, 0, tzinfo=UTC)
 
@@ -35,9 +36,19 @@ def event(i: int, decision: str = "queried", seconds: float = 2.0, **changes) ->
     return history.Event(**fields)
 
 
-def _writer(marker_dir: str, i: int) -> None:
+def write(root, events, run_id):
+    """Record ``events`` in a folder store at ``root``; the file it wrote."""
+    store = FolderStore(root)
+    return store.local_path(history.write(store, events, run_id))
+
+
+def read(root, since, skipped=None):
+    return history.read(FolderStore(root), since, skipped)
+
+
+def _writer(root: str, i: int) -> None:
     for n in range(25):
-        history.write(marker_dir, [event(i * 100 + n, recipe=f"r{i}")] * 3, f"run{i}-{n}")
+        write(root, [event(i * 100 + n, recipe=f"r{i}")] * 3, f"run{i}-{n}")
 
 
 def test_eight_runs_writing_at_once_lose_and_tear_no_line(tmp_path):
@@ -47,24 +58,24 @@ def test_eight_runs_writing_at_once_lose_and_tear_no_line(tmp_path):
     for proc in procs:
         proc.join(60)
         assert proc.exitcode == 0
-    events = list(history.read(tmp_path, T0 - timedelta(days=1)))
+    events = list(read(tmp_path, T0 - timedelta(days=1)))
     assert len(events) == 8 * 25 * 3
     assert {e.recipe for e in events} == {f"r{i}" for i in range(8)}
     assert not list(tmp_path.rglob("*.tmp"))
 
 
 def test_foreign_or_broken_lines_are_skipped_not_fatal(tmp_path):
-    path = history.write(tmp_path, [event(1)], "run1")
+    path = write(tmp_path, [event(1)], "run1")
     with open(path, "a") as handle:
         handle.write('{"not": "an event"}\n[[[\n{"decision": {"x": 1}}\n')
-    assert [e.run_id for e in history.read(tmp_path, T0)] == ["run1"]
+    assert [e.run_id for e in read(tmp_path, T0)] == ["run1"]
 
 
 def test_only_events_since_the_start_are_read(tmp_path):
-    history.write(tmp_path, [event(0)], "old")
-    history.write(tmp_path, [event(60 * 24 * 40, run_id="new")], "new")  # 40 days later
+    write(tmp_path, [event(0)], "old")
+    write(tmp_path, [event(60 * 24 * 40, run_id="new")], "new")  # 40 days later
     since = T0 + timedelta(days=30)
-    assert [e.run_id for e in history.read(tmp_path, since)] == ["new"]
+    assert [e.run_id for e in read(tmp_path, since)] == ["new"]
 
 
 def test_the_totals_count_queries_and_what_the_reused_markers_had_cost():
@@ -160,14 +171,14 @@ def test_a_control_character_in_a_reason_is_shown_on_one_line():
 
 
 def test_foreign_lines_are_counted_in_one_warning_line(tmp_path, caplog):
-    path = history.write(tmp_path, [event(1), event(2, recipe="$\\foo{$")], "run1")
+    path = write(tmp_path, [event(1), event(2, recipe="$\\foo{$")], "run1")
     with open(path, "a") as handle:
         for bad in ({"at": 5}, {"seconds": "abc"}, {"run_date": "2026-12-07"}):
             handle.write(json.dumps({**GOOD, **bad}) + "\n")
         handle.write("\n")  # blank lines are not counted
     skipped = history.Skipped()
     with caplog.at_level(logging.WARNING, logger="lead_recovery.history"):
-        events = list(history.read(tmp_path, T0, skipped))
+        events = list(read(tmp_path, T0, skipped))
     assert [e.recipe for e in events] == ["r", "$\\foo{$"]
     assert skipped.lines == 3
     assert [r.getMessage() for r in caplog.records] == [
@@ -179,19 +190,19 @@ def test_planted_files_cost_neither_memory_nor_time(tmp_path, monkeypatch):
     """A line without end, a file larger than any run writes, bytes that are not UTF-8,
     a FIFO and symlinks: each skipped (or not opened), the good lines still read."""
     monkeypatch.setattr(history, "MAX_FILE", 4 * 1024**2)
-    good = history.write(tmp_path, [event(1)], "run1")
+    good = write(tmp_path, [event(1)], "run1")
     month = good.parent
     (month / "huge.jsonl").write_bytes(b"x" * (history.MAX_FILE + 1))
     (month / "endless.jsonl").write_bytes(b"{" * (3 * history.MAX_LINE) + b"\n" + good.read_bytes())
     (month / "latin1.jsonl").write_bytes(b'{"recipe": "\xe9"}\n')
     os.mkfifo(month / "fifo.jsonl")
     (month / "link.jsonl").symlink_to(good)
-    (tmp_path / ".history" / "209901").symlink_to(month, target_is_directory=True)
+    (month.parent / "209901").symlink_to(month, target_is_directory=True)
     skipped = history.Skipped()
     tracemalloc.start()
     try:
         started = time.monotonic()
-        events = list(history.read(tmp_path, T0, skipped))
+        events = list(read(tmp_path, T0, skipped))
         took = time.monotonic() - started
         peak = tracemalloc.get_traced_memory()[1]
     finally:
