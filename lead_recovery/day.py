@@ -190,10 +190,10 @@ class Day:
         extracts = self.store.local_path(f"{self.recipe}/{self.date}/{layout.EXTRACTS}")
         if extracts is not None:
             folders.append(extracts)
-        removed = 0
+        removed, kept = 0, os.path.abspath(keep) if keep is not None else None
         for folder in folders:
             for path in folder.glob(atomic.TEMP_GLOB):
-                if keep is not None and path == keep:
+                if os.path.abspath(path) == kept:
                     continue
                 with contextlib.suppress(OSError):
                     path.unlink()

@@ -6,8 +6,8 @@ job) or Snakemake with everything it started (its process group: a reboot,
 an OOM kill, a closed terminal). Then a normal run must succeed without
 querying and leave either the previous pair, byte for byte, or a new
 complete pair (rows and bytes as its marker says), never a mix and never
-nothing; the day's analysis must describe that extract, and nothing may stay
-kept.
+nothing; the day's analysis must describe that extract, and no temporary file
+of the killed writer may stay.
 
 The kill moments are events, not random delays. The recipe's query runs on
 the test server (PostgreSQL behind the Redshift shim) and takes a shared
@@ -16,14 +16,14 @@ FETCH; the test holds those locks, so the query waits at the server exactly
 where the test wants it:
 
 - ``at_server``: the query arrived and waits for its first row (Snakemake has
-  already deleted the day's outputs; the pair is only in ``.kept``);
+  already deleted this checkout's copy of the extract; the store still has it);
 - ``mid_stream``: the first batch is in the half-written temporary extract,
   the second FETCH waits;
-- ``analysis`` (whole run only): the new pair is published and the analysis
-  waits on a FIFO, before the end of the run settles what was kept.
+- ``analysis`` (whole run only): the new pair is committed and the analysis
+  waits on a FIFO, before the end of the run.
 
-The narrower moments (between the two renames, half-way through keeping)
-leave states that tests/unit/test_cache_pairs.py settles one by one.
+The narrower moments (between the commit and the marker, a taken-over commit)
+are states that tests/unit/test_day_pairs.py puts the day in one by one.
 """
 
 from __future__ import annotations
@@ -187,7 +187,7 @@ def test_killed_requery_leaves_a_complete_pair(bare_workflow, pg_server, shim, s
                         json.loads(workflow.marker(RECIPE, DAY).read_text())["run_id"]
                         != (json.loads(previous["marker"])["run_id"])
                     )
-                    assert list(day_dir.glob(".kept/*.marker")), "nothing kept during the run"
+                    assert len(list(day_dir.glob("extracts/*.parquet"))) >= 2  # beside the old
                 if victim == "snakemake":
                     os.killpg(proc.pid, signal.SIGKILL)
                 else:
@@ -210,6 +210,6 @@ def test_killed_requery_leaves_a_complete_pair(bare_workflow, pg_server, shim, s
         assert f"{RECIPE} {DAY} cached" in after_kill.output, f"{moment}: queried again"
         assert not server_log.declared(since, query_tag(RECIPE, DAY)), f"{moment}: queried again"
         outcomes[moment] = check_day(workflow, previous)
-        assert not list(workflow.root.glob("results/**/.kept")), f"{moment}: not settled"
+        assert not list(day_dir.glob(".*.tmp")), f"{moment}: a killed writer's file stayed"
     expected = {"at_server": "previous", "mid_stream": "previous", "analysis": "new"}
     assert outcomes == {moment: expected[moment] for moment in MOMENTS[victim]}

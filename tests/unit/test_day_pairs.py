@@ -140,3 +140,20 @@ def test_a_marker_from_before_named_extracts_reads_its_days_leads_parquet(store,
     assert day.adopt_legacy()  # linked where removing leads.parquet cannot reach it
     legacy.unlink()
     assert day.read().extract == layout.adopted_extract(R, D) and day.read().present
+
+
+def test_a_killed_writers_temporaries_go_and_the_jobs_own_stays(store, tmp_path):
+    day = Day(store, R, D)
+    copies = views(tmp_path)
+    copies.leads.parent.mkdir(parents=True)
+    left = copies.leads.parent / ".leads.parquet.killed.tmp"
+    left.write_bytes(b"half")
+    own = copies.leads.parent / ".leads.parquet.mine.tmp"
+    own.write_bytes(b"writing")
+    extracts = store.local_path(f"{R}/{D}/{layout.EXTRACTS}")
+    extracts.mkdir(parents=True)
+    (extracts / ".x.parquet.killed.tmp").write_bytes(b"half")
+    relative = Path(os.path.relpath(own))  # the job's own path, however it is spelled
+
+    assert day.clear_temporaries(copies, keep=relative) == 2
+    assert own.exists() and not left.exists() and not list(extracts.iterdir())
