@@ -181,14 +181,16 @@ class Day:
                 return
         raise StoreError(f"{self.store.location(self.marker_path)}: could not be written")
 
-    def clear_temporaries(self, views: Views, keep: Path | None = None) -> int:
+    def clear_temporaries(
+        self, views: Views, keep: Path | None = None, *, leased: bool = True
+    ) -> int:
         """Remove what killed writers of this day left (:data:`atomic.TEMP_GLOB`): beside
-        this checkout's copy (this run holds the checkout) and, on a folder store, among
-        the day's extracts (this run holds the day's lease, which every writer of them
-        holds). ``keep``: this job's own temporary file. How many were removed."""
+        this checkout's copy (this run holds the checkout) and, when this run holds the
+        day's lease (``leased``: every writer of them holds it), among the day's extracts
+        on a folder store. ``keep``: this job's own temporary file. How many went."""
         folders = [views.leads.parent]
         extracts = self.store.local_path(f"{self.recipe}/{self.date}/{layout.EXTRACTS}")
-        if extracts is not None:
+        if extracts is not None and leased:
             folders.append(extracts)
         removed, kept = 0, os.path.abspath(keep) if keep is not None else None
         for folder in folders:
@@ -220,6 +222,7 @@ class Day:
             pair = self.read()
         if pair is not None and pair.present:
             self.link(pair, views)
+        self.clear_temporaries(views, leased=False)  # this run's job of the day has ended
         return pair
 
     def discard_marker(self) -> None:
