@@ -308,6 +308,11 @@ class Lease:
             self._write(replace(self.state, released=True))
 
 
+# Waiting is a timed wait on an event no one sets, not time.sleep: a process whose
+# clock is moved (faketime, a VM resuming) gets EINVAL from clock_nanosleep.
+_pause = threading.Event()
+
+
 def _look(store: Store, path: str) -> tuple[Got | None, State | None]:
     """The lease object and what it says; one too large to be a lease is garbage."""
     try:
@@ -379,7 +384,7 @@ def held(
                 f"{what}: waiting for {holder}, who is querying it now "
                 f"(lease renewed {renewed}, up to {wait_s:.0f} s)"
             )
-        time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+        _pause.wait(min(poll_s, max(0.0, deadline - time.monotonic())))
     lease._beat.start()
     try:
         yield lease
