@@ -2,6 +2,12 @@
 from another folder, on a temporary copy of the repository whose ``.venv``
 points at this checkout's venv.
 
+The copy has its own ``lead_recovery`` (this checkout's), and ``PYTHONPATH``
+names the copy: a repository's own venv (``make venv``) imports the
+repository's package, but the venv a worktree links to may be another
+checkout's, whose editable install would import that checkout's code, and
+whose ``lead-recovery`` would fall back to that checkout as its repository.
+
 What a run did is read from what it left: the day's cron log (its result
 line and the jobs Snakemake reported), markers and summaries.
 
@@ -71,8 +77,12 @@ class CronRepo:
         config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "timezone": "UTC"}))
 
     def env(self, **extra: str) -> dict[str, str]:
-        """``env -i`` plus only the clock pin and a hostile ``TZ`` (and what a test adds)."""
-        return {"LEAD_RECOVERY_NOW": NOW, "TZ": HOSTILE_TZ, **extra}
+        """``env -i`` plus only the clock pin, a hostile ``TZ``, the copy's own package
+        (the module docstring says why) and what a test adds."""
+        return {"LEAD_RECOVERY_NOW": NOW, "TZ": HOSTILE_TZ, **self.code_env(), **extra}
+
+    def code_env(self) -> dict[str, str]:
+        return {"PYTHONPATH": str(self.root)}
 
     def start(
         self, *args: str, env: dict[str, str] | None = None, new_session: bool = False
@@ -104,6 +114,7 @@ class CronRepo:
             "-i",
             f"LEAD_RECOVERY_NOW={NOW}",
             f"TZ={HOSTILE_TZ}",
+            *(f"{k}={v}" for k, v in self.code_env().items()),
             "/usr/bin/make",
             "-s",
             "-C",
@@ -182,6 +193,9 @@ def link_venv(root: Path) -> None:
 def cron_repo(workflow, tmp_path: Path) -> CronRepo:
     for name in ("Makefile", "pyproject.toml", "requirements.lock"):
         shutil.copy2(REPO / name, workflow.root / name)
+    # with its bytecode (copy2 keeps the sources' times, so it stays valid): each run
+    # starts several Pythons, and compiling the package costs each of them
+    shutil.copytree(REPO / "lead_recovery", workflow.root / "lead_recovery", symlinks=True)
     link_venv(workflow.root)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
