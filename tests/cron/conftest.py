@@ -41,13 +41,17 @@ SQL_RECIPE = "simulation_to_handoff"
 CSV_RECIPE = "manual_leads"
 _RESULT_RE = re.compile(r" cron\[(?P<pid>\d+)\] result (?P<json>\{.*\})$")
 
-# A recipe whose analysis takes a few seconds: long enough to overlap with it.
-SLEEPY_SQL = "SELECT lead_id, phone FROM leads WHERE phone LIKE '+52%' ORDER BY lead_id LIMIT 20\n"
-SLEEPY_ANALYZER = """
+# A recipe whose analysis waits until the test lets it finish (or two minutes pass):
+# runs overlap for exactly as long as a test needs, whatever the machine's speed.
+HELD_SQL = "SELECT lead_id, phone FROM leads WHERE phone LIKE '+52%' ORDER BY lead_id LIMIT 20\n"
+HELD_ANALYZER = """
+import os
 import time
 
 def analyze(leads, run_date):
-    time.sleep(5)
+    end = time.monotonic() + 120
+    while not os.path.exists({release!r}) and time.monotonic() < end:
+        time.sleep(0.05)
     return leads
 """
 
@@ -150,15 +154,23 @@ class CronRepo:
             re.findall(r"^(?:local)?rule redshift_extract:$", self.log_text(day), re.MULTILINE)
         )
 
-    def add_sleepy(self, name: str = "sleepy") -> str:
-        """A SQL recipe whose analysis takes five seconds: long enough to overlap."""
+    def add_held(self, name: str = "held") -> str:
+        """A SQL recipe whose analysis runs until :meth:`release` (two minutes at most)."""
         self.copy.add_recipe(
             name,
-            sql=SLEEPY_SQL,
-            analyzer=SLEEPY_ANALYZER,
-            meta={"description": "slow analysis", "output_columns": ["lead_id", "phone"]},
+            sql=HELD_SQL,
+            analyzer=HELD_ANALYZER.format(release=str(self.root / "release")),
+            meta={"description": "held analysis", "output_columns": ["lead_id", "phone"]},
         )
         return name
+
+    def release(self) -> None:
+        """Let every held analysis finish."""
+        (self.root / "release").touch()
+
+    def waiting(self) -> int:
+        """How many runs said in the day's log that they wait for another one."""
+        return self.log_text().count("is running in this checkout; waiting for it to finish")
 
     @staticmethod
     def wait_for(condition: Callable[[], object], timeout: float = 60, what: str = "") -> None:

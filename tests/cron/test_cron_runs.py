@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import pyarrow.parquet as pq
 
-from lead_recovery import rundate
+from lead_recovery import layout, rundate
 
 ENV_CHECK_ANALYZER = """
 import os
@@ -120,34 +120,45 @@ def test_one_failing_recipe_does_not_stop_the_others(cron_repo):
 
 
 def test_overlapping_cron_runs_wait_and_never_query_twice(cron_repo):
+    """Each cron run starts Snakemake at once; the workflow waits for the checkout (as
+    every run does) as long as cron says: an impatient run gives up having run no job
+    and recorded nothing, and a patient one finds the day cached."""
     repo = cron_repo
-    name = repo.add_sleepy()
+    name = repo.add_held()
     first = repo.start(name)
-    repo.wait_for(
-        lambda: f"cron[{first.pid}] running: snakemake" in repo.log_text(),
-        what="the first run to start Snakemake",
+    repo.wait_for(  # said once the first run holds the checkout
+        lambda: f"{name} {repo.today}: will query" in repo.log_text(),
+        what="the first run to hold the checkout",
     )
 
     impatient = repo.cron(name, "--wait", "1s")
     assert impatient.returncode == 75
-    assert "nothing was run" in impatient.stderr
-    assert f"cron[{impatient.pid}] running:" not in repo.log_text()
+    assert impatient.stderr.strip().splitlines() == [
+        "lead-recovery cron: another run still works in this checkout after 1s; nothing was "
+        f"run. Log: {repo.log()}"
+    ]
+    assert repo.waiting() == 1
+    second = repo.start(name)  # waits (default: config cron.wait) for the first
+    repo.wait_for(lambda: repo.waiting() == 2, what="the second run to wait")
+    repo.release()
+    done, second = repo.finish(first), repo.finish(second)
 
-    second = repo.cron(name)  # waits (default: config cron.wait) for the first
-    done = repo.finish(first)
     assert done.returncode == 0, repo.log_text()[-5000:]
     assert second.returncode == 0, repo.log_text()[-5000:]
     log = repo.log_text()
-    assert f"cron[{second.pid}] another cron run is in progress (pid {first.pid}" in log
+    assert f"cron[{impatient.pid}] gave up: another run still works in this checkout" in log
     assert repo.summary(first.pid)[(name, repo.today)]["status"] == "queried"
     assert repo.summary(second.pid)[(name, repo.today)]["status"] == "cached"
     assert repo.queries() == 1
+    assert log.count("rule analyze:") == 1, "only the first run ran jobs"
+    runs = list((repo.root / "results" / layout.HISTORY).rglob("*.jsonl"))
+    assert len(runs) == 2, "the impatient run recorded nothing"
     assert "LockException" not in log
 
 
 def test_cron_waits_for_a_person_running_snakemake(cron_repo):
     repo = cron_repo
-    name = repo.add_sleepy()
+    name = repo.add_held()
     person = subprocess.Popen(
         [str(repo.python), "-m", "snakemake", "--config", f"recipe={name}"],
         cwd=repo.root,
@@ -156,16 +167,18 @@ def test_cron_waits_for_a_person_running_snakemake(cron_repo):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    locks = repo.root / ".snakemake" / "locks"
+    locks = repo.root / ".snakemake" / "locks"  # taken after the checkout: it is held
     repo.wait_for(lambda: any(locks.glob("*.lock")), what="the person's Snakemake lock")
 
-    result = repo.cron(name)
+    cron = repo.start(name)
+    repo.wait_for(lambda: repo.waiting() == 1, what="cron to wait for the person's run")
+    repo.release()
+    result = repo.finish(cron)
 
     person_out, _ = person.communicate(timeout=120)
     assert person.returncode == 0, person_out[-3000:]
     assert result.returncode == 0, repo.log_text()[-5000:]
     log = repo.log_text()
-    assert "Snakemake is already running in this folder" in log
     assert "LockException" not in log and "--unlock" not in log
     assert repo.summary(result.pid)[(name, repo.today)]["status"] == "cached"
     assert person_out.count("rule redshift_extract:") == 1
@@ -185,12 +198,16 @@ def test_next_run_completes_after_a_run_killed_mid_query(cron_repo):
     folder = repo.copy.add_recipe("slow", sql=SLOW_SQL)
     killed = repo.start("slow", new_session=True)
     day_dir = repo.copy.leads("slow", repo.today).parent
-    repo.wait_for(  # the kill lands while the half-written extract exists
-        lambda: day_dir.is_dir() and any(day_dir.glob(".leads.parquet.*.tmp")),
-        what="the extract to be half-written",
+    repo.wait_for(  # the kill lands while the query runs into its temporary file
+        lambda: (
+            "querying duckdb warehouse for recipe slow" in repo.log_text()
+            and any(day_dir.glob(".leads.parquet.*.tmp"))
+        ),
+        what="the query to run",
     )
     os.killpg(killed.pid, signal.SIGKILL)
-    assert any(day_dir.glob(".leads.parquet.*.tmp"))
+    left = list(day_dir.glob(".leads.parquet.*.tmp"))
+    assert left
     killed.communicate(timeout=30)
     assert not repo.copy.marker("slow", repo.today).exists(), "no marker without complete data"
     assert any((repo.root / ".snakemake" / "locks").glob("*.lock"))  # what the kill leaves
@@ -199,26 +216,33 @@ def test_next_run_completes_after_a_run_killed_mid_query(cron_repo):
     result = repo.cron("slow")
 
     assert result.returncode == 0, repo.log_text()[-5000:]
-    assert "Snakemake lock left by a killed run" in repo.log_text()
+    assert (
+        "lead-recovery: removed the Snakemake lock a killed run left in this checkout "
+        "(no run holds it now)"
+    ) in repo.log_text()
     assert repo.summary(result.pid)[("slow", repo.today)]["status"] == "queried"
     record = json.loads(repo.copy.marker("slow", repo.today).read_text())
     assert record["rows"] == 7
     assert pq.read_metadata(repo.copy.leads("slow", repo.today)).num_rows == 7
-    assert not [p.name for p in day_dir.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in left if p.exists()], "the next extract job removed them"
+    assert not [p.name for p in day_dir.rglob("*.tmp")]
 
 
 def test_killing_cron_alone_lets_snakemake_finish_and_the_next_run_waits(cron_repo):
     """SIGKILL to cron.py only: Snakemake is told to stop (SIGTERM), finishes its
     running job, and the next run waits for it and finds the day cached."""
     repo = cron_repo
-    name = repo.add_sleepy()
+    name = repo.add_held()
     killed = repo.start(name, new_session=True)
     analyze_log = repo.root / "logs" / name / repo.today / "analyze.log"
     repo.wait_for(analyze_log.exists, what="the analysis to start")
     os.kill(killed.pid, signal.SIGKILL)
     killed.communicate(timeout=30)
 
-    result = repo.cron(name)
+    after = repo.start(name)
+    repo.wait_for(lambda: repo.waiting() == 1, what="the next run to wait for Snakemake")
+    repo.release()
+    result = repo.finish(after)
 
     assert result.returncode == 0, repo.log_text()[-5000:]
     assert repo.summary(result.pid)[(name, repo.today)]["status"] == "cached"
