@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
-from lead_recovery import account, cronlog, history
+from lead_recovery import account, cronlog, history, jobs
 from lead_recovery import config as lr_config
 from lead_recovery.cli import cron
 from lead_recovery.errors import LeadRecoveryError
@@ -118,3 +119,24 @@ def test_the_summary_is_what_that_run_recorded_in_the_history(tmp_path):
         account.Line("c", "20250514", "skipped", "no redshift.sql; recipes/c/leads.csv"),
     ]
     assert cron.recorded(cfg, tmp_path, "0123456789abcdef") is None
+
+
+def test_an_impatient_run_names_the_wait_it_was_given(tmp_path, monkeypatch, capsys):
+    """The one line of a run that gave up says which setting to change (cron's wait,
+    not lock_timeout) in units that show a wait shorter than a minute."""
+    monkeypatch.setattr(jobs, "_CHECKOUT", [])  # this process holds no checkout yet
+    (tmp_path / "checkout.holder").write_text("ana@etl-1 (pid 4242)")
+    with (
+        FileLock(tmp_path / "checkout.lock"),  # another run holds the checkout
+        pytest.raises(LeadRecoveryError) as gave_up,
+    ):
+        jobs.hold_checkout(str(tmp_path), 1.0, "cron.wait or --wait")
+    assert capsys.readouterr().err == (
+        "lead-recovery: ana@etl-1 (pid 4242) is running in this checkout; waiting for it to "
+        "finish (at most 1 s, cron.wait or --wait)\n"
+    )
+    assert str(gave_up.value) == (
+        "ana@etl-1 (pid 4242) still runs in this checkout after 1 s (cron.wait or --wait); "
+        "nothing was run"
+    )
+    assert jobs._CHECKOUT == []

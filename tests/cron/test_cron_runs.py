@@ -147,6 +147,7 @@ def test_overlapping_cron_runs_wait_and_never_query_twice(cron_repo):
     assert second.returncode == 0, repo.log_text()[-5000:]
     log = repo.log_text()
     assert f"cron[{impatient.pid}] gave up: another run still works in this checkout" in log
+    assert "still runs in this checkout after 1 s (cron.wait or --wait); nothing was run" in log
     assert repo.summary(first.pid)[(name, repo.today)]["status"] == "queried"
     assert repo.summary(second.pid)[(name, repo.today)]["status"] == "cached"
     assert repo.queries() == 1
