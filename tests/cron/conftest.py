@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -112,7 +113,7 @@ class CronRepo:
         return self.finish(self.start(*args, env=env), timeout)
 
     def make_cron(self, cron_args: str = "", timeout: float = 240) -> CronResult:
-        """The crontab line: ``env -i /usr/bin/make -C <repo> cron``."""
+        """``env -i /usr/bin/make -s -C <repo> cron``: the convenience, not the crontab line."""
         cmd = [
             "/usr/bin/env",
             "-i",
@@ -129,6 +130,21 @@ class CronRepo:
             cmd.append(f"CRON_ARGS={cron_args}")
         proc = subprocess.run(
             cmd, cwd=self.elsewhere, capture_output=True, text=True, timeout=timeout
+        )
+        return CronResult(proc.returncode, proc.stdout, proc.stderr, -1)
+
+    def crontab(self, timeout: float = 240) -> CronResult:
+        """The crontab line of docs/operations.md, run as cron runs it: its command
+        (with this copy for ``/path/to/repo``) by ``/bin/sh -c``, from another folder,
+        under ``env -i``."""
+        command = documented_crontab_command().replace("/path/to/repo", shlex.quote(str(self.root)))
+        env = [f"{k}={v}" for k, v in self.env().items()]
+        proc = subprocess.run(
+            ["/usr/bin/env", "-i", *env, "/bin/sh", "-c", command],
+            cwd=self.elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         return CronResult(proc.returncode, proc.stdout, proc.stderr, -1)
 
@@ -180,6 +196,17 @@ class CronRepo:
                 return
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+def documented_crontab_command() -> str:
+    """The command of the one crontab line in docs/operations.md (after its schedule)."""
+    text = (REPO / "docs" / "operations.md").read_text()
+    blocks = re.findall(r"^```crontab\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    lines = [ln for block in blocks for ln in block.splitlines() if re.match(r"[0-9*@]", ln)]
+    assert len(lines) == 1, f"one crontab line in docs/operations.md, not {lines}"
+    command = lines[0].split(None, 5)[5]
+    assert "%" not in command, "cron would read a % as a newline"
+    return command
 
 
 def link_venv(root: Path) -> None:

@@ -1,5 +1,6 @@
-"""`make cron` as cron runs it: `env -i`, from another folder, with the real
-Snakemake on a temporary copy of the repository.
+"""The unattended run as cron runs it: `env -i`, from another folder, with the real
+Snakemake on a temporary copy of the repository; the documented crontab line itself,
+and `make cron`, the convenience.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def _days_before(day: str, n: int) -> str:
 
 
 def test_make_cron_twice_in_one_day_queries_once(cron_repo):
-    """The crontab line, twice: the second run queries nothing; success prints nothing."""
+    """`make cron`, twice: the second run queries nothing; success prints nothing."""
     repo = cron_repo
     repo.copy.add_recipe(
         "envcheck",
@@ -94,15 +95,18 @@ def test_make_cron_twice_in_one_day_queries_once(cron_repo):
     ]
 
 
-def test_one_failing_recipe_does_not_stop_the_others(cron_repo):
+def test_the_documented_crontab_line_exits_1_for_a_failed_recipe_and_2_for_bad_config(cron_repo):
+    """docs/operations.md's crontab line as cron runs it: one failing recipe does not stop
+    the others, and the exit status is the command's own (no make in between: make
+    exits 2 for any failure and adds a `make: ***` line to the mail)."""
     repo = cron_repo
     repo.copy.add_recipe("broken", sql="SELECT no_such_column AS lead_id FROM leads\n")
     repo.copy.add_recipe("bad_meta", csv="lead_id\n1\n", meta="description: no columns\n")
 
-    result = repo.cron("broken", "bad_meta", repo.sql_recipe, repo.csv_recipe)
+    result = repo.crontab()
 
-    assert result.returncode == 1
-    summary = repo.summary(result.pid)
+    assert result.returncode == 1, repo.log_text()[-5000:]
+    summary = repo.summary()
     broken = summary[("broken", repo.today)]
     assert broken["status"] == "failed"
     assert "no_such_column" in broken["detail"]
@@ -116,7 +120,34 @@ def test_one_failing_recipe_does_not_stop_the_others(cron_repo):
     # Not a terminal: the failure (and only then) is printed, for cron's mail.
     assert "broken" in result.stderr and "failed" in result.stderr
     assert str(repo.log()) in result.stderr
+    assert not re.search(r"^make\b", result.stdout + result.stderr, re.MULTILINE)
     assert repo.log_text().rstrip().endswith("exit 1")
+
+    logged = repo.log_text()
+    config = repo.root / "config" / "config.yaml"
+    config.write_text(config.read_text().replace("warehouse: duckdb", "warehouse: duckbd"))
+    bad_config = repo.crontab()
+    assert bad_config.returncode == 2
+    assert (bad_config.stdout, bad_config.stderr.splitlines()) == (
+        "",
+        ["lead-recovery: error: config: warehouse: 'duckbd' is not one of ['duckdb', 'redshift']"],
+    )
+    assert repo.log_text() == logged, "bad configuration runs nothing and logs nothing"
+
+
+def test_a_named_recipe_that_cannot_load_fails_without_stopping_the_run(cron_repo):
+    """Snakemake stops at a recipe named on its command line that cannot load: cron
+    leaves it out of the run and reports it failed itself (here it is the only one)."""
+    repo = cron_repo
+    repo.copy.add_recipe("bad_meta", csv="lead_id\n1\n", meta="description: no columns\n")
+
+    result = repo.cron("bad_meta")
+
+    assert result.returncode == 1
+    bad_meta = repo.summary(result.pid)[("bad_meta", repo.today)]
+    assert bad_meta["status"] == "failed" and "'output_columns' is missing" in bad_meta["detail"]
+    assert "bad_meta" in result.stderr and str(repo.log()) in result.stderr
+    assert "running: snakemake" not in repo.log_text()
 
 
 def test_overlapping_cron_runs_wait_and_never_query_twice(cron_repo):
