@@ -50,7 +50,8 @@ fmt: $(STAMP)
 	$(BIN)/ruff format lead_recovery workflow/scripts tests bench
 	$(BIN)/snakefmt Snakefile workflow/rules
 
-# The unattended daily run (crontab: `cd /path/to/repo && make cron`); see README.
+# The unattended daily run, installing first at a terminal. The crontab line calls
+# .venv/bin/lead-recovery cron itself, for its exit status (docs/operations.md).
 cron: $(STAMP)
 	@$(BIN)/python workflow/scripts/cron.py $(CRON_ARGS)
 

@@ -14,8 +14,6 @@ the markers, never from Snakemake's private metadata.
 
 from __future__ import annotations
 
-import itertools
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -25,8 +23,6 @@ from typing import Any
 from lead_recovery import history, jobs, layout, rundate
 
 STATES = ("queried", "cached", "skipped", "failed")
-# A line as Line.__str__ writes it, read back by parse().
-_LINE_RE = re.compile(r"^(\S+) (\d{8}) (?:(queried|cached|skipped) \((.*)\)|failed: (.*))$")
 
 
 @dataclass(frozen=True)
@@ -161,17 +157,3 @@ def events(lines: Iterable[Line]) -> list[history.Event]:
         )
         for line in lines
     ]
-
-
-def parse(printed: Iterable[str], run_id: str) -> list[Line] | None:
-    """The account that run ``run_id`` printed, read back from its output (``None``
-    if it printed none: Snakemake stopped before the end). The cron wrapper sums a
-    run up from it, so the format has one home: this module."""
-    printed = list(printed)
-    header = f"what this run did (run id {run_id}):"  # as common.smk's at_exit prints it
-    starts = [i for i, line in enumerate(printed) if line.endswith(header)]
-    if not starts:
-        return None
-    block = itertools.takewhile(lambda line: not line.startswith("total:"), printed[starts[-1] :])
-    found = [m for m in map(_LINE_RE.match, block) if m]
-    return [Line(m[1], m[2], m[3] or "failed", m[4] if m[3] else m[5]) for m in found]

@@ -247,10 +247,11 @@ class Invocation:
             return
         self._held = True
         wait = plan.parse_duration(self.config["lock_timeout"], "lock_timeout").total_seconds()
-        with contextlib.suppress(ValueError):  # `lead-recovery cron --wait`: its own patience
-            wait = float(os.environ.get(jobs.CHECKOUT_WAIT_ENV, wait))
+        setting = "lock_timeout"
+        with contextlib.suppress(KeyError, ValueError):  # `lead-recovery cron --wait`
+            wait, setting = float(os.environ[jobs.CHECKOUT_WAIT_ENV]), "cron.wait or --wait"
         try:
-            jobs.hold_checkout(".snakemake/lead_recovery", wait)
+            jobs.hold_checkout(".snakemake/lead_recovery", wait, setting)
         except LeadRecoveryError as err:
             stop(err, jobs.EXIT_BUSY)
         if engine.clear_stale_lock(workflow):

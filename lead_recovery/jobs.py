@@ -154,9 +154,9 @@ def run(snakemake: Any, work: Callable[[Any], dict[str, Any] | None]) -> None:
 _CHECKOUT: list[Any] = []  # the lock this process holds on its checkout, until it exits
 
 
-def hold_checkout(folder: str, timeout_s: float) -> bool:
+def hold_checkout(folder: str, timeout_s: float, setting: str = "lock_timeout") -> bool:
     """Wait until no other run uses this checkout, then hold it until this process exits;
-    ``True`` if it had to wait.
+    ``True`` if it had to wait. ``setting``: where ``timeout_s`` came from, as said.
 
     Snakemake locks a working directory while a run writes there, and a second
     run in the same checkout stops at once with ``LockException``. People
@@ -184,9 +184,10 @@ def hold_checkout(folder: str, timeout_s: float) -> bool:
                 who = handle.read(200).strip() or "another run"
         except OSError:
             who = "another run"
+        patience = f"{timeout_s:.0f} s" if timeout_s < 60 else f"{timeout_s / 60:.0f} min"
         print(
             f"lead-recovery: {who} is running in this checkout; waiting for it to finish "
-            f"(at most {timeout_s / 60:.0f} min, lock_timeout)",
+            f"(at most {patience}, {setting})",
             file=sys.stderr,
             flush=True,
         )
@@ -194,8 +195,7 @@ def hold_checkout(folder: str, timeout_s: float) -> bool:
             lock.acquire(timeout=timeout_s)
         except Timeout:
             raise LeadRecoveryError(
-                f"{who} still runs in this checkout after {timeout_s / 60:.0f} min "
-                "(lock_timeout); nothing was run"
+                f"{who} still runs in this checkout after {patience} ({setting}); nothing was run"
             ) from None
     atomic.write_bytes(holder, f"{user_at_host()} (pid {os.getpid()})".encode())
     _CHECKOUT.append(lock)

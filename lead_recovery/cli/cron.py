@@ -285,7 +285,6 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
 
 _EPILOG = """\b
 Examples:
-  0 6 * * * cd /path/to/repo && make cron    the crontab line
   lead-recovery cron                         every recipe, today
   lead-recovery cron simulation_to_handoff   only this recipe
   lead-recovery cron --since 20250501        catch up every day since then
@@ -294,9 +293,14 @@ Examples:
   lead-recovery cron --report today --json
 
 \b
-Exit status: 0 every recipe-day succeeded; 1 one failed; 2 bad input;
-75 another run kept the folder busy for longer than --wait (nothing was run).
-More: docs/operations.md.
+The crontab line (the command itself, not make, so that its exit status is
+the one below):
+  0 6 * * *  /path/to/repo/.venv/bin/lead-recovery cron
+
+\b
+Exit status: 0 every recipe-day succeeded; 1 one failed; 2 bad arguments or
+configuration; 75 another run kept the checkout busy for longer than --wait
+(nothing was run); 128+n stopped by signal n. More: docs/operations.md.
 """
 
 

@@ -2,6 +2,12 @@
 from another folder, on a temporary copy of the repository whose ``.venv``
 points at this checkout's venv.
 
+The copy has its own ``lead_recovery`` (this checkout's), and ``PYTHONPATH``
+names the copy: a repository's own venv (``make venv``) imports the
+repository's package, but the venv a worktree links to may be another
+checkout's, whose editable install would import that checkout's code, and
+whose ``lead-recovery`` would fall back to that checkout as its repository.
+
 What a run did is read from what it left: the day's cron log (its result
 line and the jobs Snakemake reported), markers and summaries.
 
@@ -16,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -35,13 +42,17 @@ SQL_RECIPE = "simulation_to_handoff"
 CSV_RECIPE = "manual_leads"
 _RESULT_RE = re.compile(r" cron\[(?P<pid>\d+)\] result (?P<json>\{.*\})$")
 
-# A recipe whose analysis takes a few seconds: long enough to overlap with it.
-SLEEPY_SQL = "SELECT lead_id, phone FROM leads WHERE phone LIKE '+52%' ORDER BY lead_id LIMIT 20\n"
-SLEEPY_ANALYZER = """
+# A recipe whose analysis waits until the test lets it finish (or two minutes pass):
+# runs overlap for exactly as long as a test needs, whatever the machine's speed.
+HELD_SQL = "SELECT lead_id, phone FROM leads WHERE phone LIKE '+52%' ORDER BY lead_id LIMIT 20\n"
+HELD_ANALYZER = """
+import os
 import time
 
 def analyze(leads, run_date):
-    time.sleep(5)
+    end = time.monotonic() + 120
+    while not os.path.exists({release!r}) and time.monotonic() < end:
+        time.sleep(0.05)
     return leads
 """
 
@@ -71,8 +82,12 @@ class CronRepo:
         config.write_text(yaml.safe_dump({**yaml.safe_load(config.read_text()), "timezone": "UTC"}))
 
     def env(self, **extra: str) -> dict[str, str]:
-        """``env -i`` plus only the clock pin and a hostile ``TZ`` (and what a test adds)."""
-        return {"LEAD_RECOVERY_NOW": NOW, "TZ": HOSTILE_TZ, **extra}
+        """``env -i`` plus only the clock pin, a hostile ``TZ``, the copy's own package
+        (the module docstring says why) and what a test adds."""
+        return {"LEAD_RECOVERY_NOW": NOW, "TZ": HOSTILE_TZ, **self.code_env(), **extra}
+
+    def code_env(self) -> dict[str, str]:
+        return {"PYTHONPATH": str(self.root)}
 
     def start(
         self, *args: str, env: dict[str, str] | None = None, new_session: bool = False
@@ -98,12 +113,13 @@ class CronRepo:
         return self.finish(self.start(*args, env=env), timeout)
 
     def make_cron(self, cron_args: str = "", timeout: float = 240) -> CronResult:
-        """The crontab line: ``env -i /usr/bin/make -C <repo> cron``."""
+        """``env -i /usr/bin/make -s -C <repo> cron``: the convenience, not the crontab line."""
         cmd = [
             "/usr/bin/env",
             "-i",
             f"LEAD_RECOVERY_NOW={NOW}",
             f"TZ={HOSTILE_TZ}",
+            *(f"{k}={v}" for k, v in self.code_env().items()),
             "/usr/bin/make",
             "-s",
             "-C",
@@ -114,6 +130,21 @@ class CronRepo:
             cmd.append(f"CRON_ARGS={cron_args}")
         proc = subprocess.run(
             cmd, cwd=self.elsewhere, capture_output=True, text=True, timeout=timeout
+        )
+        return CronResult(proc.returncode, proc.stdout, proc.stderr, -1)
+
+    def crontab(self, timeout: float = 240) -> CronResult:
+        """The crontab line of docs/operations.md, run as cron runs it: its command
+        (with this copy for ``/path/to/repo``) by ``/bin/sh -c``, from another folder,
+        under ``env -i``."""
+        command = documented_crontab_command().replace("/path/to/repo", shlex.quote(str(self.root)))
+        env = [f"{k}={v}" for k, v in self.env().items()]
+        proc = subprocess.run(
+            ["/usr/bin/env", "-i", *env, "/bin/sh", "-c", command],
+            cwd=self.elsewhere,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         return CronResult(proc.returncode, proc.stdout, proc.stderr, -1)
 
@@ -139,15 +170,23 @@ class CronRepo:
             re.findall(r"^(?:local)?rule redshift_extract:$", self.log_text(day), re.MULTILINE)
         )
 
-    def add_sleepy(self, name: str = "sleepy") -> str:
-        """A SQL recipe whose analysis takes five seconds: long enough to overlap."""
+    def add_held(self, name: str = "held") -> str:
+        """A SQL recipe whose analysis runs until :meth:`release` (two minutes at most)."""
         self.copy.add_recipe(
             name,
-            sql=SLEEPY_SQL,
-            analyzer=SLEEPY_ANALYZER,
-            meta={"description": "slow analysis", "output_columns": ["lead_id", "phone"]},
+            sql=HELD_SQL,
+            analyzer=HELD_ANALYZER.format(release=str(self.root / "release")),
+            meta={"description": "held analysis", "output_columns": ["lead_id", "phone"]},
         )
         return name
+
+    def release(self) -> None:
+        """Let every held analysis finish."""
+        (self.root / "release").touch()
+
+    def waiting(self) -> int:
+        """How many runs said in the day's log that they wait for another one."""
+        return self.log_text().count("is running in this checkout; waiting for it to finish")
 
     @staticmethod
     def wait_for(condition: Callable[[], object], timeout: float = 60, what: str = "") -> None:
@@ -157,6 +196,17 @@ class CronRepo:
                 return
             time.sleep(0.1)
         raise AssertionError(f"timed out waiting for {what or condition}")
+
+
+def documented_crontab_command() -> str:
+    """The command of the one crontab line in docs/operations.md (after its schedule)."""
+    text = (REPO / "docs" / "operations.md").read_text()
+    blocks = re.findall(r"^```crontab\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    lines = [ln for block in blocks for ln in block.splitlines() if re.match(r"[0-9*@]", ln)]
+    assert len(lines) == 1, f"one crontab line in docs/operations.md, not {lines}"
+    command = lines[0].split(None, 5)[5]
+    assert "%" not in command, "cron would read a % as a newline"
+    return command
 
 
 def link_venv(root: Path) -> None:
@@ -182,6 +232,9 @@ def link_venv(root: Path) -> None:
 def cron_repo(workflow, tmp_path: Path) -> CronRepo:
     for name in ("Makefile", "pyproject.toml", "requirements.lock"):
         shutil.copy2(REPO / name, workflow.root / name)
+    # with its bytecode (copy2 keeps the sources' times, so it stays valid): each run
+    # starts several Pythons, and compiling the package costs each of them
+    shutil.copytree(REPO / "lead_recovery", workflow.root / "lead_recovery", symlinks=True)
     link_venv(workflow.root)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

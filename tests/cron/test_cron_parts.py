@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
 
-from lead_recovery import account, cache, cronlog, layout, markers
+from lead_recovery import account, cronlog, history, jobs
 from lead_recovery import config as lr_config
 from lead_recovery.cli import cron
 from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.store import FolderStore
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -41,23 +42,6 @@ def test_wait_durations(text, seconds):
 def test_bad_wait_is_one_line(text):
     with pytest.raises(LeadRecoveryError, match="is not a duration"):
         cron.parse_wait(text)
-
-
-@pytest.mark.parametrize(
-    ("argv", "expected"),
-    [
-        (["/repo/.venv/bin/python", "-m", "snakemake", "--cores", "2"], True),
-        (["/repo/.venv/bin/python", "/repo/.venv/bin/snakemake", "-n"], True),
-        (["snakemake", "--unlock"], True),
-        (["/usr/bin/python3", "/repo/.snakemake/scripts/tmpab12.redshift_extract.py"], True),
-        (["/repo/.venv/bin/python", "workflow/scripts/cron.py"], False),
-        (["/repo/.venv/bin/python", "-m"], False),
-        (["vim", "Snakefile"], False),
-        (["less", "logs/cron/20250514.log"], False),
-    ],
-)
-def test_what_counts_as_snakemake_running_here(argv, expected):
-    assert cron.is_snakemake(argv) is expected
 
 
 def test_old_logs_are_pruned_and_nothing_else(tmp_path):
@@ -96,46 +80,63 @@ def test_dotenv_never_overrides_the_environment(tmp_path):
     assert lr_config.add_env_file(tmp_path / "missing.env", env) == []
 
 
-def test_the_account_of_this_run_is_read_from_snakemakes_output():
-    printed = [
-        "lead-recovery: what this run did (run id older):",
-        "a 20250514 queried (1 rows, 0.10 s)",
-        "total: 1 recipe-day: 1 queried, 0 cached, 0 skipped, 0 failed; 0 queries avoided",
-        "rule analyze:",
-        "lead-recovery: what this run did (run id abc):",
-        "a 20250514 cached (queried at 2025-05-14T06:00:00+00:00)",
-        "b 20250514 failed: query failed: Binder Error: no_such_column (x)",
-        "c 20250514 skipped (no redshift.sql; recipes/c/leads.csv)",
-        "total: 3 recipe-days: 0 queried, 1 cached, 1 skipped, 1 failed; 1 query avoided",
-    ]
-    assert account.parse(printed, "abc") == [
-        account.Line("a", "20250514", "cached", "queried at 2025-05-14T06:00:00+00:00"),
-        account.Line("b", "20250514", "failed", "query failed: Binder Error: no_such_column (x)"),
+def _event(recipe: str, decision: str, reason: str, rows: int | None, run: str):
+    return history.Event(
+        at="2025-05-14T06:00:00+00:00",
+        recipe=recipe,
+        run_date="20250514",
+        decision=decision,
+        reason=reason,
+        rows=rows,
+        seconds=0.1,
+        warehouse="duckdb demo",
+        user_at_host="cron@etl-1",
+        run_id=run,
+    )
+
+
+def test_the_summary_is_what_that_run_recorded_in_the_history(tmp_path):
+    """Not what Snakemake printed: the events the run wrote to the store's history under
+    its run id; a suspect extract counts as failed, and a run that recorded nothing
+    (stopped before its end) has no summary lines."""
+    cfg = {"results_dir": "results", "store": "shared"}  # a store of its own
+    store = FolderStore(tmp_path / "shared")
+    mine = "c68060bfa49e4cfb8be79d12b256d54c"
+    history.write(
+        store,
+        [
+            _event("a", "queried", "20 rows, 0.10 s", 20, mine),
+            _event("b", "suspect", "suspect: 0 rows, fewer than min_rows 1", 0, mine),
+            _event("c", "skipped", "no redshift.sql; recipes/c/leads.csv", None, mine),
+        ],
+        mine,
+    )
+    history.write(store, [_event("a", "cached", "queried at ...", 20, "other")], "other")
+
+    assert cron.recorded(cfg, tmp_path, mine) == [
+        account.Line("a", "20250514", "queried", "20 rows, 0.10 s", rows=20),
+        account.Line("b", "20250514", "failed", "suspect: 0 rows, fewer than min_rows 1", rows=0),
         account.Line("c", "20250514", "skipped", "no redshift.sql; recipes/c/leads.csv"),
     ]
-    assert account.parse(printed[:3], "abc") is None  # Snakemake stopped before its account
+    assert cron.recorded(cfg, tmp_path, "0123456789abcdef") is None
 
 
-def test_temporaries_of_killed_writers_go_and_work_in_progress_stays(tmp_path):
-    leads = Path(layout.leads_path(tmp_path / "results", "r", "20250514"))
-    marker = Path(markers.marker_path(tmp_path / "markers", "r", "20250514"))
-    day_dir = leads.parent
-    day_dir.mkdir(parents=True)
-    marker.parent.mkdir(parents=True)
-    extract_tmp = day_dir / ".leads.parquet.k1ll3d.tmp"
-    marker_tmp = marker.parent / f".{marker.name}.k1ll3d.tmp"
-    fresh_analysis = day_dir / ".analysis.csv.wr1t1ng.tmp"  # another host may be writing it
-    stale_analysis = day_dir / ".summary.json.0ld.tmp"
-    kept = day_dir / "leads.parquet"
-    for path in (extract_tmp, marker_tmp, fresh_analysis, stale_analysis, kept):
-        path.write_text("x")
-    long_ago = time.time() - cache.STALE_TEMP_S - 60
-    os.utime(stale_analysis, (long_ago, long_ago))
-
-    with cache.day_lock(marker, timeout=1):  # a writer is extracting this day now
-        assert cache.remove_dead_temporaries(leads, marker) == 1
-    assert extract_tmp.exists() and marker_tmp.exists() and not stale_analysis.exists()
-
-    assert cache.remove_dead_temporaries(leads, marker) == 2
-    assert not extract_tmp.exists() and not marker_tmp.exists()
-    assert fresh_analysis.exists() and kept.exists()
+def test_an_impatient_run_names_the_wait_it_was_given(tmp_path, monkeypatch, capsys):
+    """The one line of a run that gave up says which setting to change (cron's wait,
+    not lock_timeout) in units that show a wait shorter than a minute."""
+    monkeypatch.setattr(jobs, "_CHECKOUT", [])  # this process holds no checkout yet
+    (tmp_path / "checkout.holder").write_text("ana@etl-1 (pid 4242)")
+    with (
+        FileLock(tmp_path / "checkout.lock"),  # another run holds the checkout
+        pytest.raises(LeadRecoveryError) as gave_up,
+    ):
+        jobs.hold_checkout(str(tmp_path), 1.0, "cron.wait or --wait")
+    assert capsys.readouterr().err == (
+        "lead-recovery: ana@etl-1 (pid 4242) is running in this checkout; waiting for it to "
+        "finish (at most 1 s, cron.wait or --wait)\n"
+    )
+    assert str(gave_up.value) == (
+        "ana@etl-1 (pid 4242) still runs in this checkout after 1 s (cron.wait or --wait); "
+        "nothing was run"
+    )
+    assert jobs._CHECKOUT == []

@@ -1,5 +1,6 @@
-"""`make cron` as cron runs it: `env -i`, from another folder, with the real
-Snakemake on a temporary copy of the repository.
+"""The unattended run as cron runs it: `env -i`, from another folder, with the real
+Snakemake on a temporary copy of the repository; the documented crontab line itself,
+and `make cron`, the convenience.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import timedelta
 
 import pyarrow.parquet as pq
 
-from lead_recovery import rundate
+from lead_recovery import layout, rundate
 
 ENV_CHECK_ANALYZER = """
 import os
@@ -33,7 +34,7 @@ def _days_before(day: str, n: int) -> str:
 
 
 def test_make_cron_twice_in_one_day_queries_once(cron_repo):
-    """The crontab line, twice: the second run queries nothing; success prints nothing."""
+    """`make cron`, twice: the second run queries nothing; success prints nothing."""
     repo = cron_repo
     repo.copy.add_recipe(
         "envcheck",
@@ -94,15 +95,18 @@ def test_make_cron_twice_in_one_day_queries_once(cron_repo):
     ]
 
 
-def test_one_failing_recipe_does_not_stop_the_others(cron_repo):
+def test_the_documented_crontab_line_exits_1_for_a_failed_recipe_and_2_for_bad_config(cron_repo):
+    """docs/operations.md's crontab line as cron runs it: one failing recipe does not stop
+    the others, and the exit status is the command's own (no make in between: make
+    exits 2 for any failure and adds a `make: ***` line to the mail)."""
     repo = cron_repo
     repo.copy.add_recipe("broken", sql="SELECT no_such_column AS lead_id FROM leads\n")
     repo.copy.add_recipe("bad_meta", csv="lead_id\n1\n", meta="description: no columns\n")
 
-    result = repo.cron("broken", "bad_meta", repo.sql_recipe, repo.csv_recipe)
+    result = repo.crontab()
 
-    assert result.returncode == 1
-    summary = repo.summary(result.pid)
+    assert result.returncode == 1, repo.log_text()[-5000:]
+    summary = repo.summary()
     broken = summary[("broken", repo.today)]
     assert broken["status"] == "failed"
     assert "no_such_column" in broken["detail"]
@@ -116,38 +120,77 @@ def test_one_failing_recipe_does_not_stop_the_others(cron_repo):
     # Not a terminal: the failure (and only then) is printed, for cron's mail.
     assert "broken" in result.stderr and "failed" in result.stderr
     assert str(repo.log()) in result.stderr
+    assert not re.search(r"^make\b", result.stdout + result.stderr, re.MULTILINE)
     assert repo.log_text().rstrip().endswith("exit 1")
+
+    logged = repo.log_text()
+    config = repo.root / "config" / "config.yaml"
+    config.write_text(config.read_text().replace("warehouse: duckdb", "warehouse: duckbd"))
+    bad_config = repo.crontab()
+    assert bad_config.returncode == 2
+    assert (bad_config.stdout, bad_config.stderr.splitlines()) == (
+        "",
+        ["lead-recovery: error: config: warehouse: 'duckbd' is not one of ['duckdb', 'redshift']"],
+    )
+    assert repo.log_text() == logged, "bad configuration runs nothing and logs nothing"
+
+
+def test_a_named_recipe_that_cannot_load_fails_without_stopping_the_run(cron_repo):
+    """Snakemake stops at a recipe named on its command line that cannot load: cron
+    leaves it out of the run and reports it failed itself (here it is the only one)."""
+    repo = cron_repo
+    repo.copy.add_recipe("bad_meta", csv="lead_id\n1\n", meta="description: no columns\n")
+
+    result = repo.cron("bad_meta")
+
+    assert result.returncode == 1
+    bad_meta = repo.summary(result.pid)[("bad_meta", repo.today)]
+    assert bad_meta["status"] == "failed" and "'output_columns' is missing" in bad_meta["detail"]
+    assert "bad_meta" in result.stderr and str(repo.log()) in result.stderr
+    assert "running: snakemake" not in repo.log_text()
 
 
 def test_overlapping_cron_runs_wait_and_never_query_twice(cron_repo):
+    """Each cron run starts Snakemake at once; the workflow waits for the checkout (as
+    every run does) as long as cron says: an impatient run gives up having run no job
+    and recorded nothing, and a patient one finds the day cached."""
     repo = cron_repo
-    name = repo.add_sleepy()
+    name = repo.add_held()
     first = repo.start(name)
-    repo.wait_for(
-        lambda: f"cron[{first.pid}] running: snakemake" in repo.log_text(),
-        what="the first run to start Snakemake",
+    repo.wait_for(  # said once the first run holds the checkout
+        lambda: f"{name} {repo.today}: will query" in repo.log_text(),
+        what="the first run to hold the checkout",
     )
 
     impatient = repo.cron(name, "--wait", "1s")
     assert impatient.returncode == 75
-    assert "nothing was run" in impatient.stderr
-    assert f"cron[{impatient.pid}] running:" not in repo.log_text()
+    assert impatient.stderr.strip().splitlines() == [
+        "lead-recovery cron: another run still works in this checkout after 1s; nothing was "
+        f"run. Log: {repo.log()}"
+    ]
+    assert repo.waiting() == 1
+    second = repo.start(name)  # waits (default: config cron.wait) for the first
+    repo.wait_for(lambda: repo.waiting() == 2, what="the second run to wait")
+    repo.release()
+    done, second = repo.finish(first), repo.finish(second)
 
-    second = repo.cron(name)  # waits (default: config cron.wait) for the first
-    done = repo.finish(first)
     assert done.returncode == 0, repo.log_text()[-5000:]
     assert second.returncode == 0, repo.log_text()[-5000:]
     log = repo.log_text()
-    assert f"cron[{second.pid}] another cron run is in progress (pid {first.pid}" in log
+    assert f"cron[{impatient.pid}] gave up: another run still works in this checkout" in log
+    assert "still runs in this checkout after 1 s (cron.wait or --wait); nothing was run" in log
     assert repo.summary(first.pid)[(name, repo.today)]["status"] == "queried"
     assert repo.summary(second.pid)[(name, repo.today)]["status"] == "cached"
     assert repo.queries() == 1
+    assert log.count("rule analyze:") == 1, "only the first run ran jobs"
+    runs = list((repo.root / "results" / layout.HISTORY).rglob("*.jsonl"))
+    assert len(runs) == 2, "the impatient run recorded nothing"
     assert "LockException" not in log
 
 
 def test_cron_waits_for_a_person_running_snakemake(cron_repo):
     repo = cron_repo
-    name = repo.add_sleepy()
+    name = repo.add_held()
     person = subprocess.Popen(
         [str(repo.python), "-m", "snakemake", "--config", f"recipe={name}"],
         cwd=repo.root,
@@ -156,16 +199,18 @@ def test_cron_waits_for_a_person_running_snakemake(cron_repo):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    locks = repo.root / ".snakemake" / "locks"
+    locks = repo.root / ".snakemake" / "locks"  # taken after the checkout: it is held
     repo.wait_for(lambda: any(locks.glob("*.lock")), what="the person's Snakemake lock")
 
-    result = repo.cron(name)
+    cron = repo.start(name)
+    repo.wait_for(lambda: repo.waiting() == 1, what="cron to wait for the person's run")
+    repo.release()
+    result = repo.finish(cron)
 
     person_out, _ = person.communicate(timeout=120)
     assert person.returncode == 0, person_out[-3000:]
     assert result.returncode == 0, repo.log_text()[-5000:]
     log = repo.log_text()
-    assert "Snakemake is already running in this folder" in log
     assert "LockException" not in log and "--unlock" not in log
     assert repo.summary(result.pid)[(name, repo.today)]["status"] == "cached"
     assert person_out.count("rule redshift_extract:") == 1
@@ -185,12 +230,16 @@ def test_next_run_completes_after_a_run_killed_mid_query(cron_repo):
     folder = repo.copy.add_recipe("slow", sql=SLOW_SQL)
     killed = repo.start("slow", new_session=True)
     day_dir = repo.copy.leads("slow", repo.today).parent
-    repo.wait_for(  # the kill lands while the half-written extract exists
-        lambda: day_dir.is_dir() and any(day_dir.glob(".leads.parquet.*.tmp")),
-        what="the extract to be half-written",
+    repo.wait_for(  # the kill lands while the query runs into its temporary file
+        lambda: (
+            "querying duckdb warehouse for recipe slow" in repo.log_text()
+            and any(day_dir.glob(".leads.parquet.*.tmp"))
+        ),
+        what="the query to run",
     )
     os.killpg(killed.pid, signal.SIGKILL)
-    assert any(day_dir.glob(".leads.parquet.*.tmp"))
+    left = list(day_dir.glob(".leads.parquet.*.tmp"))
+    assert left
     killed.communicate(timeout=30)
     assert not repo.copy.marker("slow", repo.today).exists(), "no marker without complete data"
     assert any((repo.root / ".snakemake" / "locks").glob("*.lock"))  # what the kill leaves
@@ -199,26 +248,33 @@ def test_next_run_completes_after_a_run_killed_mid_query(cron_repo):
     result = repo.cron("slow")
 
     assert result.returncode == 0, repo.log_text()[-5000:]
-    assert "Snakemake lock left by a killed run" in repo.log_text()
+    assert (
+        "lead-recovery: removed the Snakemake lock a killed run left in this checkout "
+        "(no run holds it now)"
+    ) in repo.log_text()
     assert repo.summary(result.pid)[("slow", repo.today)]["status"] == "queried"
     record = json.loads(repo.copy.marker("slow", repo.today).read_text())
     assert record["rows"] == 7
     assert pq.read_metadata(repo.copy.leads("slow", repo.today)).num_rows == 7
-    assert not [p.name for p in day_dir.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in left if p.exists()], "the next extract job removed them"
+    assert not [p.name for p in day_dir.rglob("*.tmp")]
 
 
 def test_killing_cron_alone_lets_snakemake_finish_and_the_next_run_waits(cron_repo):
     """SIGKILL to cron.py only: Snakemake is told to stop (SIGTERM), finishes its
     running job, and the next run waits for it and finds the day cached."""
     repo = cron_repo
-    name = repo.add_sleepy()
+    name = repo.add_held()
     killed = repo.start(name, new_session=True)
     analyze_log = repo.root / "logs" / name / repo.today / "analyze.log"
     repo.wait_for(analyze_log.exists, what="the analysis to start")
     os.kill(killed.pid, signal.SIGKILL)
     killed.communicate(timeout=30)
 
-    result = repo.cron(name)
+    after = repo.start(name)
+    repo.wait_for(lambda: repo.waiting() == 1, what="the next run to wait for Snakemake")
+    repo.release()
+    result = repo.finish(after)
 
     assert result.returncode == 0, repo.log_text()[-5000:]
     assert repo.summary(result.pid)[(name, repo.today)]["status"] == "cached"
