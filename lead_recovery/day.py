@@ -231,23 +231,28 @@ class Day:
 
     # -- the checkout's copies
 
-    def link(self, pair: Pair, views: Views) -> None:
+    def link(self, pair: Pair, views: Views, local: Path | None = None) -> None:
         """Make the checkout's copies those of ``pair``: the extract first, the marker last.
 
         On a folder store the extract is a hard link (no byte copied); with no
-        ``store:`` the checkout's marker is the store's own and is left alone.
+        ``store:`` the checkout's marker is the store's own and is left alone. On S3
+        the extract is downloaded only when this checkout has no copy of this very
+        pair (its marker copy is the pair's and its extract copy is there: this method
+        writes them in that order). ``local``: this job's own result, the very file it
+        just published: linked, never downloaded back.
         """
         source = self.store.local_path(pair.extract)
-        if not (source is not None and _same_file(source, views.leads)):
+        if local is not None:
+            atomic.link_over(local, views.leads)
+        elif source is not None:
+            if not _same_file(source, views.leads):
+                self.store.fetch(pair.extract, views.leads)
+        elif not (views.leads.is_file() and _bytes(views.marker) == pair.text):
             self.store.fetch(pair.extract, views.leads)
         own = self.store.local_path(self.marker_path)
         if own is not None and _same_path(own, views.marker):
             return
-        try:
-            current = views.marker.read_bytes()
-        except OSError:
-            current = None
-        if current != pair.text:
+        if _bytes(views.marker) != pair.text:
             atomic.write_bytes(views.marker, pair.text)
 
     def newest_extract(self, listed: Mapping[str, Entry]) -> str | None:
@@ -282,6 +287,13 @@ class Day:
         with contextlib.suppress(FileExistsError):
             os.link(source, target)
         return True
+
+
+def _bytes(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
 
 
 def _same_path(a: Path, b: Path) -> bool:

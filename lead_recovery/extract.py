@@ -290,7 +290,7 @@ class _Job:
             return {"outcome": "cached", **pair.marker.record}
         if self.spent is not None:  # the taker left no pair: this run's own result stands
             published = day.publish(held, self.spent.local, self.spent.record)
-            day.link(published, self.views)
+            day.link(published, self.views, local=self.spent.local)
             log.info("%s: the run that took the day over left no marker; this run's stands", label)
             self.lost_to = None
             return {"outcome": "queried", **published.marker.record}
@@ -316,7 +316,7 @@ class _Job:
         self.spent = result  # until it is published: a taker may refuse the commit
         published = day.publish(held, result.local, result.record)
         self.spent = None
-        day.link(published, self.views)
+        day.link(published, self.views, local=result.local)
         log.info(
             "%s: %d rows; extract %s, marker %s",
             label,

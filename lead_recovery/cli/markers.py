@@ -144,6 +144,10 @@ class Context:
         self._present.update(found.cache)
         return found.markers, found.source
 
+    def location(self, marker: Marker) -> str:
+        """Where ``marker`` is, as the user reads it (a path, or ``s3://bucket/key``)."""
+        return self.store.location(f"{layout.MARKERS}/{marker.path.name}")
+
     def show(self, path: str | Path) -> str:
         """A path as the user reads it: relative to here if inside it, else as the store says."""
         return show_path(path) if not self.remote else str(path)
@@ -303,7 +307,7 @@ def describe(ctx: Context, marker: Marker) -> dict[str, Any]:
         "problem": marker.problem,
         "created_by": record.get("created_by"),
         "user@host": record.get("user@host"),
-        "path": str(marker.path),
+        "path": ctx.location(marker),
         "cache_path": ctx.store.location(extract),
     }
 
@@ -605,7 +609,7 @@ def cmd_prune(ctx: Context, args: SimpleNamespace) -> int:
             ):
                 ctx.store.delete(f"{marker.recipe}/{marker.run_date}/{layout.EXTRACTS}/{extract}")
             the_day.discard_marker()
-        print(f"{verb} {ctx.show(str(marker.path))}")
+        print(f"{verb} {ctx.show(ctx.location(marker))}")
     if ctx.remote and not args.dry_run:
         markerindex.forget(ctx.store, layout.MARKERS, [m.path.name for m in doomed])  # type: ignore[arg-type]
     print(f"{verb} {len(doomed)} of {len(found)} marker(s) older than {args.older_than}")

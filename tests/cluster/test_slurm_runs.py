@@ -165,9 +165,15 @@ def test_redshift_on_s3_through_slurm_queries_once_a_day_and_no_credential_is_wr
     forced = submit(s3.root, slurm, config={**settings, "ignore_redshift_marker": True}, env=env)
     assert len(submitted(forced)) == 2 and forced.jobs["redshift_extract"] == 1
     assert len(server_log.declared(since, tag)) == 2
-    marker = json.loads(s3.get(s3.marker_key(PROBE, REDSHIFT_DAY)))
+    marker = s3.marker(PROBE, REDSHIFT_DAY)
     assert marker["run_id"] == run_id(forced) and marker["warehouse"] == "redshift"
-    assert not [k for k in s3.objects() if "/.kept/" in k]
+    # the re-query's extract stands beside the first one; the marker names the new one,
+    # which this checkout's copy is
+    extracts = s3.extract_keys(PROBE, REDSHIFT_DAY)
+    assert len(extracts) == 2 and s3.extract_key(PROBE, REDSHIFT_DAY) in extracts
+    leads = s3.wf.leads(PROBE, REDSHIFT_DAY).read_bytes()
+    assert leads == s3.get(s3.extract_key(PROBE, REDSHIFT_DAY))
+    assert s3.not_ours() == []  # the jobs on the cluster spoke to S3 through our client only
 
     # The secrets went to the jobs in their environment (the controller keeps each job's
     # environment beside its script until the job is purged), and nowhere else: not in

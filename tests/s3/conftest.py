@@ -1,10 +1,12 @@
 """The S3 store against a real S3 API: moto's server, the stand-in for AWS.
 
-Nothing else is mocked: the real workflow runs in real Snakemake (with its
-S3 storage plugin), on the duckdb demo warehouse, and reaches the server only
-through the standard AWS settings (``AWS_ENDPOINT_URL``, the access keys,
-``AWS_REGION``). One server per test module and worker; each test gets its
-own bucket, so tests never see each other's objects.
+Nothing else is mocked: the real workflow runs in real Snakemake on the duckdb
+demo warehouse; its extract jobs, the end of each run and the ``markers`` helper
+read and write the store through lead_recovery/store.py, which reaches the
+server only through the standard AWS settings (``AWS_ENDPOINT_URL``, the access
+keys, ``AWS_REGION``). Snakemake itself never talks to S3: its outputs are the
+checkout's own copies. One server per test worker; each test gets its own
+bucket, so tests never see each other's objects.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,6 +24,7 @@ from urllib.parse import parse_qs
 import pytest
 import yaml
 
+from lead_recovery import layout, markers
 from tests.support.s3server import S3Server
 from tests.support.workflow import RunResult, WorkflowCopy, clean_env
 
@@ -60,10 +64,22 @@ class OnS3:
         return f"team/{path}"
 
     def marker_key(self, recipe: str = SQL, day: str = DAY) -> str:
-        return self.key(f"results/markers/redshift_queried_{recipe}_{day}.marker")
+        """The day's committed marker in the store."""
+        return self.key(markers.marker_path(layout.MARKERS, recipe, day))
 
-    def leads_key(self, recipe: str = SQL, day: str = DAY) -> str:
-        return self.key(f"results/{recipe}/{day}/leads.parquet")
+    def marker(self, recipe: str = SQL, day: str = DAY) -> dict | None:
+        """The day's committed marker's record, ``None`` if there is none."""
+        data = self.get(self.marker_key(recipe, day))
+        return None if data is None else json.loads(data)
+
+    def extract_key(self, recipe: str = SQL, day: str = DAY) -> str | None:
+        """The key of the extract the day's marker names (``None``: no marker)."""
+        record = self.marker(recipe, day)
+        return None if record is None else self.key(record["extract"])
+
+    def extract_keys(self, recipe: str = SQL, day: str = DAY) -> list[str]:
+        """Every query's extract of the day in the store (each written once)."""
+        return self.objects(f"{recipe}/{day}/{layout.EXTRACTS}/")
 
     def get(self, key: str) -> bytes | None:
         client = self.server.client()
@@ -90,6 +106,31 @@ class OnS3:
             multipart = r["method"] == "POST" and "uploads" in query
             if (put or multipart) and r["key"].endswith(suffix):
                 found.append(r["key"])
+        return found
+
+    def downloads(self, key: str, since: int = 0) -> int:
+        """How many times the bytes of ``key`` were sent from the server (GETs of it)."""
+        return sum(r["method"] == "GET" and r["key"] == key for r in self.requests()[since:])
+
+    def not_ours(self, since: int = 0) -> list[dict]:
+        """Requests (from number ``since`` on) that lead_recovery/store.py's client never
+        makes: anything but ListObjectsV2 and object reads, writes and deletes of keys
+        in the store's layout (Snakemake's S3 storage plugin listed with ListObjects v1,
+        HEAD the bucket, copied server-side and wrote ``<prefix>/results/...``). The
+        test's own bucket creation is not counted."""
+        layout_key = re.compile(
+            rf"^{re.escape(self.key(''))}(?:\.lead-recovery-store|markers/.+|"
+            r"[^/]+/\d{8}/(?:extracts/[^/]+\.parquet|suspect\.parquet))$"
+        )
+        found = []
+        for r in self.requests()[since:]:
+            if not r["key"]:
+                listing = r["method"] == "GET" and "list-type=2" in r["query"]
+                ok = listing or (r["method"] == "PUT" and not r["query"])  # create_bucket
+            else:
+                ok = bool(layout_key.match(r["key"])) and not r["copy"]
+            if not ok:
+                found.append(r)
         return found
 
     def delete(self, key: str) -> None:

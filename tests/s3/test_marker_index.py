@@ -25,8 +25,8 @@ from lead_recovery.store import S3Store
 from tests.s3.conftest import DAY, SQL, OnS3
 from tests.support.workflow import clean_env
 
-FOLDER, RESULTS = "results/markers", "results"
-INDEX_KEY = "team/results/markers/.index.json.gz"
+FOLDER, RESULTS = "markers", ""  # the store's marker folder; the index needs no results folder
+INDEX_KEY = "team/markers/.index.json.gz"
 
 
 @pytest.fixture
@@ -37,10 +37,12 @@ def st(on_s3: OnS3, monkeypatch) -> S3Store:
 
 
 def _marker(st: S3Store, day: str, rows: int, recipe: str = SQL) -> str:
-    """A marker written straight to the store, as another tool would; returns its name."""
+    """A marker written straight to the store, as another tool would; returns its name.
+    It names the day's extract as a run's marker does (``<recipe>/<day>/extracts/q1``)."""
     record = {"recipe": recipe, "run_date": day, "queried_at": f"{day[:4]}-{day[4:6]}-"
-              f"{day[6:]}T06:00:00+00:00", "rows": rows}  # fmt: skip
-    st.write(markers.marker_path(FOLDER, recipe, day), markers.render(record))
+              f"{day[6:]}T06:00:00+00:00", "rows": rows,
+              "extract": f"{recipe}/{day}/extracts/q1.parquet"}  # fmt: skip
+    st.put(markers.marker_path(FOLDER, recipe, day), markers.render(record))
     return markers.marker_name(recipe, day)
 
 
@@ -51,7 +53,7 @@ def _listings_of_markers(on_s3: OnS3, since: int) -> list[dict]:
         for r in on_s3.requests()[since:]
         if r["method"] == "GET"
         and not r["key"]
-        and "prefix=team%2Fresults%2Fmarkers%2F&" in (r["query"] + "&")
+        and "prefix=team%2Fmarkers%2F&" in (r["query"] + "&")
     ]
 
 
@@ -66,8 +68,8 @@ def _marker_gets(on_s3: OnS3, since: int) -> list[str]:
 def test_markers_list_on_s3_lists_the_store_once_then_reads_the_index(on_s3: OnS3, st):
     for day in ("20261125", "20261126", DAY):
         _marker(st, day, rows=int(day[-2:]))
-    st.write(f"{RESULTS}/{SQL}/{DAY}/leads.parquet", b"PAR1")
-    st.write(f"{FOLDER}/redshift_queried_{SQL}_20261124.marker", b"\xff not utf-8")
+    st.put(f"{SQL}/{DAY}/extracts/q1.parquet", b"PAR1")
+    st.put(f"{FOLDER}/redshift_queried_{SQL}_20261124.marker", b"\xff not utf-8")
 
     env = {"LEAD_RECOVERY_NOW": "2026-11-27T12:00:00+00:00", "TZ": "UTC"}
     since = len(on_s3.requests())
@@ -129,7 +131,7 @@ def _index(entries: dict, **record) -> bytes:
 
 
 def _entry(st: S3Store, name: str, **changes) -> dict:
-    body = st.read(f"{FOLDER}/{name}").decode()
+    body = st.get(f"{FOLDER}/{name}").data.decode()
     entry = {"etag": "e", "size": len(body), "mtime": 1.7e9, "body": body, "cache": False}
     return {**entry, "seq": 1, **changes}
 

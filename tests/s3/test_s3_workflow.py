@@ -1,8 +1,10 @@
-"""Everything the local store does, with ``store: s3://bucket/prefix``, end to end.
+"""Everything a folder store does, with ``store: s3://bucket/prefix``, end to end.
 
-The marker and the cached extract are Snakemake storage outputs on S3 (moto's
-server stands in for AWS; nothing else is mocked). Queries are counted from
-the jobs Snakemake ran and from the end-of-run account.
+The day's marker and each query's extract live on S3 (moto's server stands in
+for AWS; nothing else is mocked), written and read by the extract job itself;
+Snakemake's outputs are this checkout's copies. Queries are counted from what
+the jobs recorded (the end-of-run account); uploads, downloads and who made
+each request are seen at the server.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 
 import boto3
 
-from lead_recovery import markerindex, markers
+from lead_recovery import layout, markerindex, markers
 from lead_recovery.store import S3Store
 from tests.checks.test_watermarks import DAY as WM_DAY
 from tests.checks.test_watermarks import SQL as WATERMARKED_SQL
@@ -37,7 +39,7 @@ def said(result, recipe: str = SQL, day: str = DAY) -> str:
 def _indexed(on_s3) -> dict | None:
     """The marker index's entry for the day (markerindex.py), or None."""
     st = S3Store(on_s3.url)
-    index = markerindex.read(st, "results/markers")
+    index = markerindex.read(st, layout.MARKERS)
     return index.entries.get(markers.marker_name(SQL, DAY)) if index else None
 
 
@@ -47,29 +49,31 @@ def _etag(on_s3, key: str) -> str:
 
 def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3, monkeypatch):
     monkeypatch.setattr(os, "environ", {**os.environ, **on_s3.server.env})
-    markerindex.rebuild(S3Store(on_s3.url), "results/markers", "results", None)  # as `list` does
+    markerindex.rebuild(S3Store(on_s3.url), layout.MARKERS, "", None)  # as `list` does
     first = on_s3.run(config={"date": DAY})
     assert first.queries == 1
     # the end of the run noted the new marker in the index (what `markers list` reads)
     noted = _indexed(on_s3)
     assert noted["etag"] == _etag(on_s3, on_s3.marker_key()) and noted["cache"] is True
     assert noted["body"].encode() == on_s3.get(on_s3.marker_key())
-    # The new extract crossed the network once: one upload (into .kept/, under the
-    # lease), published by a server-side copy; Snakemake did not upload it again.
-    assert len(on_s3.uploads()) == 1 and "/.kept/" in on_s3.uploads()[0]
-    copied = [r["key"] for r in on_s3.requests() if r["copy"]]
-    assert copied == [on_s3.leads_key(), on_s3.marker_key()]
-    assert len(on_s3.uploads(suffix=".marker")) == 1
+    # The new extract crossed the network once: one upload, under its own name, which
+    # the marker (uploaded once, after it) names; nothing is copied server-side, and the
+    # run that made it never downloads it (its checkout's copy is the query's own file).
+    extract = on_s3.extract_key()
+    assert on_s3.uploads() == [extract] == on_s3.extract_keys()
+    assert on_s3.downloads(extract) == 0
+    assert on_s3.uploads(suffix=".marker") == [on_s3.marker_key()]
+    assert not [r for r in on_s3.requests() if r["copy"]]
     assert said(first) == "will query: no marker for this date"
     assert f"{SQL} {DAY} queried (142 rows" in "\n".join(account(first.output))
-    keys = on_s3.objects()
-    assert on_s3.marker_key() in keys and on_s3.leads_key() in keys
-    assert "team/.lead-recovery-store" in keys  # the bucket is never left empty
-    assert not any("/.kept/" in k for k in keys), keys  # the run settled what it kept
-    # extracts and markers live on S3 only; analyses stay local
-    assert not on_s3.wf.leads(SQL, DAY).exists() and not on_s3.wf.marker(SQL, DAY).exists()
+    assert "team/.lead-recovery-store" in on_s3.objects()  # the bucket is never left empty
+    # The checkout's own copies (Snakemake's outputs) are the store's pair; analyses stay
+    # local; our client is the only one that talks to S3 (no storage plugin).
+    assert on_s3.wf.leads(SQL, DAY).read_bytes() == on_s3.get(extract)
+    assert on_s3.wf.marker(SQL, DAY).read_bytes() == on_s3.get(on_s3.marker_key())
     assert on_s3.wf.analysis(SQL, DAY).is_file()
-    assert not list((on_s3.root / ".snakemake/storage").rglob("*.parquet"))
+    assert not (on_s3.root / ".snakemake/storage").exists()
+    assert on_s3.not_ours() == []
 
     second = on_s3.run(config={"date": DAY})
     assert second.queries == 0
@@ -77,22 +81,34 @@ def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3,
     assert "Nothing to be done" in second.output
     assert account(second.output)[-1].endswith("1 cached, 1 skipped, 0 failed; 1 query avoided")
 
-    dry = on_s3.run("-n", config={"date": DAY})
-    assert dry.queries == 0 and said(dry).startswith("marker counts")
+    # this checkout's copy lost: it comes back from the store, with no query and no upload
+    on_s3.wf.leads(SQL, DAY).unlink()
+    since = len(on_s3.requests())
+    copied = on_s3.run(config={"date": DAY})
+    assert said(copied).endswith("this checkout's copy comes from the store (no query)")
+    assert copied.queries == 0 and copied.jobs["redshift_extract"] == 1
+    assert on_s3.uploads(since) == [] and on_s3.extract_key() == extract
+    assert on_s3.downloads(extract, since) == 1
+    assert on_s3.wf.leads(SQL, DAY).read_bytes() == on_s3.get(extract)
 
-    on_s3.delete(on_s3.leads_key())
+    # the store's extract lost: the marker no longer counts, the day is queried again
+    on_s3.delete(extract)
     again = on_s3.run(config={"date": DAY})
     assert said(again) == "will query: marker present but cached extract missing"
-    assert again.queries == 1 and on_s3.get(on_s3.leads_key())
+    assert again.queries == 1 and on_s3.extract_key() not in (None, extract)
+    assert on_s3.get(on_s3.extract_key())
 
-    since = len(on_s3.requests())
+    since, replaced = len(on_s3.requests()), on_s3.extract_key()
     forced = on_s3.run(config={"date": DAY, "ignore_redshift_marker": True})
     assert said(forced) == "will query: forced by ignore_redshift_marker=true"
-    assert len(on_s3.uploads(since)) == 1  # a re-query too: the previous pair kept by copies
     assert "Forced execution" in forced.output and forced.queries == 1
     assert f"{SQL} {DAY} queried (" in "\n".join(account(forced.output))
-    assert not [k for k in on_s3.objects() if "/.kept/" in k]  # kept, then settled
+    # a re-query writes a new extract beside the one it replaces; the marker moves to it
+    assert on_s3.uploads(since) == [on_s3.extract_key()] != [replaced]
+    assert sorted(on_s3.extract_keys()) == sorted([replaced, on_s3.extract_key()])
+    assert on_s3.wf.leads(SQL, DAY).read_bytes() == on_s3.get(on_s3.extract_key())
     assert _indexed(on_s3)["etag"] == _etag(on_s3, on_s3.marker_key()) != noted["etag"]
+    assert on_s3.not_ours() == []
 
     # No credential anywhere: the checkout (logs, .snakemake metadata), nor the bucket.
     for path in on_s3.root.rglob("*"):
@@ -132,7 +148,8 @@ def test_marker_ttl_and_refresh_times_read_the_marker_on_s3(on_s3):
 
 def test_failed_forced_requery_keeps_the_s3_pair_then_skip_redshift_reads_it(on_s3):
     assert on_s3.run(config={"date": DAY}).queries == 1
-    before = {k: on_s3.get(k) for k in (on_s3.leads_key(), on_s3.marker_key())}
+    extract = on_s3.extract_key()
+    before = {k: on_s3.get(k) for k in (extract, on_s3.marker_key())}
     sql = on_s3.root / f"recipes/{SQL}/redshift.sql"
     original = sql.read_text()
     sql.write_text(original.replace("SELECT", "SELECT nope_no_such_column,", 1))
@@ -143,7 +160,10 @@ def test_failed_forced_requery_keeps_the_s3_pair_then_skip_redshift_reads_it(on_
     assert line.startswith(f"{SQL} {DAY} failed: recipe '{SQL}': query failed")
     assert line.endswith("; the previous extract and marker were kept")
     assert {k: on_s3.get(k) for k in before} == before  # byte for byte
-    assert not [k for k in on_s3.objects() if "/.kept/" in k]
+    assert on_s3.extract_keys() == [extract]  # the failed query committed nothing
+    # and this checkout's copies are the store's pair again
+    assert on_s3.wf.leads(SQL, DAY).read_bytes() == before[extract]
+    assert on_s3.wf.marker(SQL, DAY).read_bytes() == before[on_s3.marker_key()]
 
     sql.write_text(original)
     skipped = on_s3.run(config={"date": "20261128", "skip_redshift": True})
@@ -219,16 +239,16 @@ def test_a_store_the_credentials_may_not_write_to_is_denied_in_one_line(workflow
 
 def test_an_unchanged_source_watermark_keeps_the_s3_marker_and_a_changed_one_queries(on_s3):
     """As tests/checks/test_watermarks.py on a folder. A recipe query is seen at the
-    server: it uploads an extract; putting the kept one back is a server-side copy."""
+    server: it uploads an extract; a confirmed marker names the extract it had."""
     folder = on_s3.wf.add_recipe("sourced", sql=WATERMARKED_SQL)
     (folder / "watermark.sql").write_text(WATERMARK)
     load(on_s3.wf, 1, "2025-05-12 05:00:00")
     config = {"recipe": "sourced", "date": WM_DAY, "marker_ttl": "1h"}
-    marker_key, leads_key = on_s3.marker_key("sourced", WM_DAY), on_s3.leads_key("sourced", WM_DAY)
+    marker_key = on_s3.marker_key("sourced", WM_DAY)
 
     assert on_s3.run(config=config, env=at("06:00")).queries == 1
     first = json.loads(on_s3.get(marker_key))
-    paid = on_s3.get(leads_key)
+    paid = on_s3.extract_key("sourced", WM_DAY)
     assert first["watermark"] == "2025-05-12 05:00:00"
 
     since = len(on_s3.requests())
@@ -240,11 +260,10 @@ def test_an_unchanged_source_watermark_keeps_the_s3_marker_and_a_changed_one_que
     after = json.loads(on_s3.get(marker_key))
     assert after["run_id"] == first["run_id"] and after["queried_at"] == first["queried_at"]
     assert after["confirmed_at"].startswith("2025-05-12T08:00")
-    assert on_s3.get(leads_key) == paid
+    assert after["extract"] == first["extract"] and on_s3.extract_keys("sourced", WM_DAY) == [paid]
     assert "marker counts: source unchanged since" in unchanged.output
     assert "sourced 20250512 cached (" in "\n".join(account(unchanged.output))
     assert "source unchanged (watermark checked)" in unchanged.output
-    assert not [k for k in on_s3.objects() if "/.kept/" in k]
 
     load(on_s3.wf, 2, "2025-05-12 09:00:00")
     since = len(on_s3.requests())
@@ -255,16 +274,16 @@ def test_an_unchanged_source_watermark_keeps_the_s3_marker_and_a_changed_one_que
     assert "source changed (watermark 2025-05-12 05:00:00 -> 2025-05-12 09:00:00)" in (
         changed.output
     )
-    assert len(on_s3.uploads(since)) == 1  # one query
+    assert on_s3.uploads(since) == [on_s3.extract_key("sourced", WM_DAY)]  # one query
 
 
 def test_every_request_is_signed_for_the_region_aws_region_or_the_profile_names(
     workflow, s3_server, tmp_path: Path
 ):
-    """boto3 reads only AWS_DEFAULT_REGION, and Snakemake's S3 plugin signs for us-east-1
-    unless told otherwise. Seen at the server: every request of a run, ours (ListObjectsV2)
-    and the plugin's (ListObjects v1, HEADs), is signed for the region the standard
-    settings name: AWS_REGION alone, or the AWS_PROFILE's config with its credentials."""
+    """boto3 reads only AWS_DEFAULT_REGION. Seen at the server: every request of a run,
+    all of them our store client's (a listing, reads and writes of the store's keys), is
+    signed for the region the standard settings name: AWS_REGION alone, or the
+    AWS_PROFILE's config with its credentials."""
     bucket = f"lr-{os.getpid()}-region"
     where = {"LocationConstraint": "eu-west-1"}
     s3_server.client().create_bucket(Bucket=bucket, CreateBucketConfiguration=where)
@@ -272,8 +291,9 @@ def test_every_request_is_signed_for_the_region_aws_region_or_the_profile_names(
 
     def signed(since: int) -> set[str | None]:
         made = on_s3.requests()[since:]
-        lists = {"list-type=2" in r["query"] for r in made if r["method"] == "GET" and not r["key"]}
-        assert lists == {True, False}, "both our client and the plugin listed the bucket"
+        assert [r for r in made if r["method"] == "GET" and not r["key"]], "never listed"
+        assert any(r["key"] == on_s3.marker_key() for r in made), "never read the marker"
+        assert on_s3.not_ours(since) == []
         return {r["region"] for r in made}
 
     since = len(on_s3.requests())
@@ -304,7 +324,7 @@ def test_every_request_is_signed_for_the_region_aws_region_or_the_profile_names(
 
 def test_max_drop_compares_with_the_recipes_earlier_markers_on_s3(on_s3):
     """The median of the last marked days is read from S3, where the markers are:
-    the job's own folder holds only what Snakemake fetched for this run."""
+    this checkout has none of them."""
     meta = on_s3.root / f"recipes/{SQL}/meta.yml"
     meta.write_text(meta.read_text() + "expect:\n  max_drop: 0.5\n")
     client = on_s3.server.client()
@@ -321,10 +341,12 @@ def test_max_drop_compares_with_the_recipes_earlier_markers_on_s3(on_s3):
 
     run = on_s3.run(config={"date": DAY, "recipe": SQL}, ok=False)
 
-    assert run.queries == 1
+    # one query, whose result is suspect: the job failed, so the account has no "queried"
+    assert run.output.count(f"querying duckdb warehouse for recipe {SQL}, run date {DAY}") == 1
+    assert run.queries == 0 and run.jobs["redshift_extract"] == 1
     assert "suspect: 142 rows, more than 50% below the median" in run.output
     assert on_s3.get(on_s3.marker_key()) is None  # the day is not marked
-    assert on_s3.get(on_s3.leads_key()) is None
-    suspect = on_s3.key(f"results/{SQL}/{DAY}/suspect.parquet")
+    assert on_s3.extract_keys() == []
+    suspect = on_s3.key(f"{SQL}/{DAY}/suspect.parquet")
     assert f"kept for inspection in s3://{on_s3.bucket}/{suspect}" in run.output
     assert on_s3.get(suspect).startswith(b"PAR1")
