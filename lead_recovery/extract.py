@@ -39,7 +39,7 @@ from lead_recovery.lease import LeaseLost, LeaseTimeout
 from lead_recovery.recipes import Recipe, sql_sha256
 from lead_recovery.rundate import parse_duration, to_date
 from lead_recovery.store import Store, open_store
-from lead_recovery.warehouse import Warehouse, open_warehouse
+from lead_recovery.warehouse import Warehouse, named, open_warehouse
 
 log = logging.getLogger("lead_recovery")
 
@@ -219,6 +219,7 @@ class _Job:
             config.get("date"), config.get("timezone"), config.get("day_starts_at")
         )
         self.now, self.tz = run.decided_at, rundate.zone(config.get("timezone"))
+        self.warehouse = named(config, os.environ)  # a marker counts for its own warehouse
         self.local = atomic.temp_beside(views.leads)
         self.spent: Result | None = None  # a query of ours whose commit a taker refused
         self.lost_to: str | None = None
@@ -275,6 +276,7 @@ class _Job:
             policy=policy,
             now=self.now,
             tz=self.tz,
+            warehouse=self.warehouse,
         )
         if decision.counts and pair is not None:
             day.link(pair, self.views)
@@ -311,6 +313,7 @@ class _Job:
                 store=self.store,
                 accept_suspect=bool(self.config.get("accept_suspect")),
             )
+            result.record["warehouse_id"] = self.warehouse
         finally:
             warehouse.close()
         self.spent = result  # until it is published: a taker may refuse the commit

@@ -286,6 +286,7 @@ class Invocation:
             policy=self._policy(name, self.forced_on_cli(workflow, name, day)),
             now=self.run.decided_at,
             tz=rundate.zone(self.config.get("timezone")),
+            warehouse=self.warehouse,
         )
         self.decided[key], self.found[key] = decided, pair
         if decided.force:
@@ -311,6 +312,13 @@ class Invocation:
         if self.store.local_path(name) is not None:
             return None
         return self.store.listing(name)
+
+    @functools.cached_property
+    def warehouse(self) -> str:
+        """The warehouse this run queries, by name: a marker counts only for its own."""
+        from lead_recovery.warehouse import named
+
+        return named(self.config, os.environ)
 
     @functools.cache  # noqa: B019
     def _policy(self, name: str, on_cli: bool) -> plan.Policy:

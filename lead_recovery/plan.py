@@ -45,7 +45,7 @@ __all__ = [
 Action = Literal["none", "link", "check", "query", "skip"]
 IGNORE_ENV = "LEAD_RECOVERY_IGNORE_MARKERS"
 ON_COMMAND_LINE = "the command line (--forcerun/-R/-F)"
-DEMO = "the duckdb demo"
+DEMO = "duckdb demo"  # lead_recovery.warehouse.identity of the embedded demo
 
 
 @dataclass(frozen=True)
@@ -94,15 +94,27 @@ def refresh_instants(run_date: str, policy: Policy, tz: tzinfo | None) -> list[d
 
 
 def queried_on(marker: Marker) -> str | None:
-    """The warehouse a marker's query ran on, as :func:`warehouse identity
-    <lead_recovery.warehouse.identity>` names it; ``None`` when it cannot tell
-    (a marker from before the identity was recorded, except the demo's)."""
+    """The warehouse a marker's query ran on, as :func:`lead_recovery.warehouse.identity`
+    names it; for markers from before that was recorded, ``duckdb demo`` or plain
+    ``redshift`` (which cluster, it cannot tell); ``None``: it does not say."""
     named = marker.record.get("warehouse_id")
     if isinstance(named, str) and named:
         return named
-    if marker.record.get("warehouse") == "duckdb":
-        return DEMO
-    return None
+    legacy = marker.record.get("warehouse")
+    return {"duckdb": DEMO, "redshift": "redshift"}.get(legacy) if isinstance(legacy, str) else None
+
+
+def same_warehouse(recorded: str | None, current: str | None) -> bool:
+    """Whether a marker of ``recorded`` counts for a run on ``current``: the same one, or
+    one that cannot be told apart (a marker that does not say, a Redshift marker from
+    before clusters were named, for a Redshift run)."""
+    if recorded is None or current is None or recorded == current:
+        return True
+    return recorded == "redshift" and current.startswith("redshift")
+
+
+def _said(identity: str) -> str:
+    return f"the {identity}" if identity == DEMO else identity
 
 
 def decide(
@@ -132,8 +144,12 @@ def decide(
     if marker.format == "corrupt" or marker.queried_at is None:
         return Decision(False, f"marker unreadable ({marker.problem})", force=True)
     recorded_on = queried_on(marker)
-    if warehouse is not None and recorded_on is not None and recorded_on != warehouse:
-        return Decision(False, f"queried on {recorded_on}; this run uses {warehouse}", force=True)
+    if not same_warehouse(recorded_on, warehouse):
+        return Decision(
+            False,
+            f"queried on {_said(recorded_on or '')}; this run uses {_said(warehouse or '')}",
+            force=True,
+        )
     recorded = marker.sql_sha256
     if recorded and sql_sha256 and recorded != sql_sha256:
         return Decision(

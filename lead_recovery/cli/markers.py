@@ -24,6 +24,7 @@ which case nothing was touched.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import sys
@@ -225,6 +226,7 @@ class Context:
             policy=info.policy,  # type: ignore[arg-type]
             now=self.now,
             tz=self.tz,
+            warehouse=self.warehouse,
         )
         return decision.counts, decision.reason
 
@@ -254,6 +256,13 @@ class Context:
             return None
         shown = moment.astimezone(self.tz) if self.tz is not None else moment.astimezone()
         return shown.isoformat(timespec="seconds")
+
+    @functools.cached_property
+    def warehouse(self) -> str:
+        """The warehouse the next run queries (a marker counts only for its own)."""
+        from lead_recovery.warehouse import named
+
+        return named(self.config, os.environ)
 
     def lease_life(self) -> float:
         return plan.parse_duration(self.config["lease_ttl"], "lease_ttl").total_seconds()

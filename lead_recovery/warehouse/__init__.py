@@ -76,6 +76,15 @@ def identity(config: Mapping[str, Any], environ: Mapping[str, str] | None = None
     raise LeadRecoveryError(f"warehouse {name!r} is not one of: {', '.join(NAMES)}")
 
 
+def named(config: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> str:
+    """:func:`identity`, or, when the settings cannot name one, what the run would use
+    (a decision must never fail on it: the query that follows says what is missing)."""
+    try:
+        return identity(config, environ)
+    except LeadRecoveryError:
+        return f"{config.get('warehouse')} (settings incomplete)"
+
+
 def open_warehouse(name: str, config: Mapping[str, Any]) -> Warehouse:
     """The configured warehouse; imports its driver only when chosen."""
     if name == "duckdb":
