@@ -114,7 +114,11 @@ def ran_before(ran_template):
 SLOW_FIRST = (
     # mostly waiting for a real Slurm cluster: started first, they overlap the rest
     "test_slurm_runs.py::test_redshift_on_s3_through_slurm",
+    "test_two_checkouts.py::test_two_checkouts_running_every_recipe_at_once",
+    "test_two_checkouts.py::test_runs_under_random_kills_and_stalls",
+    "test_shared_ground.py::test_a_run_stalled_past_its_lease",
     "test_slurm_runs.py::test_demo_recipes_run_as_slurm_jobs",
+    "test_s3_helper_and_sharing.py::test_eight_runs_from_four_clones",
     "test_killed_requery.py",
     "test_failed_requery_keeps_the_day.py",
     "test_lead_recovery_run.py::test_the_seeds_commands_as_written",

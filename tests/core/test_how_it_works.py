@@ -63,9 +63,7 @@ def test_marker_present_but_cache_missing_queries_again(workflow, ran_before):
     assert workflow.leads(RECIPE, DAY).is_file()
 
 
-def test_a_checkout_copy_removed_comes_back_from_the_store_without_a_query(
-    workflow, ran_before
-):
+def test_a_checkout_copy_removed_comes_back_from_the_store_without_a_query(workflow, ran_before):
     ran_before(workflow, PAID)  # as if run_day(workflow) had run
     paid = workflow.leads(RECIPE, DAY).read_bytes()
     workflow.leads(RECIPE, DAY).unlink()  # the store still holds the day's extract
