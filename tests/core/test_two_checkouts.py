@@ -9,8 +9,10 @@ forcing a re-query, one of them SIGKILLed or SIGSTOPped past its lease's life
 complete pair (its extract is what its marker records), every run that was
 not killed exited 0, and the next run in either checkout queries nothing.
 
-The fault test prints its seed; ``LEAD_RECOVERY_FAULT_SEED=<seed>`` replays it and
-``LEAD_RECOVERY_FAULT_TRIALS=N`` runs more trials (``make test``: 10).
+The fault test prints its seed (in every failure message too);
+``LEAD_RECOVERY_FAULT_SEED=<seed>`` replays it and ``LEAD_RECOVERY_FAULT_TRIALS=N``
+runs more trials (``make test``: 10). Trials run in batches of two, each batch a
+test of its own, so that the test workers run them side by side.
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ from tests.support.workflow import TRIALS, RunResult, WorkflowCopy, clean_env
 
 SQL_RECIPE, CSV_RECIPE = "simulation_to_handoff", "manual_leads"
 LIFE_S = 2  # lease_ttl: a stall of 3 s outlives it
+# Trials come in batches of two, each batch a test of its own: xdist runs them side by side.
+BATCH = 2
+TOGETHER_BATCHES = (max(10, TRIALS) + BATCH - 1) // BATCH
 FAULT_TRIALS = max(10, int(os.environ.get("LEAD_RECOVERY_FAULT_TRIALS", "10")))
+FAULT_BATCHES = (FAULT_TRIALS + BATCH - 1) // BATCH
+SEED = int(os.environ.get("LEAD_RECOVERY_FAULT_SEED") or random.SystemRandom().randrange(10**9))
 
 
 @pytest.fixture
@@ -80,12 +87,12 @@ def complete_pair(store: Path, day: str) -> dict:
     return record
 
 
-@pytest.mark.timeout(300 + 60 * TRIALS)
-def test_two_checkouts_running_every_recipe_at_once_query_each_day_once(checkouts):
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("batch", range(TOGETHER_BATCHES))
+def test_two_checkouts_running_every_recipe_at_once_query_each_day_once(checkouts, batch):
     a, b, store = checkouts
-    trials = max(10, TRIALS)
-    for trial in range(trials):
-        day = f"202505{10 + trial:02d}"
+    for trial in range(batch * BATCH, (batch + 1) * BATCH):
+        day = f"2025{5 + trial // 28:02d}{1 + trial % 28:02d}"
         runs = [start(copy, "--config", f"date={day}") for copy in (a, b)]
         results = [finished(*run) for run in runs]
 
@@ -105,12 +112,13 @@ def test_two_checkouts_running_every_recipe_at_once_query_each_day_once(checkout
         assert not (store / SQL_RECIPE / day / "analysis.csv").exists()  # never in the store
 
 
-@pytest.mark.timeout(120 + 60 * FAULT_TRIALS)
-def test_runs_under_random_kills_and_stalls_leave_every_day_complete(checkouts):
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("batch", range(FAULT_BATCHES))
+def test_runs_under_random_kills_and_stalls_leave_every_day_complete(checkouts, batch):
     a, b, store = checkouts
-    seed = int(os.environ.get("LEAD_RECOVERY_FAULT_SEED") or random.SystemRandom().randrange(10**9))
+    seed = SEED
     print(f"fault test seed: {seed} (LEAD_RECOVERY_FAULT_SEED={seed} replays it)")
-    for trial in range(FAULT_TRIALS):
+    for trial in range(batch * BATCH, min((batch + 1) * BATCH, FAULT_TRIALS)):
         rng = random.Random(seed * 1000 + trial)
         day = f"2025{6 + trial // 28:02d}{1 + trial % 28:02d}"
         plan = {
@@ -143,7 +151,7 @@ def test_runs_under_random_kills_and_stalls_leave_every_day_complete(checkouts):
             if not killed or result.returncode != -signal.SIGKILL:
                 assert result.returncode == 0, f"{where}:\n{result.output[-4000:]}"
         record = complete_pair(store, day)
-        last = trial == FAULT_TRIALS - 1
+        last = trial % BATCH == BATCH - 1
         for copy in (a, b):  # the next run of that day in either checkout queries nothing
             again = copy.run(*([] if last else ["-n"]), config={"date": day})  # a plan, or a run
             assert again.queries == 0, f"{where}:\n{again.output[-4000:]}"

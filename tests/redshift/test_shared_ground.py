@@ -120,43 +120,43 @@ def queries_at(pg_server, since: int, day: str) -> int:
     return len(ServerLog(pg_server).declared(since, query_tag(RECIPE, day)))
 
 
-@pytest.mark.timeout(600)
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("trial", range(STALL_TRIALS))  # each trial a test: run side by side
 @pytest.mark.parametrize("kind", ["folder", "s3"])
 def test_a_run_stalled_past_its_lease_uses_the_takers_pair_and_both_exit_0(
-    tmp_path, pg_server, shim, s3_server, kind
+    tmp_path, pg_server, shim, s3_server, kind, trial
 ):
     store = Store(kind, tmp_path, s3_server)
     a, b = checkout(tmp_path / "a", store), checkout(tmp_path / "b", store)
     env = {**pg_server.env(shim.port), **store.env}
-    for trial in range(STALL_TRIALS):
-        day = f"202505{10 + trial:02d}"
-        since = pg_server.mark()
-        with holding(pg_server, shim, FIRST_ROW) as waiting:
-            stalled, stalled_out = start(a, day, env)
-            try:
-                wait_for(lambda: waiting(FIRST_ROW), "A's query at the server", stalled)
-                os.killpg(stalled.pid, signal.SIGSTOP)  # A holds the lease, and stops
-            except BaseException:
-                os.killpg(stalled.pid, signal.SIGKILL)
-                raise
+    day = f"202505{10 + trial:02d}"
+    since = pg_server.mark()
+    with holding(pg_server, shim, FIRST_ROW) as waiting:
+        stalled, stalled_out = start(a, day, env)
         try:
-            taker = finish(*start(b, day, env))  # waits out A's lease by the store's clock
-            published = store.pair(day)
-        finally:
-            os.killpg(stalled.pid, signal.SIGCONT)
-        resumed = finish(stalled, stalled_out)
+            wait_for(lambda: waiting(FIRST_ROW), "A's query at the server", stalled)
+            os.killpg(stalled.pid, signal.SIGSTOP)  # A holds the lease, and stops
+        except BaseException:
+            os.killpg(stalled.pid, signal.SIGKILL)
+            raise
+    try:
+        taker = finish(*start(b, day, env))  # waits out A's lease by the store's clock
+        published = store.pair(day)
+    finally:
+        os.killpg(stalled.pid, signal.SIGCONT)
+    resumed = finish(stalled, stalled_out)
 
-        assert "took over the expired lease of" in taker, taker[-3000:]
-        assert "another run took over:" in resumed and "this run's own query was spent" in resumed
-        assert f"{RECIPE} {day} queried (" in resumed.split("what this run did")[-1]  # spent
-        assert store.pair(day) == published, f"trial {trial}: the taker's pair changed"
-        assert a.leads(RECIPE, day).read_bytes() == published[1]  # A's copy: the taker's
-        assert queries_at(pg_server, since, day) == 2  # A's spent query and B's
-        last = trial == STALL_TRIALS - 1
-        for copy in (a, b):  # the next run queries nothing: its plan, and at the end a run
-            args = UNTIL if last else ("-n", *UNTIL)
-            assert copy.run(*args, config={"recipe": RECIPE, "date": day}, env=env).queries == 0
-        assert queries_at(pg_server, since, day) == 2
+    assert "took over the expired lease of" in taker, taker[-3000:]
+    assert "another run took over:" in resumed and "this run's own query was spent" in resumed
+    assert f"{RECIPE} {day} queried (" in resumed.split("what this run did")[-1]  # spent
+    assert store.pair(day) == published, f"trial {trial}: the taker's pair changed"
+    assert a.leads(RECIPE, day).read_bytes() == published[1]  # A's copy: the taker's
+    assert queries_at(pg_server, since, day) == 2  # A's spent query and B's
+    last = trial == STALL_TRIALS - 1  # and a real next run once per store
+    for copy in (a, b):  # the next run queries nothing: its plan, and at the end a run
+        args = UNTIL if last else ("-n", *UNTIL)
+        assert copy.run(*args, config={"recipe": RECIPE, "date": day}, env=env).queries == 0
+    assert queries_at(pg_server, since, day) == 2
 
 
 @pytest.mark.timeout(300)
