@@ -156,3 +156,28 @@ def pytest_collection_modifyitems(config, items):
         ordered += rest[:take]
         rest = rest[take:]
     items[:] = ordered + rest
+
+
+# LEAD_RECOVERY_TEST_CPU=FILE: each test's CPU seconds (this worker's, the processes it
+# reaped, and the runs of its preloaded Snakemake) appended to FILE, to see where the
+# suite's time goes (the machines are CPU-bound: docs/design.md, "The suite's time").
+_CPU_FILE = os.environ.get("LEAD_RECOVERY_TEST_CPU")
+if _CPU_FILE:
+    import resource
+
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(item, nextitem):
+        from tests.support import workflow as support
+
+        def cpu() -> tuple[float, float, float]:
+            own = resource.getrusage(resource.RUSAGE_SELF)
+            kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+            server = support._preloaded[0].cpu if support._preloaded and support._preloaded[0] else 0
+            return (own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime, server)
+
+        before = cpu()
+        yield
+        after = cpu()
+        spent = [round(b - a, 2) for a, b in zip(before, after, strict=True)]
+        with open(_CPU_FILE, "a") as out:
+            out.write(f"{sum(spent):.2f} {spent} {item.nodeid}\n")
