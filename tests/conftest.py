@@ -172,7 +172,8 @@ if _CPU_FILE:
         def cpu() -> tuple[float, float, float]:
             own = resource.getrusage(resource.RUSAGE_SELF)
             kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-            server = support._preloaded[0].cpu if support._preloaded and support._preloaded[0] else 0
+            preloaded = support._preloaded[0] if support._preloaded else None
+            server = preloaded.cpu if preloaded is not None else 0.0
             return (own.ru_utime + own.ru_stime, kids.ru_utime + kids.ru_stime, server)
 
         before = cpu()
