@@ -23,6 +23,7 @@ busy machine distorts least.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -121,15 +122,25 @@ def ours(base: Path, names: list[str], days: list[str]) -> tuple[Path, list[str]
     snakemake(root, "--config", f"recipe={first}", f"date={last}")
     results, markers = root / "results", root / "results/markers"
     marker = markers / f"redshift_queried_{first}_{last}.marker"
+    record = json.loads(marker.read_text())
+    extract = results / record["extract"]
+    times = marker.stat()
     for name in names:
         for day in days:
             if (name, day) == (first, last):
                 continue
             src, dst = results / first / last, results / name / day
-            dst.mkdir(parents=True, exist_ok=True)
-            for f in ("leads.parquet", "analysis.csv", "summary.json"):
+            (dst / "extracts").mkdir(parents=True, exist_ok=True)
+            own = dst / "extracts" / extract.name  # each day's extract is its own, in the store
+            shutil.copy2(extract, own)
+            os.link(own, dst / "leads.parquet")  # this checkout's copy of it: a hard link
+            for f in ("analysis.csv", "summary.json"):
                 shutil.copy2(src / f, dst / f)
-            shutil.copy2(marker, markers / f"redshift_queried_{name}_{day}.marker")
+            copy = markers / f"redshift_queried_{name}_{day}.marker"
+            named = {**record, "recipe": name, "run_date": day}
+            named["extract"] = f"{name}/{day}/extracts/{extract.name}"
+            copy.write_text(json.dumps(named, indent=2, sort_keys=True) + "\n")
+            os.utime(copy, ns=(times.st_atime_ns, times.st_mtime_ns))
         if name != first:
             shutil.copy2(
                 results / first / "latest.csv", results / name / "latest.csv", follow_symlinks=False

@@ -56,7 +56,7 @@ sys.path.insert(0, str(REPO))  # tests.support.s3server, for --s3
 TARGET_S = 1.0
 TARGET_S3_S = 5.0
 BUCKET, PREFIX = "lr-bench", "team"
-INDEX = markerindex.index_path("results/markers")
+INDEX = markerindex.index_path("markers")
 RECIPES = ["simulation_to_handoff", "bench_a", "bench_b", "bench_c", "bench_d"]
 
 
@@ -104,14 +104,14 @@ def build(root: Path, count: int) -> Path:
 
 
 def to_s3(root: Path, server: object) -> None:
-    """Move the folder's results/ (markers and extracts) to ``s3://BUCKET/PREFIX/results/``
-    and point its config at that store."""
+    """Move the folder's results/ (the store with no ``store:``: markers and extracts) to
+    ``s3://BUCKET/PREFIX/`` and point its config at that store."""
     client = server.client()
     client.create_bucket(Bucket=BUCKET)
     files = [p for p in (root / "results").rglob("*") if p.is_file()]
 
     def put(path: Path) -> None:
-        key = f"{PREFIX}/{path.relative_to(root).as_posix()}"
+        key = f"{PREFIX}/{path.relative_to(root / 'results').as_posix()}"
         client.put_object(Bucket=BUCKET, Key=key, Body=path.read_bytes())
 
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -127,7 +127,7 @@ def to_s3(root: Path, server: object) -> None:
 LIST_KEYS = f"""
 import boto3
 pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(
-    Bucket="{BUCKET}", Prefix="{PREFIX}/results/markers/", Delimiter="/")
+    Bucket="{BUCKET}", Prefix="{PREFIX}/markers/", Delimiter="/")
 keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
 """
 LIST_AND_GET = (
@@ -232,7 +232,7 @@ def main() -> int:
         figures["markers list --json"] = timed([*helper, "list", "--json"], root, args.repeat, env)
 
     load = os.getloadavg()[0]
-    where = f"s3://{BUCKET}/{PREFIX}/results/markers/" if args.s3 else f"{marker_dir.name}/"
+    where = f"s3://{BUCKET}/{PREFIX}/markers/" if args.s3 else f"{marker_dir.name}/"
     base = next(iter(baselines))
     print(f"markers: {found} in {where} (built in {built:.1f} s)")
     print(f"{os.cpu_count()} CPUs, load average {load:.2f}; median of {args.repeat} runs each:")

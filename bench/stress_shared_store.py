@@ -3,7 +3,7 @@
 For each trial, ``--clones`` checkouts of this workflow (each with the demo
 warehouse) run ``snakemake --until redshift_extract`` for one slow recipe and
 a new run date at the same moment, sharing one store: a folder
-(``results_dir``/``marker_dir``) or, with ``--s3``, an S3 prefix on a local
+(``store: <folder>``) or, with ``--s3``, an S3 prefix on a local
 S3 server (moto's, started here). Each checkout runs ``--per-clone``
 invocations (default 2): 8 runs from 4 clones; in one checkout the second
 waits for the first (jobs.hold_checkout) instead of meeting Snakemake's
@@ -107,7 +107,7 @@ def main() -> int:
                 config["store"] = "s3://lr-stress/team"
                 config_file.write_text(yaml.safe_dump(config))
         else:
-            shared = [f"results_dir={root}/shared/results", f"marker_dir={root}/shared/markers"]
+            shared = [f"store={root}/shared"]
 
         failures, waits, queries = 0, [], []
         for trial in range(args.trials):
