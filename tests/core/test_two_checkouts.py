@@ -22,8 +22,6 @@ import json
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -32,7 +30,7 @@ import pytest
 import yaml
 
 from tests.conftest import workflow_with_warehouse
-from tests.support.workflow import TRIALS, RunResult, WorkflowCopy, clean_env
+from tests.support.workflow import TRIALS, RunResult, WorkflowCopy
 
 SQL_RECIPE, CSV_RECIPE = "simulation_to_handoff", "manual_leads"
 LIFE_S = 2  # lease_ttl: a stall of 3 s outlives it
@@ -58,21 +56,13 @@ def checkouts(tmp_path, demo_warehouse_file) -> tuple[WorkflowCopy, WorkflowCopy
     return pair[0], pair[1], store
 
 
-def start(copy: WorkflowCopy, *args: str) -> tuple[subprocess.Popen, Path]:
+def start(copy: WorkflowCopy, *args: str):
+    """A run in its own process group, its output in a file (a test may stop it)."""
     out = copy.root / f"run-{time.monotonic_ns()}.out"
-    with open(out, "wb") as handle:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "snakemake", *args],
-            cwd=copy.root,
-            env=clean_env(),
-            stdout=handle,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    return proc, out
+    return copy.start(*args, output=out), out
 
 
-def finished(proc: subprocess.Popen, out: Path, timeout: float = 180) -> RunResult:
+def finished(proc, out: Path, timeout: float = 180) -> RunResult:
     proc.wait(timeout=timeout)
     return RunResult(proc.returncode, out.read_text(errors="replace"))
 
@@ -161,7 +151,7 @@ def test_runs_under_random_kills_and_stalls_leave_every_day_complete(checkouts, 
         assert record == complete_pair(store, day), f"{where}: the next runs moved the pair"
 
 
-def _signal(proc: subprocess.Popen, signum: int) -> None:
+def _signal(proc, signum: int) -> None:
     """To the run and everything it started (its process group), if it still runs."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):

@@ -24,8 +24,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -34,7 +32,7 @@ import yaml
 
 from lead_recovery.extract import query_tag
 from tests.redshift.test_killed_requery import FIRST_ROW, holding, wait_for
-from tests.support.workflow import TRIALS, WorkflowCopy, clean_env, copy_workflow
+from tests.support.workflow import TRIALS, WorkflowCopy, copy_workflow
 
 RECIPE = "held_leads"
 SQL = f"""\
@@ -81,32 +79,15 @@ def checkout(root: Path, store: Store) -> WorkflowCopy:
     return copy
 
 
-def start(copy: WorkflowCopy, day: str, env: dict, *prefix: str) -> tuple[subprocess.Popen, Path]:
+def start(copy: WorkflowCopy, day: str, env: dict, *prefix: str):
     """A run in its own process group, its output in a file (a test may stop it)."""
     out = copy.root / f"run-{time.monotonic_ns()}.out"
-    handle = open(out, "wb")  # noqa: SIM115 - the child writes it; closed below
-    proc = subprocess.Popen(
-        [
-            *prefix,
-            sys.executable,
-            "-m",
-            "snakemake",
-            *UNTIL,
-            "--config",
-            f"recipe={RECIPE}",
-            f"date={day}",
-        ],  # fmt: skip
-        cwd=copy.root,
-        env=clean_env(**env),
-        stdout=handle,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    handle.close()
-    return proc, out
+    config = {"recipe": RECIPE, "date": day}
+    run = copy.start(*UNTIL, config=config, env=env, output=out, prefix=list(prefix) or None)
+    return run, out
 
 
-def finish(proc: subprocess.Popen, out: Path, timeout: float = 120) -> str:
+def finish(proc, out: Path, timeout: float = 120) -> str:
     proc.wait(timeout=timeout)
     text = out.read_text(errors="replace")
     assert proc.returncode == 0, text[-4000:]

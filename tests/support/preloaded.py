@@ -93,28 +93,70 @@ def _child(request: dict) -> None:
 
 
 def _serve() -> None:
-    for line in sys.stdin:
-        request = json.loads(line)
-        sys.stdout.flush()
-        pid = os.fork()
-        if pid == 0:
-            _child(request)  # never returns: SystemExit ends the child as any Python ends
-        print(f"pid {pid}", flush=True)
-        _, status, usage = os.wait4(pid, 0)
-        cpu = usage.ru_utime + usage.ru_stime  # the run's and its jobs' CPU seconds
-        print(f"exit {os.waitstatus_to_exitcode(status)} {cpu:.3f}", flush=True)
+    """Fork a child per request line; report its pid, and its exit when reaped.
+
+    Single-threaded (a fork from a threaded process may inherit a held lock): it
+    waits on stdin for at most a tenth of a second, then reaps what has ended.
+    Several runs may be under way at once (a test starting runs side by side).
+    """
+    stdin, running = sys.stdin.fileno(), set()
+    pending = b""
+    while True:
+        ready = select.select([stdin], [], [], 0.1)[0]
+        if ready:
+            chunk = os.read(stdin, 65536)
+            if not chunk:
+                break
+            pending += chunk
+            while b"\n" in pending:
+                line, pending = pending.split(b"\n", 1)
+                request = json.loads(line)
+                pid = os.fork()
+                if pid == 0:
+                    _child(request)  # never returns: SystemExit ends the child
+                running.add(pid)
+                os.write(1, f"pid {request['id']} {pid}\n".encode())
+        for pid in list(running):
+            done, status, usage = os.wait4(pid, os.WNOHANG)
+            if done:
+                running.discard(pid)
+                cpu = usage.ru_utime + usage.ru_stime  # the run's and its jobs' CPU seconds
+                code = os.waitstatus_to_exitcode(status)
+                os.write(1, f"exit {pid} {code} {cpu:.3f}\n".encode())
 
 
 # --- the client (a test worker's end) ---------------------------------------------
 
 
+class Started:
+    """A run under way through the server: what a test needs of a ``subprocess.Popen``
+    (``pid``, ``poll``, ``wait``, ``returncode``; the run is its own process group)."""
+
+    def __init__(self, server: Preloaded, pid: int, output: Path) -> None:
+        self.server, self.pid, self.output = server, pid, output
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.server.exit_of(self.pid, timeout=0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            code = self.server.exit_of(self.pid, timeout=timeout)
+            if code is None:
+                raise subprocess.TimeoutExpired(["snakemake"], timeout or 0)
+            self.returncode = code
+        return self.returncode
+
+
 class Preloaded:
-    """One server per test worker; runs one ``snakemake`` at a time through it."""
+    """One server per test worker; runs ``snakemake`` through it, several at once."""
 
     def __init__(self, env: dict[str, str]) -> None:
         self.env = env
         self.scratch = Path(tempfile.mkdtemp(prefix="lr-preloaded-"))
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # one writer of requests, one reader of replies
         self.proc = subprocess.Popen(
             [sys.executable, __file__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
         )
@@ -124,19 +166,23 @@ class Preloaded:
             raise RuntimeError(f"preloaded snakemake did not start: {ready!r}")
         self.count = 0
         self.cpu = 0.0  # CPU seconds of the runs so far, for measuring the suite
+        self._pids: dict[int, int] = {}  # request id -> pid
+        self._exits: dict[int, int] = {}  # pid -> exit code
 
     def fits(self, env: dict[str, str]) -> bool:
         """A run whose interpreter would start the same way (same module search path)."""
         return env.get("PYTHONPATH") == self.env.get("PYTHONPATH")
 
-    def _line(self, timeout: float) -> str | None:
+    def _line(self, timeout: float | None) -> str | None:
         """The server's next line, or None after ``timeout`` seconds (raw reads, no
         buffer that could hide a line from ``select``)."""
-        deadline = time.monotonic() + timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         fd = self.proc.stdout.fileno()
         while b"\n" not in self._buffer:
-            left = deadline - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                return None
+            if not select.select([fd], [], [], left)[0]:
                 return None
             chunk = os.read(fd, 4096)
             if not chunk:
@@ -145,33 +191,66 @@ class Preloaded:
         line, self._buffer = self._buffer.split(b"\n", 1)
         return line.decode()
 
-    def run(
-        self, args: list[str], cwd: Path, env: dict[str, str], timeout: float
-    ) -> tuple[int, str] | None:
-        """``(returncode, output)``, or None when busy (the caller starts a process)."""
-        if not self.lock.acquire(blocking=False):
-            return None
-        try:
+    def _take(self, line: str) -> None:
+        kind, *rest = line.split()
+        if kind == "pid":
+            self._pids[int(rest[0])] = int(rest[1])
+        elif kind == "exit":
+            self._exits[int(rest[0])] = int(rest[1])
+            self.cpu += float(rest[2])
+
+    def _until(self, done, timeout: float | None) -> bool:
+        """Read replies until ``done()`` or ``timeout``; whether ``done()``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not done():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            with self.lock:
+                if done():
+                    break
+                line = self._line(timeout=left)
+            if line is None:
+                return done()
+            self._take(line)
+        return True
+
+    def start(self, args: list[str], cwd: Path, env: dict[str, str], output: Path) -> Started:
+        """Start ``snakemake args`` in ``cwd``; its output (stdout and stderr) goes to
+        ``output``. Returns at once."""
+        with self.lock:
             self.count += 1
-            output = self.scratch / f"run-{self.count}.out"
-            request = {"cwd": str(cwd), "env": env, "args": args, "output": str(output)}
+            request_id = self.count
+            request = {
+                "id": request_id, "cwd": str(cwd), "env": env, "args": args, "output": str(output)
+            }  # fmt: skip
             self.proc.stdin.write(json.dumps(request).encode() + b"\n")
             self.proc.stdin.flush()
-            pid = int(self._line(timeout=60).split()[1])
-            done = self._line(timeout)
-            if done is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
-                self._line(timeout=60)
-                text = output.read_text(errors="replace")
-                raise subprocess.TimeoutExpired(["snakemake", *args], timeout, text)
+        if not self._until(lambda: request_id in self._pids, timeout=60):
+            raise RuntimeError("preloaded snakemake did not fork the run")
+        return Started(self, self._pids.pop(request_id), output)
+
+    def exit_of(self, pid: int, timeout: float | None) -> int | None:
+        """The run's exit code once it ended (``None`` if not within ``timeout``)."""
+        if self._until(lambda: pid in self._exits, timeout):
+            return self._exits[pid]
+        return None
+
+    def run(
+        self, args: list[str], cwd: Path, env: dict[str, str], timeout: float
+    ) -> tuple[int, str]:
+        """``(returncode, output)`` of a run to its end."""
+        output = self.scratch / f"run-{self.count + 1}-{threading.get_ident()}.out"
+        started = self.start(args, cwd, env, output)
+        try:
+            code = started.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(started.pid, signal.SIGKILL)
+            started.wait(60)
             text = output.read_text(errors="replace")
-            output.unlink()
-            _, returncode, cpu = done.split()
-            self.cpu += float(cpu)
-            return int(returncode), text
-        finally:
-            self.lock.release()
+            raise subprocess.TimeoutExpired(["snakemake", *args], timeout, text) from None
+        text = output.read_text(errors="replace")
+        output.unlink()
+        return code, text
 
 
 if __name__ == "__main__":

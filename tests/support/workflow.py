@@ -166,18 +166,32 @@ class WorkflowCopy:
         return result
 
     def start(
-        self, *args: str, config: dict[str, object] | None = None, env: dict[str, str] | None = None
-    ) -> subprocess.Popen:
-        """Start ``snakemake`` here in its own process group (so a test can kill all of it)."""
-        cmd = [sys.executable, "-m", "snakemake", *args, *config_args(config or {})]
-        return subprocess.Popen(
-            cmd,
-            cwd=self.root,
-            env=clean_env(**(env or {})),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        self,
+        *args: str,
+        config: dict[str, object] | None = None,
+        env: dict[str, str | None] | None = None,
+        output: Path | None = None,
+        prefix: list[str] | None = None,
+    ):
+        """Start ``snakemake`` here in its own process group (so a test can stop or kill
+        all of it) and return at once: a ``subprocess.Popen``, or its like from this
+        worker's preloaded Snakemake (``pid``, ``poll``, ``wait``, ``returncode``).
+        ``output``: a file for what it prints (default: discarded)."""
+        argv = [*args, *config_args(config or {})]
+        run_env = clean_env(**(env or {}))
+        target = output if output is not None else Path(os.devnull)
+        server = preloaded() if not prefix else None
+        if server is not None and server.fits(run_env):
+            return server.start(argv, self.root, run_env, target)
+        with open(target, "wb") as out:
+            return subprocess.Popen(
+                [*(prefix or []), sys.executable, "-m", "snakemake", *argv],
+                cwd=self.root,
+                env=run_env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     # Paths, computed by the same functions the workflow uses.
     def marker(self, recipe: str, day: str) -> Path:
