@@ -171,13 +171,21 @@ def validate(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
     return config
 
 
+def read(repo: str | Path = ".") -> dict[str, Any]:
+    """``config/config.yaml`` as written (not yet checked): a one-line error if it is
+    missing, not YAML or not a mapping."""
+    path = Path(repo) / CONFIG_FILE
+    config = load_yaml(path, "config file") or {}
+    if not isinstance(config, dict):
+        raise LeadRecoveryError(f"config file must be a mapping ({path})")
+    return config
+
+
 def load(repo: str | Path = ".", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The workflow's configuration as Snakemake would see it (defaults filled), for the
     command-line helpers that read it outside Snakemake."""
     repo = Path(repo)
-    config = load_yaml(repo / CONFIG_FILE, "config file") or {}
-    if not isinstance(config, dict):
-        raise LeadRecoveryError(f"config file must be a mapping ({repo / CONFIG_FILE})")
+    config = read(repo)
     for key, value in (overrides or {}).items():
         if value is not None:
             config[key] = value

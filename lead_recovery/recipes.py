@@ -5,8 +5,8 @@ leads come from the warehouse) or ``leads.csv`` (they come from the file),
 plus an optional ``analyzer.py``. Names become parts of paths and marker
 file names, so they are checked before anything touches the disk.
 
-:func:`check_all` is the recipe check of ``make lint`` (and of a future
-``lead-recovery doctor``): every recipe loads, its SQL parses as Redshift SQL,
+:func:`check_all` is the recipe check of ``make lint`` and of
+``lead-recovery doctor``: every recipe loads, its SQL parses as Redshift SQL,
 its analyzer imports. Each finding is a :class:`Problem`, one line that names
 the file, as a compiler would: ``recipes/x/redshift.sql:5:4: syntax error near 'FORM'``.
 """

@@ -23,7 +23,7 @@ import click
 
 from lead_recovery import cluster, recipes, rundate
 from lead_recovery import config as lr_config
-from lead_recovery.cli import cron, demo, markers, passthrough, report
+from lead_recovery.cli import cron, demo, doctor, markers, passthrough, report
 from lead_recovery.cli.common import (
     CONTEXT,
     NO,
@@ -80,7 +80,8 @@ def cli(ctx: click.Context) -> None:
     """Daily lead-recovery recipes as a Snakemake workflow with date-keyed Redshift markers."""
     if ctx.invoked_subcommand is None:
         raise UsageError(
-            f"a command is required: run, markers, cron, report or demo (see '{PROG} --help')"
+            "a command is required: run, markers, cron, report, demo or doctor "
+            f"(see '{PROG} --help')"
         )
 
 
@@ -228,6 +229,7 @@ cli.add_command(markers.cli, "markers")
 cli.add_command(cron.command, "cron")
 cli.add_command(report.command, "report")
 cli.add_command(demo.command, "demo")
+cli.add_command(doctor.command, "doctor")
 
 
 def main(argv: list[str] | None = None) -> int:
