@@ -28,7 +28,6 @@ import grp
 import hashlib
 import os
 import shutil
-import socket
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -329,9 +328,8 @@ class FolderStore:
         """
         if self._clock is not None and time.monotonic() - self._clock[1] < 0.1:
             return self._clock[0] + (time.monotonic() - self._clock[1])
-        probe = (
-            self.root / "markers" / ".leases" / ".clock" / f"{socket.gethostname()}-{os.getpid()}"
-        )
+        # One small file for every process: each one's own write stamps it with "now".
+        probe = self.root / "markers" / ".leases" / ".clock"
         probe.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         try:
