@@ -250,10 +250,9 @@ class _Job:
                     outcome = self.attempt(held, self.day.read(), before)
             except LeaseLost as lost:
                 # Taken over while this run stalled: nothing of it was published. Wait
-                # for the taker (its lease), then decide again from what it left.
+                # for the taker (its lease), then use what it left.
                 self.lost_to = str(lost)
                 log.warning("%s: %s; waiting for that run, then using its pair", self.label, lost)
-                before = self.day.read()
                 continue
             if self.lost_to is not None and self.spent is not None:
                 return _spent(outcome, self.spent, self.label)
@@ -262,6 +261,15 @@ class _Job:
     def attempt(self, held: lease.Lease, pair: Pair | None, before: Pair | None) -> dict[str, Any]:
         """Under the lease: use the day's pair if it counts, else query and publish."""
         label, day, recipe = self.label, self.day, self.recipe
+        if self.spent is not None:  # this run's query lost its commit to a taker
+            if pair is not None and pair.present:  # the taker's pair stands, whatever it is
+                day.link(pair, self.views)
+                return {"outcome": "cached", **pair.marker.record}
+            published = day.publish(held, self.spent.local, self.spent.record)
+            day.link(published, self.views, local=self.spent.local)
+            log.info("%s: the run that took the day over left no marker; this run's stands", label)
+            self.spent = None
+            return {"outcome": "queried", **published.marker.record}
         policy = self.policy
         moved = pair is not None and (before is None or pair.text != before.text)
         if moved and pair is not None and pair.present:
@@ -290,12 +298,6 @@ class _Job:
             else:
                 log.info("%s: marker counts; this checkout has its copies (no query)", label)
             return {"outcome": "cached", **pair.marker.record}
-        if self.spent is not None:  # the taker left no pair: this run's own result stands
-            published = day.publish(held, self.spent.local, self.spent.record)
-            day.link(published, self.views, local=self.spent.local)
-            log.info("%s: the run that took the day over left no marker; this run's stands", label)
-            self.lost_to = None
-            return {"outcome": "queried", **published.marker.record}
         warehouse = _open(self.config, recipe)
         try:
             checked = False
