@@ -83,6 +83,7 @@ class Invocation:
     @classmethod
     def build(cls, config: dict[str, Any], schema: Path, configfiles: Iterable[str]) -> Invocation:
         lr_config.validate(config, schema)
+        store.share(config)  # the umask only: the checkout's lock is written before onstart
         results = os.path.normpath(config["results_dir"])
         logs = os.path.normpath(config["logs_dir"])
         _refuse_old_sharing(config, results)
@@ -355,9 +356,7 @@ class Invocation:
                 _clear_irregular(self.views(name, day))
 
     def _group_folders(self) -> list[Path]:
-        folders = [Path(self.results), Path(self.logs)]
-        own = self.store.local_path(layout.MARKERS)
-        return folders + ([own.parent] if own is not None else [])
+        return store.shared_ground(self.config)
 
     def job_ran(self, rule: str, name: str, day: str) -> bool:
         if self.ran is not None:

@@ -673,8 +673,24 @@ def writable_folder(key: str, folder: Path) -> None:
         )
 
 
+def shared_ground(config: Mapping[str, Any], base: str | Path = ".") -> list[Path]:
+    """The folders a checkout writes on shared ground, for :func:`share`: its results
+    and logs, and the store when it is a folder (with no ``store:``, its results)."""
+    base = Path(base)
+    folders = [base / str(config["results_dir"]), base / str(config["logs_dir"])]
+    opened = open_store(config, base=base)
+    if isinstance(opened, FolderStore):
+        folders.append(opened.root)
+    found: dict[str, Path] = {}
+    for folder in folders:
+        found.setdefault(os.path.abspath(folder), folder)
+    return list(found.values())
+
+
 def share(config: Mapping[str, object], folders: list[Path] | None = None) -> None:
-    """Make what this process (and its jobs, which inherit the umask) creates shareable.
+    """Make what this process (and its jobs, which inherit the umask) creates shareable:
+    every command that writes on shared ground calls it first, with the folders it
+    writes below (:func:`shared_ground`; none: the umask alone).
 
     Extracts hold names and phone numbers: by default (``store_umask: 007``)
     files are 660 and folders 770, for the team and nobody else. With
