@@ -242,6 +242,7 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
     wait = opts["wait"] if opts["wait"] is not None else settings["wait"]
     parse_wait(wait)  # bad input: before anything is logged
     keep_days = opts["keep_logs_days"] or settings["keep_logs_days"]
+    store.share(cfg, [*store.shared_ground(cfg, repo), log_dir])  # Snakemake inherits it
 
     log = DailyLog(log_dir / f"{today}.log", echo=opts["verbose"] or sys.stdout.isatty())
     dates = rundate.date_range(since, day) if since else [day]

@@ -38,7 +38,7 @@ from typing import Any
 import click
 
 from lead_recovery import config as lr_config
-from lead_recovery import layout, lease, markerindex, markers, plan, recipes, rundate
+from lead_recovery import layout, lease, markerindex, markers, plan, recipes, rundate, store
 from lead_recovery.cli.common import (
     CONTEXT,
     NO,
@@ -59,6 +59,7 @@ from lead_recovery.store import FolderStore, Store, open_store
 
 PROG = "markers"
 ACTIONS = ("list", "check", "create", "delete", "prune")
+WRITING = ("create", "delete", "prune")  # on shared ground: store_umask and store_group
 
 
 @dataclass
@@ -660,7 +661,10 @@ def execute(action: str, **given: Any) -> int:
         raise UsageError("--date and --all-dates cannot be combined")
     if args.all_dates and action != "delete":
         raise UsageError("--all-dates only applies to delete")
-    return COMMANDS[action](Context.load(args), args)
+    ctx = Context.load(args)
+    writes = action in WRITING and ctx.own_store  # else only the umask (list's S3 cache)
+    store.share(ctx.config, store.shared_ground(ctx.config, ctx.repo) if writes else [])
+    return COMMANDS[action](ctx, args)
 
 
 # --------------------------------------------------------------------------- command line

@@ -17,6 +17,7 @@ from lead_recovery import history
 from lead_recovery.cli.common import CONTEXT, NO, UsageError, print_json, show_path, table
 from lead_recovery.cli.markers import Context, _where
 from lead_recovery.errors import LeadRecoveryError
+from lead_recovery.store import share, shared_ground
 
 _EPILOG = """\b
 Examples:
@@ -74,6 +75,8 @@ def command(
         start = history.since_instant(since, ctx.now)
     except LeadRecoveryError as err:
         raise UsageError(f"--since: {err}") from None
+    if html is not None:  # the page and its figures: on shared ground, as a run writes
+        share(ctx.config, shared_ground(ctx.config, ctx.repo))
     page = None if html is None else _page(ctx, html)
     skipped = history.Skipped()
     per_recipe, total = history.summarize(history.read(ctx.store, start, skipped))
