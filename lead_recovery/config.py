@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping, MutableMapping
 from difflib import get_close_matches
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -168,7 +168,26 @@ def validate(config: dict[str, Any], schema_path: str | Path) -> dict[str, Any]:
 
         problem = yamlhints.misread(config, schema) or problem
         raise LeadRecoveryError(f"config: {problem}")
+    contained(config)
     return config
+
+
+# The configuration's folders: none climbs with '..' (the store's folder and S3 prefix
+# are checked where a store is opened, store.open_store, for --store too).
+FOLDERS = ("recipes_dir", "results_dir", "logs_dir", "cron.log_dir")
+
+
+def contained(config: Mapping[str, Any]) -> None:
+    """Refuse a folder of the configuration that names ``..``, in one line naming it."""
+    for key in FOLDERS:
+        value: Any = config
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, Mapping) else None
+        if isinstance(value, str) and ".." in PurePosixPath(value.replace("\\", "/")).parts:
+            raise LeadRecoveryError(
+                f"config: {key} {value!r}: '..' may not appear in a folder of the "
+                "configuration (name it without '..'; an absolute path is fine)"
+            )
 
 
 def read(repo: str | Path = ".") -> dict[str, Any]:
