@@ -22,6 +22,7 @@ checkout's own results folder and its marker is the store's.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 from collections.abc import Mapping
@@ -132,21 +133,59 @@ class Day:
         ``lease`` (the fence), then make the marker the day's.
 
         Raises :class:`LeaseLost` when another run took the day over first: then
-        nothing was committed and this query's extract is removed again.
+        nothing was committed and this query's extract is removed again. A store
+        that refuses a write (a full disk, an I/O error) is one line naming it.
         """
         path = layout.extract_path(self.recipe, self.date, query_id(lease.generation))
-        self.store.put_file(local_extract, path)
+        try:
+            self.store.put_file(local_extract, path)
+        except LeadRecoveryError:
+            raise
+        except OSError as err:  # a full disk, an I/O error: its temporary file is gone
+            raise LeadRecoveryError(self._unwritten(err)) from None
         text = markers.render({**record, "extract": path, "generation": lease.generation})
         try:
             lease.commit(text)
         except LeaseLost:
-            with contextlib.suppress(StoreError, OSError):
-                self.store.delete(path)  # ours alone: no marker ever named it
+            self._discard(path)
             raise
-        self.point(text, lease.generation)
+        except LeadRecoveryError:
+            raise
+        except OSError as err:  # the lease's new version was never renamed into place
+            self._discard(path)
+            raise LeadRecoveryError(self._unwritten(err)) from None
+        try:
+            self.point(text, lease.generation)
+        except LeadRecoveryError:
+            raise
+        except OSError as err:  # committed under the lease: its next holder writes it out
+            raise LeadRecoveryError(self._unwritten(err, committed=True)) from None
         lease.published()
         marker = markers.parse_marker(Path(self.store.location(self.marker_path)), text)
         return Pair(marker, text, "", path, True)
+
+    def _discard(self, path: str) -> None:
+        """Remove this query's extract, which no marker ever named (best effort)."""
+        with contextlib.suppress(StoreError, OSError):
+            self.store.delete(path)
+
+    def _unwritten(self, err: OSError, committed: bool = False) -> str:
+        """One line for a store that refused a write of the day's commit (full, an I/O
+        error): the store, why, and what became of the day."""
+        cause = {
+            errno.ENOSPC: "has no space left",
+            errno.EDQUOT: "is over its quota",
+            errno.EROFS: "is read-only",
+        }.get(err.errno or 0, "could not be written")
+        became = (
+            "its marker is committed and the next run of the day writes it"
+            if committed
+            else "nothing was published"  # the account adds that the previous pair stands
+        )
+        return (
+            f"recipe '{self.recipe}' {self.date}: the store {self.store.url} {cause} "
+            f"({err.strerror or type(err).__name__}); {became}"
+        )
 
     def recommit(self, lease: Lease, pair: Pair, record: dict) -> Pair:
         """Commit a new marker for the extract the day already has (a source watermark
