@@ -386,7 +386,9 @@ class Invocation:
         try:
             history.write(self.store, account.events(lines), jobs.run_id())
         except (OSError, LeadRecoveryError) as err:
-            say(f"lead-recovery: warning: this run's history was not recorded ({_first(err)})")
+            where = self.store.location(layout.HISTORY)
+            say(f"lead-recovery: warning: this run's history was not recorded in {where} "
+                f"({_first(err)})")  # fmt: skip
         touched = [
             markers.marker_name(name, day)
             for (rule, name, day) in (self.ran or set())
