@@ -1,9 +1,9 @@
 """``store_umask`` and ``store_group`` hold for everything written on shared ground, by
 every command that writes there: a cron run (its log, the run's results, job logs and
 the store), then ``markers delete``, ``markers create`` and ``report --html``, all
-started from a login shell's ``umask 022``. Nothing written is readable by others (extracts hold names
-and phone numbers), everything is the team's to rewrite, and with ``store_group`` every
-file and folder belongs to that group.
+started from a login shell's ``umask 022``. Nothing written is readable by others
+(extracts hold names and phone numbers), everything is the team's to rewrite, and
+with ``store_group`` every file and folder belongs to that group.
 """
 
 from __future__ import annotations
