@@ -1,9 +1,10 @@
 """``store_umask`` and ``store_group`` hold for everything written on shared ground, by
-every command that writes there: a cron run (its log, the run's results, job logs and
-the store), then ``markers delete``, ``markers create`` and ``report --html``, all
-started from a login shell's ``umask 022``. Nothing written is readable by others
-(extracts hold names and phone numbers), everything is the team's to rewrite, and
-with ``store_group`` every file and folder belongs to that group.
+every command that writes there: a person's ``snakemake`` run, a cron run (its log,
+the run's results, job logs and the store), then ``markers delete``, ``markers
+create`` and ``report --html``, all started from a login shell's ``umask 022``.
+Nothing written is readable by others (extracts hold names and phone numbers),
+everything is the team's to rewrite, and with ``store_group`` every file and folder
+belongs to that group.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+EARLIER = "20250513"  # a person's run; cron's is for repo.today
 GROUP = "staff"  # an existing group of this machine; created if missing (root only)
 
 
@@ -62,6 +64,8 @@ def test_every_command_keeps_shared_ground_for_the_team(cron_repo, tmp_path):
     config_file.write_text(yaml.safe_dump(config))
     before = set(repo.root.rglob("*"))  # the copy: its demo warehouse in results/
 
+    # a person's run, the day before: it makes results/, logs/ and the store itself
+    repo.copy.run(config={"date": EARLIER}, env=repo.code_env(), prefix=_with_umask_022([]))
     cron = subprocess.run(
         _with_umask_022([str(repo.python), str(repo.script)]),
         cwd=repo.elsewhere,
