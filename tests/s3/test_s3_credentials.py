@@ -3,11 +3,12 @@
 Every path that talks to the store, with sentinel credentials (moto's server takes
 any): a first run (a query, its extract and marker uploaded), a cached run, a run in
 a second checkout (its copy downloaded from the store), ``markers list``, ``delete``
-and ``create``, and ``report --json``; the extract jobs log at DEBUG, as they always
-do. Then everything the runs printed, every file under both checkouts (results/,
-logs/, .snakemake/) and every object in the bucket is searched for each sentinel and
-for a signed request's shapes (an ``Authorization`` header, ``x-amz-security-token``,
-a signature). The UNLOAD path: tests/redshift/test_aws_logging.py.
+and ``create``, ``report --json`` and ``doctor`` (its probe object and the store's
+clock); the extract jobs log at DEBUG, as they always do. Then everything they
+printed, every file under both checkouts (results/, logs/, .snakemake/) and every
+object in the bucket is searched for each sentinel and for a signed request's shapes
+(an ``Authorization`` header, ``x-amz-security-token``, a signature). The UNLOAD
+path: tests/redshift/test_aws_logging.py.
 """
 
 from __future__ import annotations
@@ -77,17 +78,21 @@ def test_no_credential_in_anything_the_s3_paths_print_or_write(
         done = on_s3.markers(*args, env=secret)
         assert done.returncode == 0, done.stderr
         printed += [done.stdout, done.stderr]
-    report = subprocess.run(
-        [sys.executable, "-m", "lead_recovery.cli.main", "report", "--json"],
-        cwd=on_s3.root,
-        env=clean_env(**{**on_s3.server.env, **secret}),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert report.returncode == 0, report.stderr
-    assert json.loads(report.stdout)["total"]["queries"] == 1  # the history, from S3
-    printed += [report.stdout, report.stderr]
+    said = {}
+    for command in ("report", "doctor"):  # the history; the store's probe and clock
+        done = subprocess.run(
+            [sys.executable, "-m", "lead_recovery.cli.main", command, "--json"],
+            cwd=on_s3.root,
+            env=clean_env(**{**on_s3.server.env, **secret}),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        said[command] = json.loads(done.stdout)
+        printed += [done.stdout, done.stderr]
+    assert said["report"]["total"]["queries"] == 1
+    assert any(c["name"] == "store" and c["ok"] for c in said["doctor"]), said["doctor"]
 
     assert leaks("\n".join(printed).encode(), secret) == []
     # the query's job log (its root logger at DEBUG: without aws.configure_logging this
