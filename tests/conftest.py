@@ -119,6 +119,8 @@ SLOW_FIRST = (
     "test_shared_ground.py::test_a_run_stalled_past_its_lease",
     "test_slurm_runs.py::test_demo_recipes_run_as_slurm_jobs",
     "test_s3_helper_and_sharing.py::test_eight_runs_from_four_clones",
+    "test_cron_permissions.py",
+    "test_s3_credentials.py",
     "test_killed_requery.py",
     "test_failed_requery_keeps_the_day.py",
     "test_lead_recovery_run.py::test_the_seeds_commands_as_written",
