@@ -139,6 +139,7 @@ class Invocation:
     def uses_redshift(self, name: str) -> bool:
         return self.selected[name].sql_path is not None and not self.skip_redshift
 
+    @functools.cache  # noqa: B019 - asked for by targets, decisions and input functions
     def views(self, name: str, day: str) -> Views:
         return Views(
             Path(layout.leads_path(self.results, name, day)),
@@ -238,7 +239,7 @@ class Invocation:
             self._forced_cli = engine.forced_on_cli(workflow, "redshift_extract")
             jobs.export_forced_on_cli(*self._forced_cli)
         everything, files = self._forced_cli
-        return everything or not files.isdisjoint(paths)
+        return everything or (bool(files) and not files.isdisjoint(paths))
 
     def hold_checkout(self, workflow: Any) -> None:
         """A real run holds this checkout from its first decision to its end: a second run
@@ -294,13 +295,18 @@ class Invocation:
             engine.force(workflow, [str(views.marker), str(views.leads)])
         return decided
 
+    @functools.cached_property
+    def _markers_are_the_stores(self) -> bool:
+        """No ``store:``: this checkout's markers are the store's own (no copy to compare)."""
+        own = self.store.local_path(layout.MARKERS)
+        return own is not None and os.path.abspath(own) == os.path.abspath(
+            f"{self.results}/markers"
+        )
+
     def _same_marker(self, pair: Pair | None, views: Views) -> bool:
         if pair is None:
             return False
-        own = self.store.local_path(
-            Day(self.store, pair.marker.recipe, pair.marker.run_date).marker_path
-        )
-        if own is not None and os.path.abspath(own) == os.path.abspath(views.marker):
+        if self._markers_are_the_stores:
             return True
         try:
             return views.marker.read_bytes() == pair.text

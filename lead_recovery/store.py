@@ -132,7 +132,20 @@ class Store(Protocol):
 
 def clean(path: str | Path) -> str:
     """A store path: relative, ``/``-separated, no ``.``/``..``/empty parts."""
-    parts = [p for p in PurePosixPath(str(path).replace("\\", "/")).parts if p not in ("", ".")]
+    text = str(path)
+    if (
+        text
+        and text[0] != "/"
+        and "\\" not in text
+        and "//" not in text
+        and ".." not in text
+        and "/./" not in text
+        and not text.startswith("./")
+        and not text.endswith(("/", "/."))
+        and text != "."
+    ):
+        return text  # already clean: the everyday case, a thousand times a run
+    parts = [p for p in PurePosixPath(text.replace("\\", "/")).parts if p not in ("", ".")]
     if not parts or parts[0] == "/" or ".." in parts:
         raise LeadRecoveryError(f"store path {str(path)!r} leaves the store's root")
     return "/".join(parts)
