@@ -243,6 +243,7 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
     run = Cron(repo, cfg, log, wait)
     os.environ.pop(jobs.CHECKOUT_WAIT_ENV, None)
     os.environ[jobs.RUN_ID_ENV] = run.run_id  # the workflow's account names this run
+    os.environ[jobs.VERBOSE_ENV] = "1"  # the day's log keeps what the jobs say too
     log.note(
         f"run {run.run_id[:8]} started: {len(names) + len(broken)} recipe(s) for "
         f"{'..'.join(dict.fromkeys([dates[0], dates[-1]]))}, warehouse {cfg['warehouse']}, "

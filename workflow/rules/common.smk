@@ -14,6 +14,10 @@ from lead_recovery import recipes as lr_recipes
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.invocation import Invocation, claim_results, stop
 
+# A quiet run (profiles/default) shows its decisions, not Snakemake's status lines.
+if engine.is_main(workflow):
+    engine.hide_status_lines(workflow)
+
 try:
     INV = Invocation.build(
         config,
