@@ -8,6 +8,10 @@ and did anything fail?" is the last thing on the screen and in the cron log::
     simulation_to_handoff 20261127 queried (7452 rows, 0.41 s)
     total: 2 recipe-days: 1 queried, 0 cached, 1 skipped, 0 failed; 0 queries avoided
 
+A day keeps what its extract step did (a query that ran was paid for) when its
+analysis fails after it: ``queried (139 rows, 0.20 s); analysis failed: ...``,
+and the total says how many analyses failed.
+
 It is built from what the jobs recorded beside their logs (jobs.py) and from
 the markers, never from Snakemake's private metadata.
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 from typing import Any
 
@@ -36,11 +40,21 @@ class Line:
     warehouse: str | None = None
     # a cheap watermark query decided the day: cached (unchanged) or queried (changed)
     watermark_check: bool = False
+    # the day's analysis failed after its extract step (the state stays): the cause
+    analysis_failed: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        """The day failed: its own step, or its analysis."""
+        return self.state == "failed" or self.analysis_failed is not None
 
     def __str__(self) -> str:
         if self.state == "failed":
             return f"{self.recipe} {self.day} failed: {self.detail}"
-        return f"{self.recipe} {self.day} {self.state} ({self.detail})"
+        text = f"{self.recipe} {self.day} {self.state} ({self.detail})"
+        if self.analysis_failed is not None:
+            text += f"; analysis failed: {self.analysis_failed}"
+        return text
 
 
 def failure(outcome: dict | None, log_file: str) -> str | None:
@@ -56,6 +70,11 @@ def failure(outcome: dict | None, log_file: str) -> str | None:
 
 def _seconds(value: object) -> str:
     return f"{float(value):.2f} s" if isinstance(value, int | float) else "? s"
+
+
+def _empty(rows: int | None) -> str:
+    """What a line adds when the day's extract has no row: an empty result says so."""
+    return "; empty result" if rows == 0 else ""
 
 
 def extract_line(
@@ -84,6 +103,7 @@ def extract_line(
         known = facts(outcome)
         if outcome.get("outcome") == "queried":
             detail = f"{outcome.get('rows')} rows, {_seconds(outcome.get('duration_s'))}"
+            detail += _empty(known["rows"])
             checked = bool(outcome.get("watermark_checked"))
             if checked:
                 detail += "; source changed (watermark checked)"
@@ -91,7 +111,7 @@ def extract_line(
                 detail += f"; {outcome['spent']}"
             return Line(recipe, day, "queried", detail, **known, watermark_check=checked)
         confirmed = outcome.get("outcome") == "confirmed"
-        detail = f"queried at {outcome['queried_at']}"
+        detail = f"queried at {outcome['queried_at']}" + _empty(known["rows"])
         if confirmed:
             detail += "; source unchanged (watermark checked)"
         return Line(recipe, day, "cached", detail, **known, watermark_check=confirmed)
@@ -100,8 +120,9 @@ def extract_line(
     marker = getattr(found, "marker", None)
     if marker is None or marker.queried_at is None:
         return Line(recipe, day, "failed", "no complete extract and marker")
-    detail = f"queried at {marker.queried_at.isoformat()}"
-    return Line(recipe, day, "cached", detail, **facts(marker.record))
+    known = facts(marker.record)
+    detail = f"queried at {marker.queried_at.isoformat()}" + _empty(known["rows"])
+    return Line(recipe, day, "cached", detail, **known)
 
 
 def facts(record: dict) -> dict:
@@ -115,16 +136,18 @@ def facts(record: dict) -> dict:
 
 
 def with_analysis(line: Line, logs_dir: str) -> Line:
-    """The day's line once its analysis ran: a failed analysis is the day's failure."""
+    """The day's line once its analysis ran: a failed analysis is added to what the day's
+    extract step did (a query that ran is still counted as queried)."""
     log_file = layout.log_path(logs_dir, "analyze", line.recipe, line.day)
     failed = failure(jobs.read_outcome(log_file), log_file)
     if failed is None or line.state == "failed":
         return line
-    return Line(line.recipe, line.day, "failed", failed)
+    return replace(line, analysis_failed=failed)
 
 
 def render(lines: Iterable[Line]) -> list[str]:
-    """The account's lines, then the total (queries avoided = days served from a cache)."""
+    """The account's lines, then the total (queries avoided = days served from a cache:
+    the ``cached`` lines, each a marker this run reused)."""
     lines = list(lines)
     counts = Counter(line.state for line in lines)
     total = (
@@ -132,6 +155,9 @@ def render(lines: Iterable[Line]) -> list[str]:
         + ", ".join(f"{counts[s]} {s}" for s in STATES)
         + f"; {counts['cached']} quer{'ies' if counts['cached'] != 1 else 'y'} avoided"
     )
+    analyses = sum(line.analysis_failed is not None for line in lines)
+    if analyses:
+        total += f"; {analyses} analys{'es' if analyses != 1 else 'is'} failed"
     return [str(line) for line in lines] + [total]
 
 
@@ -154,6 +180,19 @@ def events(lines: Iterable[Line]) -> list[history.Event]:
             user_at_host=who,
             run_id=run,
             watermark_check=line.watermark_check,
+            analysis_failed=line.analysis_failed,
         )
         for line in lines
     ]
+
+
+def from_event(event: history.Event) -> Line:
+    """A history event as the account line its run printed (a suspect extract failed)."""
+    return Line(
+        event.recipe,
+        event.run_date,
+        "failed" if event.decision == "suspect" else event.decision,
+        event.reason,
+        rows=event.rows,
+        analysis_failed=event.analysis_failed,
+    )

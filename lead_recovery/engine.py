@@ -3,15 +3,18 @@
 The workflow needs a few things Snakemake's documented API does not offer:
 to add files to ``--forcerun``'s set while the DAG is built (the Snakefile is
 read before that set is), to read what the command line forced, which jobs
-a run will run, whether a run is real (not a dry run or a report), and to
-clear the lock a killed run left behind. Each is one function here, and
+a run will run, whether a run is real (not a dry run or a report), to
+clear the lock a killed run left behind, and to keep Snakemake's status lines
+off a quiet run's console. Each is one function here, and
 ``tests/unit/test_engine.py`` runs each against the pinned Snakemake: an
 upgrade that moves any of them fails there, not in a user's cron.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -134,3 +137,37 @@ def default_resource(workflow: Any, name: str) -> str | None:
     value = resources.get(name) if resources is not None else None
     value = str(getattr(value, "raw", value) or "").strip("'\"")
     return value or None
+
+
+# Snakemake's status lines, plain INFO records that no --quiet choice hides: two per
+# scheduling round (a catch-up's hundred lines), and the run's set-up and timing.
+# Matched by text: an upgrade that rewords one only shows it again.
+STATUS_LINES = re.compile(
+    r"Select jobs to execute\.\.\.|Execute \d+ jobs\.\.\.|Building DAG of jobs\.\.\."
+    r"|Assuming unrestricted shared filesystem usage\.|Using shell: .*"
+    r"|Conda environments: ignored|Nothing to be done \(all requested files are present "
+    r"and up to date\)\.|Complete log\(s\): .*|Elapsed time: .*"
+)
+
+
+def hide_status_lines(workflow: Any) -> bool:
+    """In a run quiet about its jobs (``--quiet rules``, as profiles/default sets), keep
+    :data:`STATUS_LINES` off the console too (Snakemake's log file under .snakemake/log/
+    keeps them); whether it did. Warnings and errors are never hidden."""
+    from snakemake.settings.enums import Quietness
+
+    quiet = workflow.output_settings.quiet or set()
+    if Quietness.RULES not in quiet and Quietness.ALL not in quiet:
+        return False
+    consoles = [
+        handler
+        for handler in logging.getLogger("snakemake.logging").handlers
+        if handler.name == "DefaultStreamHandler"
+    ]
+    for handler in consoles:
+        handler.addFilter(_not_a_status_line)
+    return bool(consoles)
+
+
+def _not_a_status_line(record: logging.LogRecord) -> bool:
+    return record.levelno != logging.INFO or not STATUS_LINES.fullmatch(record.getMessage())

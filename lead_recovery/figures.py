@@ -58,16 +58,7 @@ def latest_run(events: Sequence[history.Event]) -> list[history.Event]:
 
 def account_lines(events: Iterable[history.Event]) -> list[str]:
     """A run's account as it printed it, read back from its history events."""
-    lines = [
-        account.Line(
-            e.recipe,
-            e.run_date,
-            "failed" if e.decision in ("failed", "suspect") else e.decision,
-            e.reason,
-        )
-        for e in events
-    ]
-    return account.render(lines)
+    return account.render(account.from_event(e) for e in events)
 
 
 def queries_per_day(events: Iterable[history.Event], tz: tzinfo | None) -> dict[date, Counter]:

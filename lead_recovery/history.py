@@ -35,6 +35,9 @@ class Event:
 
     ``seconds`` is the warehouse time: spent by a query, or, for ``cached``,
     the duration recorded in the marker that was reused (what it spared).
+    ``analysis_failed``: the day's analysis failed after its extract step, whose
+    ``decision`` stands (a query that ran was paid for); added later, so older
+    lines have none.
     """
 
     at: str
@@ -48,6 +51,7 @@ class Event:
     user_at_host: str
     run_id: str | None
     watermark_check: bool = False  # counted apart: a query ran, if a cheap one
+    analysis_failed: str | None = None  # the cause; counted in FAILED too
 
 
 def write(store: Any, events: Iterable[Event], run_id: str | None) -> str | None:
@@ -72,7 +76,8 @@ MAX_SECONDS = 30 * 24 * 3600.0  # no query runs for a month: a larger figure is 
 MAX_ROWS = 2**63 - 1
 _RUN_DATE_RE = re.compile(r"^\d{8}$")
 _MONTH_RE = re.compile(r"^\d{6}$")
-_FIELDS = tuple(f.name for f in fields(Event) if f.name != "watermark_check")
+_OPTIONAL = ("watermark_check", "analysis_failed")  # newer fields: older lines lack them
+_FIELDS = tuple(f.name for f in fields(Event) if f.name not in _OPTIONAL)
 
 log = logging.getLogger(__name__)
 
@@ -130,10 +135,10 @@ def _seconds(value: object) -> float | None:
     return float(value)
 
 
-def _reason(value: object) -> str:
+def _reason(value: object, key: str = "reason") -> str:
     """Free text (a failure's cause): kept, but on one line wherever it is shown."""
     if not isinstance(value, str):
-        raise ValueError('"reason" is not text')
+        raise ValueError(f'"{key}" is not text')
     return value if value.isprintable() else "".join(c if c.isprintable() else " " for c in value)
 
 
@@ -174,6 +179,9 @@ def parse_line(line: str) -> Event | str:
             user_at_host=_name(record, "user_at_host"),
             run_id=_name(record, "run_id", optional=True),
             watermark_check=watermark_check,
+            analysis_failed=None
+            if record.get("analysis_failed") is None
+            else _reason(record["analysis_failed"], "analysis_failed"),
         )
     except ValueError as err:
         return str(err)
@@ -315,7 +323,7 @@ class Totals:
     queries: int = 0
     avoided: int = 0
     skipped: int = 0
-    failures: int = 0
+    failures: int = 0  # days whose step failed, or whose analysis failed after it
     suspect: int = 0  # extracts that failed their recipe's expect: checks (not marked)
     watermark_checks: int = 0  # cheap source checks run: spared a query, or found a change
     seconds_spent: float = 0.0
@@ -339,6 +347,8 @@ class Totals:
             self.suspect += 1
         else:
             self.failures += 1
+        if event.analysis_failed is not None and event.decision != "failed":
+            self.failures += 1  # its query (if any) is counted above: it was paid for
 
     def as_json(self) -> dict[str, int | float]:
         """The totals as ``report --json`` gives them: counts as integers, seconds to the

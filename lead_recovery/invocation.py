@@ -440,10 +440,9 @@ class Invocation:
                 log_file=log_file,
             )
         elif self.leads_source(name) == "skipped_redshift":
-            source = self.skipped(name, day) or ""
-            said = (
-                f"extract of {Path(source).parent.name}" if source.endswith(".parquet") else source
-            )
+            source = self.skipped(name, day) or ""  # a copy, a stored extract, or leads.csv
+            used = layout.extract_day(source) if source.endswith(".parquet") else None
+            said = f"extract of {used}" if used else source
             line = account.Line(name, day, "skipped", f"skip_redshift; {said}")
         else:
             line = account.Line(

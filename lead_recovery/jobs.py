@@ -21,6 +21,9 @@ from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.rundate import RunDate
 
 RUN_ID_ENV = "LEAD_RECOVERY_RUN_ID"
+# Set (and not 0): a run prints everything, Snakemake's job blocks and the jobs' notes
+# (profiles/default is quiet without it; `lead-recovery run -v` and cron set it).
+VERBOSE_ENV = "LEAD_RECOVERY_VERBOSE"
 
 log = logging.getLogger("lead_recovery")
 
@@ -39,6 +42,17 @@ def announce_invocation(run: RunDate) -> str:
 
 def run_id() -> str | None:
     return os.environ.get(RUN_ID_ENV)
+
+
+def verbose() -> bool:
+    """Whether this run prints everything (:data:`VERBOSE_ENV`)."""
+    return os.environ.get(VERBOSE_ENV, "0") not in ("", "0")
+
+
+def _quiet_console(record: logging.LogRecord) -> bool:
+    """A job's console in a quiet run: warnings and errors, and the query lease's notes
+    (why a job waits, or took a day over); its log file has every line."""
+    return record.levelno >= logging.WARNING or record.module == "lease"
 
 
 def decided_at() -> str | None:
@@ -113,8 +127,9 @@ def run(snakemake: Any, work: Callable[[Any], dict[str, Any] | None]) -> None:
     """Run ``work(snakemake)`` with logging to the rule's log and one-line errors.
 
     The rule's log gets everything (tracebacks of a recipe's own code
-    included); the console gets the one-line story. What the job did is
-    recorded beside its log for the end-of-run account.
+    included); the console gets the one-line story (in a quiet run, only its
+    warnings, errors and waits). What the job did is recorded beside its log
+    for the end-of-run account.
     """
     try:
         store.share(snakemake.config)  # a job on another host creates files like ours
@@ -123,6 +138,8 @@ def run(snakemake: Any, work: Callable[[Any], dict[str, Any] | None]) -> None:
     log_file = str(snakemake.log[0]) if snakemake.log else None
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(logging.INFO)
+    if not verbose():
+        console.addFilter(_quiet_console)
     handlers: list[logging.Handler] = [console]
     if log_file:
         os.makedirs(os.path.dirname(log_file) or ".", exist_ok=True)

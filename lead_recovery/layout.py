@@ -51,6 +51,14 @@ def adopted_extract(recipe: str, run_date: str) -> str:
     return f"{recipe}/{run_date}/{EXTRACTS}/legacy.parquet"
 
 
+def extract_day(path: str | Path) -> str | None:
+    """The run date of an extract file: its day folder's name, whether the file is a
+    checkout's copy (``<day>/leads.parquet``) or a store's (``<day>/extracts/<id>.parquet``)."""
+    parent = Path(path).parent
+    day = parent.parent.name if parent.name == EXTRACTS else parent.name
+    return day if len(day) == 8 and day.isdigit() else None
+
+
 # -- the checkout's results_dir
 
 

@@ -80,7 +80,12 @@ def write_marker(path: str | Path, record: dict[str, Any]) -> None:
 
 @dataclass
 class Marker:
-    """What a marker file says, however it was written."""
+    """What a marker file says, however it was written.
+
+    ``path``: a local file, or a marker's path in its store (``markers/<name>``); never
+    an S3 location, which a Path would spell ``s3:/bucket/key``: the store's
+    ``location()`` shows it (``s3://bucket/key``).
+    """
 
     path: Path
     recipe: str
@@ -239,11 +244,10 @@ def list_markers(
     See :func:`read_folder`; ``cache_file`` keeps what was read from a remote
     store for the next listing.
     """
-    base = store.location(MARKERS)
     found = [
-        parse_marker(Path(f"{base}/{name}"), got)
+        parse_marker(Path(f"{MARKERS}/{name}"), got)  # in the store: see Marker.path
         if problem is None
-        else _corrupt(Path(f"{base}/{name}"), problem)
+        else _corrupt(Path(f"{MARKERS}/{name}"), problem)
         for name, (_, got, problem) in read_folder(store, recipe, cache_file).items()
         if got is not None or problem is not None
     ]

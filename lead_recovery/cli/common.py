@@ -77,8 +77,11 @@ def find_repo(given: str | None) -> Path:
 
 
 def show_path(path: str | Path) -> str:
-    """A path as the user would type it: relative to the current directory if inside it."""
+    """A path as the user would type it: relative to the current directory if inside it;
+    a URL as it is (``s3://bucket/key``: relpath would make it ``s3:/bucket/key``)."""
     text = str(path)
+    if "://" in text:
+        return text
     try:
         rel = os.path.relpath(text)
     except ValueError:

@@ -84,7 +84,7 @@ def with_figures(line: account.Line, cfg: dict[str, Any]) -> dict[str, Any]:
     analysis wrote, never Snakemake's private metadata)."""
     summary: dict[str, Any] = {}  # a failed day's summary.json is an earlier run's
     with contextlib.suppress(OSError, ValueError):
-        if line.state != "failed":
+        if not line.failed:
             path = layout.summary_path(cfg["results_dir"], line.recipe, line.day)
             summary = json.loads(Path(path).read_text())
     rows = line.rows if line.rows is not None else summary.get("rows_in")
@@ -92,7 +92,8 @@ def with_figures(line: account.Line, cfg: dict[str, Any]) -> dict[str, Any]:
         recipe=line.recipe,
         date=line.day,
         status=line.state,
-        detail=line.detail,
+        detail=line.detail
+        + ("" if line.analysis_failed is None else f"; analysis failed: {line.analysis_failed}"),
         rows=rows,
         rows_out=summary.get("rows_out"),
     )
@@ -104,16 +105,7 @@ def recorded(cfg: dict[str, Any], repo: Path, run_id: str) -> list[account.Line]
     events = history.of_run(store.open_store(cfg, base=repo), run_id)
     if not events:
         return None
-    return [
-        account.Line(
-            e.recipe,
-            e.run_date,
-            "failed" if e.decision == "suspect" else e.decision,
-            e.reason,
-            rows=e.rows,
-        )
-        for e in events
-    ]
+    return [account.from_event(e) for e in events]
 
 
 def _last_error(printed: list[str]) -> str:
@@ -185,18 +177,21 @@ class Cron:
         """Log the summary table and the result line; the result (with its exit code)."""
         code, figures = self.code, [with_figures(line, self.cfg) for line in lines]
         counts = Counter(line.state for line in lines)
-        tally = ", ".join(f"{counts[s]} {s}" for s in account.STATES if counts[s]) or "none"
+        counts["analysis failed"] = sum(line.analysis_failed is not None for line in lines)
+        shown_states = (*account.STATES, "analysis failed")
+        tally = ", ".join(f"{counts[s]} {s}" for s in shown_states if counts[s]) or "none"
         cells = [["-" if ln[k] is None else ln[k] for k in COLUMNS] for ln in figures]
         said = [
             f"summary of run {self.run_id[:8]} ({len(lines)} recipe-day(s): {tally}; "
             f"{time.time() - started:.1f}s):",
             *("  " + row for row in table(cells, [c.upper() for c in COLUMNS]).splitlines()),
         ]
-        exit_code = EXIT_FAILED if counts["failed"] or code else EXIT_OK
+        failed = sum(line.failed for line in lines)  # a failed analysis too
+        exit_code = EXIT_FAILED if failed or code else EXIT_OK
         if self.signalled:
             said.append(f"interrupted by signal {signal.Signals(self.signalled).name}")
             exit_code = 128 + self.signalled
-        elif code and not counts["failed"]:
+        elif code and not failed:
             said.append(f"snakemake exited with {code}: {_last_error(self.printed)}")
         shown = self.log.note("\n".join(said))
         result = {"run_id": self.run_id, "pid": os.getpid(), "exit": exit_code, "lines": figures}
@@ -249,6 +244,7 @@ def run_cron(repo: Path, opts: dict[str, Any]) -> int:
     run = Cron(repo, cfg, log, wait)
     os.environ.pop(jobs.CHECKOUT_WAIT_ENV, None)
     os.environ[jobs.RUN_ID_ENV] = run.run_id  # the workflow's account names this run
+    os.environ[jobs.VERBOSE_ENV] = "1"  # the day's log keeps what the jobs say too
     log.note(
         f"run {run.run_id[:8]} started: {len(names) + len(broken)} recipe(s) for "
         f"{'..'.join(dict.fromkeys([dates[0], dates[-1]]))}, warehouse {cfg['warehouse']}, "

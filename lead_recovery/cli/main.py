@@ -1,7 +1,7 @@
 """``lead-recovery``: the one command line of the workflow.
 
     lead-recovery run [--recipe R]... [--ignore-redshift-marker] [--skip-redshift]
-                      [--date YYYYMMDD] [--since YYYYMMDD] [-n] [--cores N]
+                      [--date YYYYMMDD] [--since YYYYMMDD] [-n] [-v] [--cores N]
                       [--repo DIR] [-- SNAKEMAKE-ARGS...]
     lead-recovery markers list|check|create|delete|prune ...
     lead-recovery cron [RECIPE]... [--since D] [--wait 30m] ...
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import click
 
-from lead_recovery import cluster, recipes, rundate
+from lead_recovery import cluster, jobs, recipes, rundate
 from lead_recovery import config as lr_config
 from lead_recovery.cli import cron, demo, doctor, markers, passthrough, report
 from lead_recovery.cli.common import (
@@ -56,6 +56,7 @@ Examples:
   lead-recovery run --recipe simulation_to_handoff
   lead-recovery run --recipe a --recipe b --date 20250512
   lead-recovery run --skip-redshift -n
+  lead-recovery run -v                          (everything Snakemake and the jobs print)
   lead-recovery run --profile slurm             (the jobs go to Slurm: docs/cluster.md)
   lead-recovery run -- --forcerun analyze       (anything after -- goes to snakemake)
   lead-recovery run --recipe R -- --config skip_redshift=true store=s3://b/p
@@ -68,6 +69,7 @@ Equivalent Snakemake flags (run in the workflow folder):
   --skip-redshift             --config skip_redshift=true
   --date D / --since D        --config date=D / since=D
   -n / --dry-run, --cores N   -n, --cores N
+  -v / --verbose              LEAD_RECOVERY_VERBOSE=1 snakemake ...
   --profile P                 --workflow-profile profiles/P (with a cluster executor:
                               PYTHONPATH=.venv/executors, and the cluster checked first)
 The exit status is Snakemake's.
@@ -109,6 +111,13 @@ def cli(ctx: click.Context) -> None:
     "--since", metavar="YYYYMMDD", help="Catch up: every run date from this one to --date."
 )
 @click.option("-n", "--dry-run", is_flag=True, help="Only show what would run.")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    help="Print everything: Snakemake's banner, job blocks and progress, and the jobs' "
+    "notes (default: the decisions, warnings, errors and the account).",
+)
 @click.option("--cores", metavar="N", help="Snakemake --cores (default: the profile's).")
 @click.option(
     "--profile",
@@ -120,8 +129,11 @@ def cli(ctx: click.Context) -> None:
 def run(obj: dict | None, **options: object) -> int:
     """Run the workflow through Snakemake for some recipes (default: all) and a run date."""
     extra = (obj or {}).get("extra", [])
+    verbose = bool(options.pop("verbose", False))
     repo, cmd = snakemake_command(extra=extra, **options)  # type: ignore[arg-type]
     env = dict(os.environ)
+    if verbose:  # profiles/default is quiet without it; the jobs read it too
+        env[jobs.VERBOSE_ENV] = "1"
     if options.get("profile"):
         dry_run = bool(options.get("dry_run")) or passthrough.parse(extra).dry_run
         try:
@@ -129,7 +141,10 @@ def run(obj: dict | None, **options: object) -> int:
         except Refused as err:  # the cluster cannot take jobs: nothing was submitted
             print(f"{PROG}: error: {err}", file=sys.stderr)
             return NO
-    print(f"{PROG}: running in {repo}: {shlex.join(['snakemake', *cmd[3:]])}", file=sys.stderr)
+    said = shlex.join(["snakemake", *cmd[3:]])
+    if verbose:
+        said = f"{jobs.VERBOSE_ENV}=1 {said}"
+    print(f"{PROG}: running in {repo}: {said}", file=sys.stderr)
     sys.stderr.flush()
     sys.stdout.flush()
     os.chdir(repo)

@@ -1,6 +1,7 @@
 """The seed's "How It Works": one query per recipe and day, the marker beside the cache."""
 
 import json
+import re
 
 import pyarrow.parquet as pq
 
@@ -48,6 +49,38 @@ def test_second_run_same_day_reuses_the_cache_without_querying(workflow, ran_bef
     assert second.queries == 0
     assert "marker counts" in second.output
     assert workflow.marker(RECIPE, DAY).read_text() == marker_before
+
+
+# What Snakemake itself still prints in a quiet run (profiles/default): the workflow
+# profile's name (a bare print, before the Snakefile is read) and, with --config, that
+# the config file was extended (said at `configfile:`, before the workflow can quiet it).
+SNAKEMAKE_PREAMBLE = [
+    "Using workflow specific profile profiles/default for setting default command line arguments.",
+    "Config file config/config.yaml is extended by additional config specified via the "
+    "command line.",
+]
+
+
+def test_a_cached_run_prints_its_decisions_and_the_account_not_snakemakes_banner(
+    workflow, ran_before
+):
+    ran_before(workflow, PAID)  # as if run_day(workflow) had run
+
+    quiet = workflow.run(config=PAID, env={"LEAD_RECOVERY_VERBOSE": None})  # as a user runs it
+
+    lines = [line for line in quiet.output.splitlines() if line.strip()]
+    assert lines[:2] == SNAKEMAKE_PREAMBLE and len(lines) == 6, quiet.output
+    ours = lines[2:]  # the decision, then the account
+    assert re.fullmatch(rf"{RECIPE} {DAY}: marker counts \(queried \S+\); no query", ours[0])
+    assert ours[1].startswith("lead-recovery: what this run did (run id ")
+    assert re.fullmatch(rf"{RECIPE} {DAY} cached \(queried at \S+\)", ours[2])
+    assert (
+        ours[3] == "total: 1 recipe-day: 0 queried, 1 cached, 0 skipped, 0 failed; 1 query avoided"
+    )
+    # LEAD_RECOVERY_VERBOSE=1 (`lead-recovery run -v`) brings Snakemake's banner back
+    verbose = workflow.run(config=PAID)  # the tests' runs are verbose (tests/support)
+    assert "Snakemake version: " in verbose.output and "SNAKEMAKE" in verbose.output
+    assert len(verbose.output.splitlines()) > len(lines) + 10
 
 
 def test_marker_present_but_cache_missing_queries_again(workflow, ran_before):

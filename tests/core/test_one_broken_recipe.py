@@ -104,7 +104,11 @@ def test_an_analyzer_that_raises_names_its_file_and_line(workflow):
     result = workflow.run(config={"recipes": ["raises", "manual_leads"], "date": DAY}, ok=False)
 
     account = account_of(result)
-    assert f"raises {DAY} failed: recipe 'raises': analyzer.py:5 raised ValueError: boom" in account
+    assert (
+        f"raises {DAY} skipped (no redshift.sql; recipes/raises/leads.csv); analysis failed: "
+        "recipe 'raises': analyzer.py:5 raised ValueError: boom"
+    ) in account
+    assert account.rstrip().endswith("; 1 analysis failed")
     assert f"manual_leads {DAY} skipped" in account
     log = (workflow.root / "logs/raises" / DAY / "analyze.log").read_text()
     assert "Traceback (most recent call last)" in log

@@ -39,11 +39,13 @@ def test_skip_redshift_uses_the_newest_cached_extract_on_or_before_the_run_date(
     markers_before = sorted(p.name for p in (workflow.root / "results/markers").iterdir())
 
     between = workflow.run(config={"recipe": SQL_RECIPE, "date": "20250511", "skip_redshift": True})
+    workflow.leads(SQL_RECIPE, DAY).unlink()  # no copy here: the store's extract is read
     after = workflow.run(config={"recipe": SQL_RECIPE, "date": "20250513", "skip_redshift": True})
 
     for result, day, used in ((between, "20250511", "20250510"), (after, "20250513", DAY)):
         assert result.queries == 0
         assert f"{SQL_RECIPE} {day}: skip_redshift: using the extract of {used}" in result.output
+        assert f"{SQL_RECIPE} {day} skipped (skip_redshift; extract of {used})" in result.output
         assert "marker counts" not in result.output
         assert not workflow.marker(SQL_RECIPE, day).exists()
         summary = json.loads(workflow.summary(SQL_RECIPE, day).read_text())

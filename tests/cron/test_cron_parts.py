@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from filelock import FileLock
 
 from lead_recovery import account, cronlog, history, jobs
@@ -15,19 +14,21 @@ from lead_recovery import config as lr_config
 from lead_recovery.cli import cron
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.store import FolderStore
+from tests.support.workflow import profile
 
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _profile(name: str) -> dict:
-    return yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text())
-
-
 def test_cron_profile_replaces_the_workflow_profile():
-    """`--workflow-profile profiles/cron` replaces profiles/default: it keeps its defaults."""
-    default, unattended = _profile("default"), _profile("cron")
+    """`--workflow-profile profiles/cron` replaces profiles/default: it keeps its defaults,
+    but not its quiet (the day's log keeps everything: profiles/cron says why)."""
+    default, unattended = profile("default"), profile("cron")
+    assert default["quiet"] == ["host", "progress", "rules"]
+    assert "quiet" not in profile("default", verbose=True), "LEAD_RECOVERY_VERBOSE=1"
+    assert "quiet" not in unattended
     for key, value in default.items():
-        assert unattended.get(key) == value, f"{key}: the cron run would lose the default"
+        if key != "quiet":
+            assert unattended.get(key) == value, f"{key}: the cron run would lose the default"
     assert unattended["printshellcmds"] is False
     assert "retries" not in unattended, "connections are retried in redshift.py only"
     assert "workflow-profile" not in (REPO / "profiles/cron/config.yaml").read_text().split("#")[0]

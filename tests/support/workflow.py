@@ -19,10 +19,11 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from unittest.mock import patch
 
 import yaml
 
-from lead_recovery import layout, markers
+from lead_recovery import jobs, layout, markers
 from tests.support.preloaded import Preloaded
 
 REPO = Path(__file__).resolve().parents[2]
@@ -41,14 +42,31 @@ _WILL_QUERY_RE = re.compile(
 TRIALS = max(1, int(os.environ.get("LEAD_RECOVERY_TRIALS", "1")))
 
 
+def profile(name: str, *, verbose: bool = False) -> dict:
+    """``profiles/<name>/config.yaml`` as Snakemake reads it (a YTE template if it says so),
+    in an environment without (or with) ``LEAD_RECOVERY_VERBOSE=1``."""
+    import yte
+
+    env = {**os.environ, jobs.VERBOSE_ENV: "1" if verbose else "0"}
+    with patch.dict(os.environ, env, clear=True):
+        text = (REPO / "profiles" / name / "config.yaml").read_text()
+        return yte.process_yaml(text, require_use_yte=True)
+
+
 def clean_env(**extra: str | None) -> dict[str, str]:
     """The caller's environment without this tool's or Redshift's settings, with
-    ``extra`` (a ``None`` value removes that variable)."""
+    ``extra`` (a ``None`` value removes that variable).
+
+    Runs are verbose (``LEAD_RECOVERY_VERBOSE=1``): they print Snakemake's job blocks,
+    which :attr:`RunResult.jobs` counts, and the jobs' notes. A test of the default,
+    quiet output passes ``LEAD_RECOVERY_VERBOSE=None``.
+    """
     env = {
         k: v
         for k, v in os.environ.items()
         if not k.startswith(("LEAD_RECOVERY_", "REDSHIFT_", "SNAKEMAKE_"))
     }
+    env[jobs.VERBOSE_ENV] = "1"
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '/usr/bin:/bin')}"
     for key, value in extra.items():
         if value is None:

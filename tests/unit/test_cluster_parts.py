@@ -17,6 +17,7 @@ from lead_recovery import config as lr_config
 from lead_recovery import recipes as lr_recipes
 from lead_recovery.cli import main as cli_main
 from lead_recovery.errors import LeadRecoveryError
+from tests.support.workflow import profile
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -131,16 +132,13 @@ def test_the_slurm_plugins_are_installed_apart_from_the_venv():
         assert f'"{name}=={version}"' in extra
 
 
-def _profile(name: str) -> dict:
-    return yaml.safe_load((REPO / "profiles" / name / "config.yaml").read_text())
-
-
 def test_the_slurm_profile_keeps_the_defaults_and_asks_squeue():
     """It replaces profiles/default for its run (a workflow profile): every default but
-    `cores` (local cores are `local-cores` there) must be in it."""
-    default, slurm = _profile("default"), _profile("slurm")
+    `cores` (local cores are `local-cores` there) and `quiet` (a cluster run shows its
+    jobs' submissions) must be in it."""
+    default, slurm = profile("default"), profile("slurm")
     for key, value in default.items():
-        if key != "cores":
+        if key not in ("cores", "quiet"):
             assert slurm.get(key) == value, f"{key}: the cluster run would lose the default"
     assert slurm["executor"] == "slurm" and slurm["slurm-status-command"] == "squeue"
     assert "retries" not in slurm

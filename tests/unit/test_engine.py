@@ -14,6 +14,8 @@ SNAKEFILE = textwrap.dedent(
     import json
     from lead_recovery import engine
 
+    engine.hide_status_lines(workflow)
+
     rule all:
         input:
             "b.txt",
@@ -74,7 +76,8 @@ def test_every_internal_the_workflow_uses_does_what_it_relies_on(tmp_path):
     def jobs() -> list:
         return json.loads((tmp_path / "jobs.json").read_text())
 
-    copy.run("-c1", "--configfile", "config.yaml")
+    ran = copy.run("-c1", "--configfile", "config.yaml")
+    assert "Select jobs to execute..." in ran.output  # not quiet: every status line
     assert seen()["only_all"] and seen()["main"] and seen()["real"] and seen()["locks"]
     assert seen()["executor"] == "local" and seen()["configfiles"][-1].endswith("config.yaml")
     assert [j[0] for j in jobs()] == ["a", "all", "b"]  # onstart: the jobs the run runs
@@ -87,7 +90,9 @@ def test_every_internal_the_workflow_uses_does_what_it_relies_on(tmp_path):
 
     (tmp_path / ".snakemake" / "locks").mkdir(parents=True, exist_ok=True)
     (tmp_path / ".snakemake" / "locks" / "0.input.lock").write_text("a killed run's")
-    forced = copy.run("-c1", "--config", "force_a=true")  # forced by the workflow alone
+    forced = copy.run("-c1", "--config", "force_a=true", "--quiet", "rules")  # by the workflow
     assert "cleared a stale lock" in forced.output and "LockException" not in forced.output
+    for status in ("Building DAG of jobs...", "Select jobs to execute...", "Execute 1 jobs..."):
+        assert status not in forced.output  # quiet about rules: no status line either
     assert (tmp_path / "a.txt").read_text() != first  # engine.force made Snakemake rerun it
     assert not list((tmp_path / ".snakemake" / "locks").glob("*.lock"))

@@ -14,6 +14,10 @@ from lead_recovery import recipes as lr_recipes
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.invocation import Invocation, claim_results, stop
 
+# A quiet run (profiles/default) shows its decisions, not Snakemake's status lines.
+if engine.is_main(workflow):
+    engine.hide_status_lines(workflow)
+
 try:
     INV = Invocation.build(
         config,
@@ -36,7 +40,11 @@ wildcard_constraints:
 # leads.csv (few: their names are its constraint, and `ruleorder` prefers it),
 # redshift_extract for any other name (a constraint listing every recipe is a
 # regular expression Snakemake scans each time it fills in a path).
-CSV_RECIPES = [n for n in lr_recipes.discover(RECIPES_DIR) if not lr_recipes.has_sql(RECIPES_DIR, n)]
+CSV_RECIPES = [
+    n
+    for n in lr_recipes.discover(RECIPES_DIR)
+    if not lr_recipes.has_sql(RECIPES_DIR, n)
+]
 _alternatives = lr_recipes.names_pattern
 
 
@@ -52,7 +60,9 @@ def extract_inputs(wildcards):
     tracks, and its time never counts. An unknown name misses its redshift.sql.
     """
     name = wildcards.recipe
-    if name not in INV.selected or (not INV.uses_redshift(name) and not INV.skip_redshift):
+    if name not in INV.selected or (
+        not INV.uses_redshift(name) and not INV.skip_redshift
+    ):
         return {"sql": f"{RECIPES_DIR}/{name}/{lr_recipes.SQL_FILE}"}
     if INV.uses_redshift(name):
         INV.decide_for_job(workflow, name, wildcards.date)
@@ -142,7 +152,9 @@ REPORT_PAGES = [
 def report_history_files(wildcards):
     """The run history's files of the report's period (on a folder store): the figures
     are redrawn when a run was recorded."""
-    paths = [INV.store.local_path(p) for p in history.files(INV.store, INV.report_since)]
+    paths = [
+        INV.store.local_path(p) for p in history.files(INV.store, INV.report_since)
+    ]
     return [str(p) for p in paths if p is not None]
 
 

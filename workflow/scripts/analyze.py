@@ -3,7 +3,7 @@
 import logging
 from pathlib import Path
 
-from lead_recovery import analysis, jobs, markers, recipes
+from lead_recovery import analysis, jobs, layout, markers, recipes
 
 
 def main(snakemake):
@@ -27,8 +27,8 @@ def main(snakemake):
         summary["queried_at"] = marker.record.get("queried_at")
         summary["marker"] = str(snakemake.input.marker)
     elif source == "skipped_redshift":
-        cached = Path(snakemake.input.leads)
-        summary["cache_date"] = cached.parent.name if cached.suffix == ".parquet" else None
+        cached = Path(snakemake.input.leads)  # a copy, or the store's extract itself
+        summary["cache_date"] = layout.extract_day(cached) if cached.suffix == ".parquet" else None
     analysis.write_outputs(result, summary, snakemake.output.analysis, snakemake.output.summary)
     logging.getLogger("lead_recovery").info(
         "recipe %s %s: %d leads in, %d rows out (%s)",
