@@ -198,20 +198,19 @@ def test_a_crafted_index_is_never_used_the_store_is_listed_and_it_is_rebuilt(
             assert rebuilt is not None and list(rebuilt.entries) == [name], case
 
 
-def test_a_gzip_bomb_costs_tens_of_megabytes_and_a_moment_not_gigabytes(on_s3: OnS3, st):
+def test_a_gzip_bomb_stops_inflating_at_tens_of_megabytes_not_gigabytes(on_s3: OnS3, st):
     _plant(on_s3, _bomb())
     tracemalloc.start()
     try:
-        started = time.monotonic()
         with pytest.raises(markerindex.Unreadable, match="inflates to more than"):
             markerindex.read(st, FOLDER)
-        took = time.monotonic() - started
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
     # what is inflated stops at 32 MiB (the download and its copies come on top); the
-    # whole stream would be 4 GiB
-    assert took < 10 and peak < 2 * markerindex.MAX_INFLATED
+    # whole stream would be 4 GiB. No time limit: tracemalloc makes every allocation
+    # slow, and a busy machine slower (the bound on memory is the bound on work)
+    assert peak < 2 * markerindex.MAX_INFLATED
 
 
 def test_an_index_of_many_small_values_is_refused_before_it_is_parsed(on_s3: OnS3, st):
