@@ -13,7 +13,7 @@ Aliases: the ``markers`` console script, ``python -m lead_recovery.cli.markers``
 ``markers --action list`` / ``markers --recipe R --action check|create|delete``.
 
 Each command is a few lines over the package: the store and its days
-(store.py, day.py), the decision (plan.py), the marker record (markers.py).
+(store/, day.py), the decision (plan.py), the marker record (markers.py).
 So the helper looks where the workflow writes and agrees with what the next
 ``snakemake`` run will do.
 
