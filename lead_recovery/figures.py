@@ -280,7 +280,11 @@ def overview_svg(
 
 
 def duration_text(seconds: float) -> str:
-    """Warehouse time as a person reads it: 0.23 s, 12.3 s, 4 min 05 s, 2 h 05 min."""
+    """Warehouse time as a person reads it: 0.23 s, 12.3 s, 4 min 05 s, 2 h 05 min.
+    Rounded to the millisecond first, as ``report --json`` gives it: a sum of float
+    seconds (1.80500001) would otherwise read 1.81 s on the page and 1.80 s from the
+    JSON's 1.805."""
+    seconds = round(seconds, 3)
     if seconds < 10:
         return f"{seconds:.2f} s"
     if seconds < 60:

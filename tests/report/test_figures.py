@@ -143,3 +143,9 @@ def test_the_overview_says_what_the_markers_saved_in_figures_and_per_day():
 )
 def test_warehouse_time_reads_as_a_person_says_it(seconds, shown):
     assert figures.duration_text(seconds) == shown
+
+
+def test_the_page_shows_the_time_the_json_gives_rounded_once():
+    """A sum of float seconds just above a half (1.80500001) and the JSON's 1.805 read alike."""
+    summed = 0.6 + 0.6 + 0.60500001
+    assert figures.duration_text(summed) == figures.duration_text(round(summed, 3)) == "1.80 s"
