@@ -122,7 +122,7 @@ class Day:
         got = self.store.get(self.marker_path)
         if got is None:
             return None
-        marker = markers.parse_marker(Path(self.store.location(self.marker_path)), got.data)
+        marker = markers.parse_marker(Path(self.marker_path), got.data)
         extract = self.extract_of(marker, listed)
         return Pair(marker, got.data, got.etag, extract, self._exists(extract, listed))
 
@@ -161,7 +161,7 @@ class Day:
         except OSError as err:  # committed under the lease: its next holder writes it out
             raise LeadRecoveryError(self._unwritten(err, committed=True)) from None
         lease.published()
-        marker = markers.parse_marker(Path(self.store.location(self.marker_path)), text)
+        marker = markers.parse_marker(Path(self.marker_path), text)
         return Pair(marker, text, "", path, True)
 
     def _discard(self, path: str) -> None:
@@ -194,7 +194,7 @@ class Day:
         lease.commit(text)
         self.point(text, lease.generation)
         lease.published()
-        marker = markers.parse_marker(Path(self.store.location(self.marker_path)), text)
+        marker = markers.parse_marker(Path(self.marker_path), text)
         return Pair(marker, text, "", pair.extract, True)
 
     def roll_forward(self, lease: Lease) -> bool:
