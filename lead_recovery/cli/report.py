@@ -4,6 +4,7 @@ with ``--html [FILE]``, also the Snakemake report page, which opens on the same 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -154,9 +155,15 @@ def _results(config: dict[str, Any], repo: Path) -> Path:
 
 
 def _step(cmd: list[str], repo: Path, what: str) -> None:
-    """Run one Snakemake step quietly; on failure, the cause it printed as the error."""
+    """Run one Snakemake step quietly; on failure, the cause it printed as the error.
+    The environment gets what cron's lacks (PATH, HOME, LANG), as cron's runs do:
+    Snakemake's report reads ``PATH`` and stopped on ``KeyError: 'PATH'`` under ``env -i``."""
+    from lead_recovery.cli.cron import prepare_environment
+
+    env = dict(os.environ)
+    prepare_environment(repo, env)
     done = subprocess.run(
-        cmd, cwd=repo, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
     if done.returncode != 0:
         raise SnakemakeFailed(f"{what} failed (exit {done.returncode}): {_cause(done.stdout)}")
