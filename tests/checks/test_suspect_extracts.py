@@ -41,7 +41,9 @@ def test_a_late_upstream_goes_from_suspect_to_marked(workflow):
     kept = workflow.leads("late", "20250512").with_name("suspect.parquet")
     assert kept.is_file()  # kept for inspection
 
-    accepted = workflow.run(config={**config, "date": "20250513", "accept_suspect": True})
+    accepted = workflow.run(  # the marker is what this asks about: no analysis
+        "--until", "redshift_extract", config={**config, "date": "20250513", "accept_suspect": True}
+    )
     assert accepted.queries == 1
     marker = json.loads(workflow.marker("late", "20250513").read_text())
     assert marker["rows"] == 2 and marker["suspect"] == ["2 rows where at least 5 were expected"]
@@ -83,7 +85,8 @@ def test_markers_create_force_accepts_a_suspect_extract(workflow):
     assert created.returncode == 0, created.stderr
     assert "accepted the suspect extract" in created.stdout
     assert json.loads(workflow.marker("late", "20250512").read_text())["rows"] == 2
-    assert workflow.run(config={"recipe": "late", "date": "20250512"}).queries == 0
+    # the next run would not query: the day is marked
+    assert workflow.run("-n", config={"recipe": "late", "date": "20250512"}).queries == 0
 
 
 def test_a_forced_requery_that_comes_back_suspect_keeps_the_marked_day(workflow):
