@@ -13,6 +13,9 @@ import duckdb
 from tests.support.workflow import DEMO_DB, clean_env
 
 SQL = "SELECT lead_id, phone FROM late_leads WHERE loaded_on <= :run_date::date"
+# The markers, the extracts and what the runs print are what these tests read: runs that
+# succeed stop at the extract (a failing one fails there: its expect: checks).
+UNTIL = ("--until", "redshift_extract")
 META = {"output_columns": ["lead_id"], "expect": {"min_rows": 5, "not_null": ["phone"]}}
 
 
@@ -41,17 +44,17 @@ def test_a_late_upstream_goes_from_suspect_to_marked(workflow):
     kept = workflow.leads("late", "20250512").with_name("suspect.parquet")
     assert kept.is_file()  # kept for inspection
 
-    accepted = workflow.run(config={**config, "date": "20250513", "accept_suspect": True})
+    accepted = workflow.run(*UNTIL, config={**config, "date": "20250513", "accept_suspect": True})
     assert accepted.queries == 1
     marker = json.loads(workflow.marker("late", "20250513").read_text())
     assert marker["rows"] == 2 and marker["suspect"] == ["2 rows where at least 5 were expected"]
 
     load(workflow, 2, 10)  # the load finished
-    later = workflow.run(config=config)
+    later = workflow.run(*UNTIL, config=config)
 
     assert later.queries == 1
     assert json.loads(workflow.marker("late", "20250512").read_text())["rows"] == 12
-    assert workflow.run(config=config).queries == 0  # marked: the day is paid for
+    assert workflow.run(*UNTIL, config=config).queries == 0  # marked: the day is paid for
 
     shown = subprocess.run(
         [sys.executable, "-m", "lead_recovery.cli.main", "report", "--json"],
@@ -83,14 +86,15 @@ def test_markers_create_force_accepts_a_suspect_extract(workflow):
     assert created.returncode == 0, created.stderr
     assert "accepted the suspect extract" in created.stdout
     assert json.loads(workflow.marker("late", "20250512").read_text())["rows"] == 2
-    assert workflow.run(config={"recipe": "late", "date": "20250512"}).queries == 0
+    # the next run would not query: the day is marked
+    assert workflow.run("-n", config={"recipe": "late", "date": "20250512"}).queries == 0
 
 
 def test_a_forced_requery_that_comes_back_suspect_keeps_the_marked_day(workflow):
     workflow.add_recipe("late", sql=SQL, meta=META)
     load(workflow, 0, 12)
     config = {"recipe": "late", "date": "20250512"}
-    workflow.run(config=config)
+    workflow.run(*UNTIL, config=config)
     marker, leads = workflow.marker("late", "20250512"), workflow.leads("late", "20250512")
     before = (marker.read_bytes(), leads.read_bytes())
     with duckdb.connect(str(workflow.root / DEMO_DB)) as db:
@@ -100,4 +104,4 @@ def test_a_forced_requery_that_comes_back_suspect_keeps_the_marked_day(workflow)
 
     assert "suspect: 2 rows where at least 5 were expected" in forced.output
     assert (marker.read_bytes(), leads.read_bytes()) == before  # the paid-for day survives
-    assert workflow.run(config=config).queries == 0
+    assert workflow.run(*UNTIL, config=config).queries == 0

@@ -13,6 +13,7 @@ from tests.support.workflow import DEMO_DB
 SQL = "SELECT lead_id FROM sourced WHERE loaded_on <= :run_date::date"
 WATERMARK = "SELECT max(loaded_at) FROM sourced"
 DAY = "20250512"
+UNTIL = ("--until", "redshift_extract")  # the marker, the extract, the account: no analysis
 
 
 def load(workflow, lead_id: int, loaded_at: str) -> None:
@@ -35,14 +36,14 @@ def test_an_unchanged_source_keeps_the_marker_counting_and_a_changed_one_queries
     load(workflow, 1, "2025-05-12 05:00:00")
     config = {"recipe": "sourced", "date": DAY, "marker_ttl": "1h"}
 
-    first = workflow.run(config=config, env=at("06:00"))
+    first = workflow.run(*UNTIL, config=config, env=at("06:00"))
     marker = json.loads(workflow.marker("sourced", DAY).read_text())
     assert first.queries == 1 and marker["watermark"] == "2025-05-12 05:00:00"
 
-    preview = workflow.run("-n", config=config, env=at("08:00"))
+    preview = workflow.run("-n", *UNTIL, config=config, env=at("08:00"))
     assert "will check the source watermark and query only if it changed" in preview.output
 
-    unchanged = workflow.run(config=config, env=at("08:00"))
+    unchanged = workflow.run(*UNTIL, config=config, env=at("08:00"))
     after = json.loads(workflow.marker("sourced", DAY).read_text())
     assert after["run_id"] == marker["run_id"]  # the recipe's query did not run
     assert after["queried_at"] == marker["queried_at"]
@@ -51,14 +52,14 @@ def test_an_unchanged_source_keeps_the_marker_counting_and_a_changed_one_queries
     assert "sourced 20250512 cached (" in unchanged.output
     assert "source unchanged (watermark checked)" in unchanged.output
     # the TTL now counts from the check: no watermark query within the hour
-    assert workflow.run(config=config, env=at("08:30")).queries == 0
+    assert workflow.run(*UNTIL, config=config, env=at("08:30")).queries == 0
 
     paid = (
         workflow.marker("sourced", DAY).read_bytes(),
         workflow.leads("sourced", DAY).read_bytes(),
     )
     (folder / "watermark.sql").write_text("SELECT no_such_column FROM sourced")
-    workflow.run(config=config, env=at("09:40"), ok=False)  # the watermark query fails
+    workflow.run(*UNTIL, config=config, env=at("09:40"), ok=False)  # the watermark query fails
     assert (
         workflow.marker("sourced", DAY).read_bytes(),
         workflow.leads("sourced", DAY).read_bytes(),
@@ -66,7 +67,7 @@ def test_an_unchanged_source_keeps_the_marker_counting_and_a_changed_one_queries
     (folder / "watermark.sql").write_text(WATERMARK)
 
     load(workflow, 2, "2025-05-12 09:00:00")
-    changed = workflow.run(config=config, env=at("09:45"))
+    changed = workflow.run(*UNTIL, config=config, env=at("09:45"))
     final = json.loads(workflow.marker("sourced", DAY).read_text())
     assert final["run_id"] != marker["run_id"] and final["rows"] == 2
     assert final["watermark"] == "2025-05-12 09:00:00"

@@ -150,37 +150,9 @@ CLOCK_CASES = {
 # Every case is checked to the second as a pure decision (test_decide_clock.py). A TTL
 # and a refresh time also run end to end at their boundaries, explained by the workflow
 # and counted at the warehouse: tests/redshift/test_freshness_at_server.py.
-
-
-def test_meta_yml_overrides_the_global_ttl_and_refresh_times(workflow):
-    configure(workflow, marker_ttl="6h", refresh_after=["12:00"])
-    workflow.add_recipe(
-        "half_hourly", sql=DAY_SQL, meta={"output_columns": ["lead_id"], "marker_ttl": "30m"}
-    )
-    workflow.add_recipe(
-        "mornings", sql=DAY_SQL, meta={"output_columns": ["lead_id"], "refresh_after": ["09:00"]}
-    )
-    everyone = {"recipes": [RECIPE, "half_hourly", "mornings"]}
-
-    first = run(workflow, "2025-05-12T08:00:00+00:00", config=everyone)
-    nine = run(workflow, "2025-05-12T09:00:01+00:00", config=everyone)
-    noon = run(workflow, "2025-05-12T12:00:01+00:00", "-n", config=everyone)  # decisions only
-
-    assert first.queries == 3
-    assert extracted(nine) == {("half_hourly", DAY), ("mornings", DAY)}
-    assert explanation(nine, "half_hourly", DAY) == (
-        "will query: expired at 2025-05-12T08:30:00+00:00 (marker_ttl 30m)"
-    )
-    assert explanation(nine, "mornings", DAY) == (
-        "will query: written before the 2025-05-12T09:00:00+00:00 refresh (refresh_after)"
-    )
-    assert_decision(nine, RECIPE, DAY, None)  # global: 6h TTL, 12:00 refresh
-    # 12:00 is a global refresh time; "mornings" replaced the list with its own 09:00
-    assert extracted(noon) == {(RECIPE, DAY), ("half_hourly", DAY)}
-    assert_decision(noon, "mornings", DAY, None)
-    assert explanation(noon, RECIPE, DAY) == (
-        "will query: written before the 2025-05-12T12:00:00+00:00 refresh (refresh_after)"
-    )
+# A meta.yml's TTL and refresh times against the global ones: decided in
+# tests/unit/test_freshness_decisions.py, explained by a dry run in
+# test_dry_run_explains_every_decision_and_changes_nothing below.
 
 
 # --- ignoring every marker ---------------------------------------------------
@@ -189,6 +161,8 @@ def test_meta_yml_overrides_the_global_ttl_and_refresh_times(workflow):
 # The environment variable's forcing of every recipe, counted at the warehouse:
 # tests/redshift/test_freshness_at_server.py.
 def test_ignore_all_markers_forces_every_recipe_and_date_whatever_the_command_line(workflow):
+    """ignore_all_markers in a config file (here an extra --configfile) forces every recipe
+    and date, and --config cannot switch it off."""
     workflow.add_recipe("second", sql=DAY_SQL, meta={"output_columns": ["lead_id"]})
     dates = ("20250511", DAY)
     pairs = {(r, d) for r in (RECIPE, "second") for d in dates}
@@ -197,17 +171,25 @@ def test_ignore_all_markers_forces_every_recipe_and_date_whatever_the_command_li
     # only the markers matter here: no analysis
     assert run(workflow, now, "--until", "redshift_extract", config=days).queries == len(pairs)
     run_ids = {pair: marker(workflow, *pair)["run_id"] for pair in pairs}
+    ops = workflow.root / "config" / "ops.yaml"
+    ops.write_text("ignore_all_markers: true\n")
 
-    configure(workflow, ignore_all_markers=True)
-    forced = run(workflow, now, config={**days, "ignore_redshift_marker": False})
+    forced = run(
+        workflow,
+        now,
+        *("--configfile", "config/config.yaml", str(ops)),
+        *("--until", "redshift_extract"),
+        config={**days, "ignore_all_markers": False, "ignore_redshift_marker": False},
+    )
 
     assert extracted(forced) == pairs
+    assert forced.queries == len(pairs)
     for recipe, day in pairs:
         assert explanation(forced, recipe, day) == "will query: forced by ignore_all_markers=true"
         assert marker(workflow, recipe, day)["run_id"] != run_ids[recipe, day]
     assert forced.output.count("reason: Forced execution") == len(pairs)
-    configure(workflow, ignore_all_markers=False)
-    assert run(workflow, now, config=days).queries == 0  # and once unset, they count again
+    # without that file, the markers count again
+    assert run(workflow, now, "-n", config=days).queries == 0
 
 
 # --- the SQL text ---------------------------------------------------------------
@@ -219,22 +201,19 @@ def test_ignore_all_markers_forces_every_recipe_and_date_whatever_the_command_li
 
 
 def test_day_starting_at_six_puts_a_three_oclock_run_on_yesterdays_date(workflow):
-    # A refresh time before the day start belongs to the end of the business day:
-    # for run date 20250512, 02:00 is 2025-05-13 02:00.
-    config = {"recipe": RECIPE, "day_starts_at": "06:00", "refresh_after": ["02:00"]}
+    # Which date each hour belongs to, and a refresh time before the day start ending
+    # the business day it belongs to (02:00 of run date 20250512 is 2025-05-13 02:00),
+    # to the second, as pure decisions: tests/unit/test_freshness_decisions.py.
+    config = {"recipe": RECIPE, "day_starts_at": "06:00"}
 
-    before_refresh = run(workflow, "2025-05-13T01:59:59+00:00", config=config)
     three = run(workflow, "2025-05-13T03:00:00+00:00", config=config)
-    still_yesterday = run(workflow, "2025-05-13T05:59:59+00:00", config=config)
-    new_day = run(workflow, "2025-05-13T06:00:00+00:00", config=config)
-
-    assert_decision(before_refresh, RECIPE, DAY, "no marker for this date")
-    assert_decision(
-        three,
-        RECIPE,
-        DAY,
-        "written before the 2025-05-13T02:00:00+00:00 refresh (refresh_after)",
+    still_yesterday = run(workflow, "2025-05-13T05:59:59+00:00", "-n", config=config)
+    # only the markers matter from here: no analysis
+    new_day = run(
+        workflow, "2025-05-13T06:00:00+00:00", "--until", "redshift_extract", config=config
     )
+
+    assert_decision(three, RECIPE, DAY, "no marker for this date")
     recorded = marker(workflow)
     summary = json.loads(workflow.summary(RECIPE, DAY).read_text())
     assert recorded["run_date"] == summary["run_date"] == DAY
@@ -244,7 +223,7 @@ def test_day_starting_at_six_puts_a_three_oclock_run_on_yesterdays_date(workflow
     assert not still_yesterday.jobs
     assert_decision(new_day, RECIPE, "20250513", "no marker for this date")
     assert marker(workflow, day="20250513")["decided_at"] == "2025-05-13T06:00:00+00:00"
-    assert marker(workflow)["decided_at"] == "2025-05-13T03:00:00+00:00"  # yesterday's kept
+    assert marker(workflow) == recorded  # yesterday's kept
 
 
 # --- the explanation, and the one mechanism behind it -------------------------
@@ -265,7 +244,8 @@ def markers_list(workflow, now: str) -> list[dict]:
 
 
 def test_dry_run_explains_every_decision_and_changes_nothing(workflow):
-    configure(workflow, timezone="UTC")
+    # global: a 6h TTL and a 12:00 refresh; two recipes' meta.yml override one rule each
+    configure(workflow, timezone="UTC", marker_ttl="6h", refresh_after=["12:00"])
     cases = {
         RECIPE: None,
         "ttl_recipe": "expired at 2025-05-12T09:00:00+00:00 (marker_ttl 1h)",
@@ -293,6 +273,7 @@ def test_dry_run_explains_every_decision_and_changes_nothing(workflow):
 
     dry = run(workflow, now, "-n")
     forced = run(workflow, now, "-n", config={"ignore_redshift_marker": True})
+    noon = run(workflow, "2025-05-12T12:00:01+00:00", "-n")
     listed = {entry["recipe"]: entry for entry in markers_list(workflow, now)}
 
     assert workflow.snapshot() == before
@@ -327,6 +308,11 @@ def test_dry_run_explains_every_decision_and_changes_nothing(workflow):
                 "will query: forced by ignore_redshift_marker=true"
             )
     assert forced.queries == 6
+    # the global 12:00 refresh; refresh_recipe's meta.yml replaced the list with its 09:30
+    assert explanation(noon, RECIPE, DAY) == (
+        "will query: written before the 2025-05-12T12:00:00+00:00 refresh (refresh_after)"
+    )
+    assert explanation(noon, "refresh_recipe", DAY) == f"will query: {cases['refresh_recipe']}"
 
 
 def test_snakemake_is_the_pinned_version_whose_forcing_internals_we_use():
