@@ -207,10 +207,13 @@ def test_a_run_killed_mid_query_leaves_an_s3_lease_the_next_run_takes_over(on_s3
     on_s3.wf.add_recipe("slow_count", sql=SLOW_SQL)
     config = {"recipe": "slow_count", "date": DAY, "lease_ttl": "3s"}
     st = S3Store(on_s3.url)
-    killed = on_s3.wf.start(config=config, env=on_s3.server.env)
+    # both runs stop at the extract: no assertion reads an analysis
+    until = ("--until", "redshift_extract")
+    killed = on_s3.wf.start(*until, config=config, env=on_s3.server.env)
     deadline = time.monotonic() + 120
     while not lease.is_live(st, "slow_count", DAY):  # the extract job holds the lease
-        assert killed.poll() is None and time.monotonic() < deadline, "never took the lease"
+        assert killed.poll() is None, "the run ended before this test saw its lease"
+        assert time.monotonic() < deadline, "never took the lease"
         time.sleep(0.05)
     holder, _ = lease.current(st, "slow_count", DAY)
     os.killpg(killed.pid, signal.SIGKILL)
@@ -222,7 +225,7 @@ def test_a_run_killed_mid_query_leaves_an_s3_lease_the_next_run_takes_over(on_s3
     assert on_s3.objects("slow_count/") == []  # no extract, whole or partial
     since = len(on_s3.requests())
 
-    after = on_s3.run(config=config)  # no --unlock: the killed run's lock is cleared
+    after = on_s3.run(*until, config=config)  # no --unlock: the killed run's lock is cleared
 
     assert after.queries == 1 and on_s3.uploads(since) == [on_s3.extract_key("slow_count")]
     assert "removed the Snakemake lock a killed run left in this checkout" in after.output
