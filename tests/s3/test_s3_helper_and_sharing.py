@@ -4,27 +4,54 @@ S3 store. moto's server stands in for AWS; nothing else is mocked.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 
 import pytest
+from click.testing import CliRunner
 
 from lead_recovery import store as lr_store
+from lead_recovery.cli import markers as markers_cli
 from lead_recovery.errors import LeadRecoveryError
 from lead_recovery.store import S3Store
 from tests.s3.conftest import DAY, SQL, OnS3, account
 from tests.support.workflow import TRIALS, clean_env
 
 
+@dataclass
+class Helped:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def helper(on_s3: OnS3, *args: str, env: dict | None = None) -> Helped:
+    """``lead-recovery markers ARGS`` in this checkout, in this process (as
+    tests/support/doctor.py runs ``doctor``): its entry point, exit code and output, with
+    click's isolation for the environment and streams. No Snakemake is involved, so
+    nothing needs a process of its own (tests/s3/conftest.py's ``markers`` starts one)."""
+    cleared = {k: None for k in os.environ if k.startswith(("LEAD_RECOVERY_", "REDSHIFT_"))}
+    with CliRunner().isolation(env={**cleared, **on_s3.server.env, **(env or {})}) as streams:
+        code = markers_cli.main(["--repo", str(on_s3.root), *args])
+        sys.stdout.flush()
+        sys.stderr.flush()
+    out, err, _ = streams
+    return Helped(code, out.getvalue().decode(), err.getvalue().decode())
+
+
 def test_markers_helper_lists_checks_creates_deletes_and_prunes_on_s3(on_s3):
-    assert on_s3.run(config={"date": DAY}).queries == 1
+    assert on_s3.run("--until", "redshift_extract", config={"date": DAY}).queries == 1
     env = {"LEAD_RECOVERY_NOW": "2026-11-27T12:00:00+00:00", "TZ": "UTC"}
 
-    rows = on_s3.markers_json()
+    listed = helper(on_s3, "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
     assert [(r["recipe"], r["run_date"], r["counts"]) for r in rows] == [(SQL, DAY, True)]
     row = rows[0]
     assert row["path"] == f"{on_s3.url}/markers/redshift_queried_{SQL}_{DAY}.marker"
@@ -35,29 +62,29 @@ def test_markers_helper_lists_checks_creates_deletes_and_prunes_on_s3(on_s3):
         *("cache_present", "counts", "reason", "problem", "created_by", "user@host", "path"),
         *("cache_path", "lease"),
     }
-    table = on_s3.markers("list", env=env)
+    table = helper(on_s3, "list", env=env)
     assert table.returncode == 0 and f"# markers in {on_s3.url}/markers;" in table.stdout
 
-    check = on_s3.markers("check", SQL, "--date", DAY, "--strict", env=env)
+    check = helper(on_s3, "check", SQL, "--date", DAY, "--strict", env=env)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "marker counts; the next run does not query" in check.stdout
 
-    refused = on_s3.markers("create", SQL, "--date", "20261001", env=env)
+    refused = helper(on_s3, "create", SQL, "--date", "20261001", env=env)
     assert refused.returncode == 1 and "no cached extract" in refused.stdout + refused.stderr
     then = {**env, "LEAD_RECOVERY_NOW": "2026-10-01T12:00:00+00:00"}  # marked back then
-    assert on_s3.markers("create", SQL, "--date", "20261001", "--force", env=then).returncode == 0
-    existing = on_s3.markers("create", SQL, "--date", DAY, env=env)
+    assert helper(on_s3, "create", SQL, "--date", "20261001", "--force", env=then).returncode == 0
+    existing = helper(on_s3, "create", SQL, "--date", DAY, env=env)
     assert "marker already exists" in existing.stdout
 
-    pruned = on_s3.markers("prune", "--older-than", "30d", env=env)
+    pruned = helper(on_s3, "prune", "--older-than", "30d", env=env)
     assert pruned.returncode == 0, pruned.stderr
     assert f"deleted {on_s3.url}/markers/redshift_queried_{SQL}_20261001.marker" in pruned.stdout
     assert on_s3.get(on_s3.marker_key(day="20261001")) is None
     assert on_s3.get(on_s3.marker_key()) is not None  # today's is never pruned
 
-    deleted = on_s3.markers("delete", SQL, "--date", DAY, env=env)
+    deleted = helper(on_s3, "delete", SQL, "--date", DAY, env=env)
     assert deleted.returncode == 0 and on_s3.get(on_s3.marker_key()) is None
-    after = on_s3.markers("check", SQL, "--date", DAY, env=env)
+    after = helper(on_s3, "check", SQL, "--date", DAY, env=env)
     assert after.returncode == 1 and "no marker" in after.stdout
     assert on_s3.run("-n", config={"date": DAY}).queries == 1  # the next run queries
 
@@ -180,10 +207,13 @@ def test_a_run_killed_mid_query_leaves_an_s3_lease_the_next_run_takes_over(on_s3
     on_s3.wf.add_recipe("slow_count", sql=SLOW_SQL)
     config = {"recipe": "slow_count", "date": DAY, "lease_ttl": "3s"}
     st = S3Store(on_s3.url)
-    killed = on_s3.wf.start(config=config, env=on_s3.server.env)
+    # both runs stop at the extract: no assertion reads an analysis
+    until = ("--until", "redshift_extract")
+    killed = on_s3.wf.start(*until, config=config, env=on_s3.server.env)
     deadline = time.monotonic() + 120
     while not lease.is_live(st, "slow_count", DAY):  # the extract job holds the lease
-        assert killed.poll() is None and time.monotonic() < deadline, "never took the lease"
+        assert killed.poll() is None, "the run ended before this test saw its lease"
+        assert time.monotonic() < deadline, "never took the lease"
         time.sleep(0.05)
     holder, _ = lease.current(st, "slow_count", DAY)
     os.killpg(killed.pid, signal.SIGKILL)
@@ -195,7 +225,7 @@ def test_a_run_killed_mid_query_leaves_an_s3_lease_the_next_run_takes_over(on_s3
     assert on_s3.objects("slow_count/") == []  # no extract, whole or partial
     since = len(on_s3.requests())
 
-    after = on_s3.run(config=config)  # no --unlock: the killed run's lock is cleared
+    after = on_s3.run(*until, config=config)  # no --unlock: the killed run's lock is cleared
 
     assert after.queries == 1 and on_s3.uploads(since) == [on_s3.extract_key("slow_count")]
     assert "removed the Snakemake lock a killed run left in this checkout" in after.output

@@ -50,7 +50,8 @@ def _etag(on_s3, key: str) -> str:
 def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3, monkeypatch):
     monkeypatch.setattr(os, "environ", {**os.environ, **on_s3.server.env})
     markerindex.rebuild(S3Store(on_s3.url), layout.MARKERS, "", None)  # as `list` does
-    first = on_s3.run(config={"date": DAY})
+    day = {"date": DAY, "recipe": SQL}  # the other recipe (a CSV) never meets the store
+    first = on_s3.run(config=day)
     assert first.queries == 1
     # the end of the run noted the new marker in the index (what `markers list` reads)
     noted = _indexed(on_s3)
@@ -75,40 +76,45 @@ def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3,
     assert not (on_s3.root / ".snakemake/storage").exists()
     assert on_s3.not_ours() == []
 
-    second = on_s3.run(config={"date": DAY})
+    second = on_s3.run(config=day)
     assert second.queries == 0
     assert said(second).startswith("marker counts (queried ")
     assert "Nothing to be done" in second.output
-    assert account(second.output)[-1].endswith("1 cached, 1 skipped, 0 failed; 1 query avoided")
+    assert account(second.output)[-1] == (
+        "total: 1 recipe-day: 0 queried, 1 cached, 0 skipped, 0 failed; 1 query avoided"
+    )
 
     # this checkout's copy lost: it comes back from the store, with no query and no upload
     on_s3.wf.leads(SQL, DAY).unlink()
     since = len(on_s3.requests())
-    copied = on_s3.run(config={"date": DAY})
+    copied = on_s3.run("--until", "redshift_extract", config=day)
     assert said(copied).endswith("this checkout's copy comes from the store (no query)")
     assert copied.queries == 0 and copied.jobs["redshift_extract"] == 1
     assert on_s3.uploads(since) == [] and on_s3.extract_key() == extract
     assert on_s3.downloads(extract, since) == 1
     assert on_s3.wf.leads(SQL, DAY).read_bytes() == on_s3.get(extract)
 
-    # the store's extract lost: the marker no longer counts, the day is queried again
-    on_s3.delete(extract)
-    again = on_s3.run(config={"date": DAY})
-    assert said(again) == "will query: marker present but cached extract missing"
-    assert again.queries == 1 and on_s3.extract_key() not in (None, extract)
-    assert on_s3.get(on_s3.extract_key())
-
-    since, replaced = len(on_s3.requests()), on_s3.extract_key()
-    forced = on_s3.run(config={"date": DAY, "ignore_redshift_marker": True})
+    # a forced re-query writes a new extract beside the one it replaces; the marker moves
+    # to it (the run stops at the extract: no assertion reads the analysis)
+    since = len(on_s3.requests())
+    forced = on_s3.run(
+        "--until", "redshift_extract", config={**day, "ignore_redshift_marker": True}
+    )
     assert said(forced) == "will query: forced by ignore_redshift_marker=true"
     assert "Forced execution" in forced.output and forced.queries == 1
     assert f"{SQL} {DAY} queried (" in "\n".join(account(forced.output))
-    # a re-query writes a new extract beside the one it replaces; the marker moves to it
-    assert on_s3.uploads(since) == [on_s3.extract_key()] != [replaced]
-    assert sorted(on_s3.extract_keys()) == sorted([replaced, on_s3.extract_key()])
+    assert on_s3.uploads(since) == [on_s3.extract_key()] != [extract]
+    assert sorted(on_s3.extract_keys()) == sorted([extract, on_s3.extract_key()])
     assert on_s3.wf.leads(SQL, DAY).read_bytes() == on_s3.get(on_s3.extract_key())
     assert _indexed(on_s3)["etag"] == _etag(on_s3, on_s3.marker_key()) != noted["etag"]
     assert on_s3.not_ours() == []
+
+    # the store's extract lost: the marker no longer counts, the day would be queried
+    # again (a dry run: that query is the job the forced run above ran)
+    on_s3.delete(on_s3.extract_key())
+    again = on_s3.run("-n", config=day)
+    assert said(again) == "will query: marker present but cached extract missing"
+    assert again.queries == 1
 
     # No credential anywhere: the checkout (logs, .snakemake metadata), nor the bucket.
     for path in on_s3.root.rglob("*"):
@@ -123,38 +129,39 @@ def test_same_day_reuse_missing_extract_forcing_and_no_credential_written(on_s3,
 
 
 def test_marker_ttl_and_refresh_times_read_the_marker_on_s3(on_s3):
-    def at(hhmm: str, dry: bool = False, **config):
+    def at(hhmm: str, *args: str, **config):
         return on_s3.run(
-            *(["-n"] if dry else []),
-            config={"date": DAY, "timezone": "UTC", **config},
+            *args,
+            config={"date": DAY, "recipe": SQL, "timezone": "UTC", **config},
             env={"LEAD_RECOVERY_NOW": f"2026-11-27T{hhmm}:00+00:00", "TZ": "UTC"},
         )
 
-    # One real query; then the decisions read that marker's times from S3 (dry runs: the
-    # query a decision leads to is the same job as any other, tested above).
-    assert at("06:00").queries == 1
-    expired = at("09:00", dry=True, marker_ttl="2h")
+    # One real query (to the extract: nothing here reads an analysis); then the decisions
+    # read that marker's times from S3 (dry runs: the query a decision leads to is the
+    # same job as any other, tested above). Each policy's boundaries and lines are
+    # plan.plan_day's (tests/unit/test_s3_decisions.py, tests/unit/test_plan.py).
+    assert at("06:00", "--until", "redshift_extract").queries == 1
+    expired = at("09:00", "-n", marker_ttl="2h")
     assert said(expired) == "will query: expired at 2026-11-27T08:00:00+00:00 (marker_ttl 2h)"
     assert expired.queries == 1
-    refreshed = at("09:30", dry=True, refresh_after=["05:00", "09:15"])
-    assert said(refreshed) == (
-        "will query: written before the 2026-11-27T09:15:00+00:00 refresh (refresh_after)"
-    )
-    assert refreshed.queries == 1
-    counts = at("07:59", dry=True, refresh_after=["05:00", "09:15"], marker_ttl="2h")
+    counts = at("07:59", "-n", refresh_after=["05:00", "09:15"], marker_ttl="2h")
     assert said(counts) == "marker counts (queried 2026-11-27T06:00:00+00:00); no query"
     assert counts.queries == 0
 
 
 def test_failed_forced_requery_keeps_the_s3_pair_then_skip_redshift_reads_it(on_s3):
-    assert on_s3.run(config={"date": DAY}).queries == 1
+    # set-up: the day's pair, made by a run that stops at the extract (the CSV recipe
+    # never meets the store: every run here is of the SQL recipe)
+    assert (
+        on_s3.run("--until", "redshift_extract", config={"date": DAY, "recipe": SQL}).queries == 1
+    )
     extract = on_s3.extract_key()
     before = {k: on_s3.get(k) for k in (extract, on_s3.marker_key())}
     sql = on_s3.root / f"recipes/{SQL}/redshift.sql"
     original = sql.read_text()
     sql.write_text(original.replace("SELECT", "SELECT nope_no_such_column,", 1))
 
-    failed = on_s3.run(config={"date": DAY}, ok=False)
+    failed = on_s3.run(config={"date": DAY, "recipe": SQL}, ok=False)
     assert said(failed).startswith("will query: SQL changed since the marker")
     line = next(x for x in account(failed.output) if x.startswith(f"{SQL} {DAY}"))
     assert line.startswith(f"{SQL} {DAY} failed: recipe '{SQL}': query failed")
@@ -166,7 +173,7 @@ def test_failed_forced_requery_keeps_the_s3_pair_then_skip_redshift_reads_it(on_
     assert on_s3.wf.marker(SQL, DAY).read_bytes() == before[on_s3.marker_key()]
 
     sql.write_text(original)
-    skipped = on_s3.run(config={"date": "20261128", "skip_redshift": True})
+    skipped = on_s3.run(config={"date": "20261128", "recipe": SQL, "skip_redshift": True})
     assert skipped.queries == 0
     assert said(skipped, day="20261128") == f"skip_redshift: using the extract of {DAY}"
     summary = (on_s3.wf.summary(SQL, "20261128")).read_text()
@@ -245,14 +252,15 @@ def test_an_unchanged_source_watermark_keeps_the_s3_marker_and_a_changed_one_que
     load(on_s3.wf, 1, "2025-05-12 05:00:00")
     config = {"recipe": "sourced", "date": WM_DAY, "marker_ttl": "1h"}
     marker_key = on_s3.marker_key("sourced", WM_DAY)
+    until = ("--until", "redshift_extract")  # the watermark is checked in the extract job
 
-    assert on_s3.run(config=config, env=at("06:00")).queries == 1
+    assert on_s3.run(*until, config=config, env=at("06:00")).queries == 1
     first = json.loads(on_s3.get(marker_key))
     paid = on_s3.extract_key("sourced", WM_DAY)
     assert first["watermark"] == "2025-05-12 05:00:00"
 
     since = len(on_s3.requests())
-    unchanged = on_s3.run(config=config, env=at("08:00"))
+    unchanged = on_s3.run(*until, config=config, env=at("08:00"))
     assert said(unchanged, "sourced", WM_DAY).endswith(
         "will check the source watermark and query only if it changed"
     )
@@ -267,7 +275,7 @@ def test_an_unchanged_source_watermark_keeps_the_s3_marker_and_a_changed_one_que
 
     load(on_s3.wf, 2, "2025-05-12 09:00:00")
     since = len(on_s3.requests())
-    changed = on_s3.run(config=config, env=at("09:45"))
+    changed = on_s3.run(*until, config=config, env=at("09:45"))
     final = json.loads(on_s3.get(marker_key))
     assert final["run_id"] != first["run_id"] and final["rows"] == 2
     assert final["watermark"] == "2025-05-12 09:00:00"
@@ -298,7 +306,8 @@ def test_every_request_is_signed_for_the_region_aws_region_or_the_profile_names(
 
     since = len(on_s3.requests())
     only_region = {"AWS_DEFAULT_REGION": None, "AWS_REGION": "eu-west-1"}
-    assert on_s3.run(config={"date": DAY}, env=only_region).queries == 1
+    first = on_s3.run("--until", "redshift_extract", config={"date": DAY}, env=only_region)
+    assert first.queries == 1
     assert signed(since) == {"eu-west-1"}
 
     secret = "lr-profile-secret-never-logged"
