@@ -285,6 +285,9 @@ def test_killing_cron_alone_lets_snakemake_finish_and_the_next_run_waits(cron_re
 
 
 def test_since_runs_every_missed_day_with_its_own_marker(cron_repo):
+    """The catch-up's days: tests/unit/test_cli_decisions.py; each day decided on its own
+    marker (a catch-up over days already done finds them cached): tests/unit/test_plan.py's
+    rows, and cron's "cached" line after a second run: test_make_cron_twice_in_one_day."""
     repo = cron_repo
     days = [_days_before(repo.today, n) for n in (1, 0)]
 
@@ -298,13 +301,6 @@ def test_since_runs_every_missed_day_with_its_own_marker(cron_repo):
         record = json.loads(repo.copy.marker(repo.sql_recipe, day).read_text())
         assert record["run_date"] == day
     assert repo.queries() == 2
-
-    earlier = _days_before(repo.today, 2)
-    again = repo.cron("--since", earlier, repo.sql_recipe)
-    assert again.returncode == 0
-    statuses = {d: r["status"] for (_, d), r in repo.summary(again.pid).items()}
-    assert statuses == {earlier: "queried", **dict.fromkeys(days, "cached")}
-    assert repo.queries() == 3
 
 
 def test_bad_arguments_are_one_line_and_exit_2(cron_repo):

@@ -8,8 +8,11 @@ from collections import Counter
 
 import pytest
 
+from tests.unit.test_cli_decisions import BAD_RUN_END_TO_END
+
 RECIPE = "simulation_to_handoff"
 DAY = "20250512"
+ENV = {"LEAD_RECOVERY_NOW": "2025-05-12T10:00:00+00:00", "TZ": "UTC"}  # conftest's clock
 _JOB_RE = re.compile(r"^(?:local)?rule (\w+):$", re.MULTILINE)
 
 
@@ -48,19 +51,29 @@ def test_the_seeds_commands_as_written(workflow, lead_recovery, helper):
     assert helper("--recipe", RECIPE, "--action", "create").returncode == 0
     assert helper("--recipe", RECIPE, "--action", "check").returncode == 0
     assert "COUNTS" in helper("--action", "list").row(RECIPE, DAY)
-    assert queries(lead_recovery("run", "--recipe", RECIPE)) == 0
+    # what the next run does after create and delete is Snakemake's dry run (the real
+    # runs above showed the query and the cache; tests/markers/test_markers_workflow.py
+    # runs Snakemake after each of the helper's commands)
+    assert workflow.run("-n", config={"recipe": RECIPE}, env=ENV).queries == 0
     assert helper("--recipe", RECIPE, "--action", "delete").returncode == 0
-    assert queries(lead_recovery("run", "--recipe", RECIPE)) == 1
+    assert workflow.run("-n", config={"recipe": RECIPE}, env=ENV).queries == 1
 
 
 def test_console_script_and_all_recipes(workflow, lead_recovery):
-    result = lead_recovery("run", "--date", "20250510", via="console")
+    """The console script, without --recipe: every recipe. What Snakemake plans is its
+    dry run; real runs of every recipe: tests/cron/test_cron_runs.py and the seed's."""
+    before = workflow.snapshot()
+
+    result = lead_recovery("run", "--date", "20250510", "-n", via="console")
 
     assert result.returncode == 0, result.output[-3000:]
-    assert "snakemake --config date=20250510" in result.stderr
+    assert "snakemake -n --config date=20250510" in result.stderr
     assert queries(result) == 1
+    assert Counter(_JOB_RE.findall(result.output))["analyze"] == 2
     for name in ("manual_leads", RECIPE):
-        assert workflow.analysis(name, "20250510").is_file()
+        analysis = workflow.analysis(name, "20250510").relative_to(workflow.root)
+        assert str(analysis) in result.output
+    assert workflow.snapshot() == before
 
 
 def test_dry_run_and_snakemake_arguments_pass_through(workflow, lead_recovery):
@@ -144,18 +157,9 @@ def test_markers_subcommand(workflow, lead_recovery):
     assert result.returncode == 0 and "no markers" in result.stdout
 
 
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["run", "--recipe", "no_such_recipe"], "unknown recipe 'no_such_recipe'"),
-        (["run", "--recipe", "../etc"], "must not contain '/', '\\' or '..'"),
-        (["run", "--date", "2025-05-12"], "date '2025-05-12' is not in YYYYMMDD form"),
-        (["run", "--bogus"], "No such option '--bogus'"),
-        (["run", "stray"], "Got unexpected extra argument (stray)"),
-        (["frobnicate"], "No such command 'frobnicate'"),
-        ([], "a command is required"),
-    ],
-)
+# Every bad input's line, in process: tests/unit/test_cli_decisions.py (BAD_RUN); one of
+# each kind here, as users start it.
+@pytest.mark.parametrize(("args", "expected"), BAD_RUN_END_TO_END)
 def test_bad_input(workflow, lead_recovery, args, expected):
     before = workflow.snapshot()
 

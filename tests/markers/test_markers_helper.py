@@ -13,6 +13,11 @@ import pytest
 
 from lead_recovery import lease, markers, recipes
 from lead_recovery.store import FolderStore
+from tests.unit.test_cli_decisions import (
+    BAD_MARKERS_END_TO_END,
+    CORRUPT_END_TO_END,
+    LEGACY_END_TO_END,
+)
 
 RECIPE = "simulation_to_handoff"
 DAY = "20250512"  # the run date of the pinned clock (conftest.NOW)
@@ -94,10 +99,9 @@ def test_list_filters_by_recipe_and_date(workflow, helper):
     assert [(e["recipe"], e["run_date"]) for e in by_date] == [(RECIPE, OLD)]
 
 
-@pytest.mark.parametrize(
-    "content",
-    ["2025-05-12T08:00:00", "2025-05-12 08:00:00.123456\n", "1747036800.0", "1747036800"],
-)
+# Each timestamp form and each broken marker, in process: tests/unit/test_cli_decisions.py
+# (LEGACY, CORRUPT); one of each here, as users start the helper.
+@pytest.mark.parametrize("content", LEGACY_END_TO_END)
 def test_list_reads_the_previous_systems_timestamp_markers(workflow, helper, cache, content):
     workflow.marker(RECIPE, DAY).parent.mkdir(parents=True)
     workflow.marker(RECIPE, DAY).write_text(content)
@@ -114,16 +118,7 @@ def test_list_reads_the_previous_systems_timestamp_markers(workflow, helper, cac
     assert table.row(RECIPE, DAY).rstrip().endswith("COUNTS")
 
 
-@pytest.mark.parametrize(
-    ("content", "problem"),
-    [
-        (b"", "neither JSON nor a timestamp"),
-        (b"not a time", "neither JSON nor a timestamp"),
-        (b'{"queried_at": ', "not valid JSON"),
-        (b'{"rows": 3}', "JSON without a valid queried_at"),
-        (b"\xff\xfe\x00garbage", "unreadable: UnicodeDecodeError"),
-    ],
-)
+@pytest.mark.parametrize(("content", "problem"), CORRUPT_END_TO_END)
 def test_list_shows_a_corrupt_marker_as_such(workflow, helper, cache, content, problem):
     json_marker(workflow, day=OLD)
     path = workflow.marker(RECIPE, DAY)
@@ -483,17 +478,6 @@ def test_the_seeds_action_form(workflow, helper, cache):
     assert checked_after.returncode == 1
 
 
-@pytest.mark.parametrize("via", ["script", "module"])
-def test_other_ways_to_start_the_helper(workflow, helper, cache, via):
-    cache(RECIPE)
-    json_marker(workflow)
-
-    result = helper("--action", "list", via=via)
-
-    assert result.returncode == 0, result.output
-    assert "COUNTS" in result.row(RECIPE, DAY)
-
-
 # --------------------------------------------------------------------------- where it looks
 
 
@@ -557,32 +541,9 @@ def test_today_follows_the_configured_zone_and_day_start(workflow, helper, cache
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.mark.parametrize(
-    ("args", "expected"),
-    [
-        (["--action", "frobnicate"], "Invalid value for '--action': 'frobnicate'"),
-        (["frobnicate"], "No such command 'frobnicate'"),
-        ([], "a command is required"),
-        (["--action", "check"], "check needs a recipe"),
-        (["delete"], "delete needs a recipe"),
-        (["check", "no_such_recipe"], "unknown recipe 'no_such_recipe'"),
-        (["--recipe", "no_such_recipe", "--action", "delete"], "unknown recipe 'no_such_recipe'"),
-        (["create", "no_such_recipe"], "unknown recipe 'no_such_recipe'"),
-        (["delete", "../etc"], "must not contain '/', '\\' or '..'"),
-        (["--recipe", "a/b", "--action", "create"], "must not contain '/', '\\' or '..'"),
-        (["delete", "a\\b"], "must not contain '/', '\\' or '..'"),
-        (["delete", ".."], "must not contain '/', '\\' or '..'"),
-        (["list", "--recipe", "../results"], "must not contain '/', '\\' or '..'"),
-        (["delete", RECIPE, "--date", "2025-05-12"], "date '2025-05-12' is not in YYYYMMDD form"),
-        (["create", RECIPE, "--date", "20250231"], "'20250231' is not a real calendar date"),
-        (["--recipe", RECIPE, "--action", "check", "--date", "x"], "is not in YYYYMMDD form"),
-        (["delete", RECIPE, "--date", DAY, "--all-dates"], "cannot be combined"),
-        (["prune"], "--older-than"),
-        (["prune", "--older-than", "30 days"], "is not a duration"),
-        (["list", "--bogus"], "No such option '--bogus'"),
-        (["check", RECIPE, "extra"], "Got unexpected extra argument (extra)"),
-    ],
-)
+# Every bad input's line, in process: tests/unit/test_cli_decisions.py (BAD_MARKERS); one
+# of each kind here, as users start the helper.
+@pytest.mark.parametrize(("args", "expected"), BAD_MARKERS_END_TO_END)
 def test_bad_input_is_one_line_exit_2_and_touches_nothing(workflow, helper, cache, args, expected):
     json_marker(workflow)
     json_marker(workflow, day=OLD)
@@ -623,14 +584,17 @@ def test_help_describes_both_forms(helper):
 
 @pytest.mark.parametrize("via", ["lead-recovery", "console", "script", "module"])
 def test_every_way_in_lists_the_same_markers(workflow, helper, lead_recovery, cache, via):
-    """`lead-recovery markers`, and its aliases: `markers`, the script, the module."""
+    """`lead-recovery markers`, and its aliases: `markers`, the script, the module (these
+    two in the seed's ``--action`` form)."""
     cache(RECIPE)
     json_marker(workflow)
 
     if via == "lead-recovery":
         result = lead_recovery("markers", "list", "--json", via="console")
-    else:
+    elif via == "console":
         result = helper("list", "--json", via=via)
+    else:  # the script and the module, in the seed's form
+        result = helper("--action", "list", "--json", via=via)
 
     assert result.returncode == 0, result.output
     assert [(e["recipe"], e["run_date"], e["counts"]) for e in result.json()] == [

@@ -42,8 +42,7 @@ def test_a_workflow_marker_is_listed_as_counting_and_after_delete_the_next_run_q
 
     assert deleted.returncode == 0, deleted.output
     assert helper("check", RECIPE).returncode == 1
-    assert run(ran).queries == 1
-    assert helper("check", RECIPE).returncode == 0
+    assert run(ran, "-n").queries == 1  # the next run would query (its dry run says)
 
 
 def test_after_create_with_the_cache_present_the_next_run_does_not_query(ran, helper):
@@ -70,14 +69,16 @@ def test_delete_and_create_for_another_date_and_delete_all_dates(workflow, helpe
     assert run(workflow, "-n", config={**ONE, "date": OLD}).queries == 1
 
     helper("create", RECIPE, "--date", OLD)
-    assert run(workflow, config={**ONE, "date": OLD}).queries == 0
+    assert run(workflow, "-n", config={**ONE, "date": OLD}).queries == 0
 
     helper("delete", RECIPE, "--all-dates")
     assert markers.list_markers(FolderStore(workflow.root / "results")) == []
     assert run(workflow, "-n", config={**since, "date": "20250506"}).queries == 2
 
 
-@pytest.mark.parametrize("content", ["2025-05-12T09:30:00", "1747042200.0"])
+# Both timestamp forms read as legacy markers that count: tests/unit/test_cli_decisions.py
+# (LEGACY) and tests/markers/test_markers_helper.py; one here against Snakemake.
+@pytest.mark.parametrize("content", ["1747042200.0"])
 def test_a_previous_systems_marker_spares_the_query(ran, helper, content):
     ran.marker(RECIPE, DAY).write_text(content)
 
@@ -94,7 +95,9 @@ def test_a_corrupt_marker_is_listed_and_requeried(ran, helper):
 
     assert listed.returncode == 0
     assert "NO: marker unreadable (not valid JSON)" in listed.row(RECIPE, DAY)
-    assert run(ran).queries == 1
+    # Snakemake would query (its dry run); a real run re-querying a corrupt marker:
+    # tests/core/test_one_broken_recipe.py, tests/keep/test_failed_requery_keeps_the_day.py
+    assert run(ran, "-n").queries == 1
 
 
 def reason_in_snakemake(result):
@@ -124,9 +127,9 @@ def test_helper_follows_the_configured_store(workflow, helper, set_config, tmp_p
     shared = tmp_path / "shared"
     set_config(store=str(shared))
 
-    run(workflow)
+    run(workflow, "--until", "redshift_extract")  # only the marker matters here
     [entry] = helper("list", "--json").json()
     helper("delete", RECIPE)
 
     assert entry["path"] == markers.marker_path(shared / "markers", RECIPE, DAY)
-    assert run(workflow).queries == 1
+    assert run(workflow, "-n").queries == 1
