@@ -14,6 +14,11 @@ def run_day(workflow, day=DAY, **config):
     return workflow.run(config={"recipe": RECIPE, "date": day, **config})
 
 
+def extract_day(workflow, day=DAY):
+    """The day's extract and marker only (no analysis job), for tests that read no analysis."""
+    return workflow.run("--until", "redshift_extract", config={"recipe": RECIPE, "date": day})
+
+
 def test_first_run_queries_and_writes_marker_beside_the_cached_extract(workflow):
     result = run_day(workflow)
 
@@ -90,7 +95,7 @@ def test_marker_present_but_cache_missing_queries_again(workflow, ran_before):
         extract.unlink()
     workflow.leads(RECIPE, DAY).unlink()  # and this checkout's copy of it
 
-    result = run_day(workflow)
+    result = extract_day(workflow)
 
     assert result.queries == 1
     assert workflow.leads(RECIPE, DAY).is_file()
@@ -101,7 +106,7 @@ def test_a_checkout_copy_removed_comes_back_from_the_store_without_a_query(workf
     paid = workflow.leads(RECIPE, DAY).read_bytes()
     workflow.leads(RECIPE, DAY).unlink()  # the store still holds the day's extract
 
-    result = run_day(workflow)
+    result = extract_day(workflow)
 
     assert result.queries == 0 and result.jobs["redshift_extract"] == 1
     assert "this checkout's copy comes from the store (no query)" in result.output
@@ -112,22 +117,22 @@ def test_deleting_the_marker_asks_for_a_fresh_query(workflow, ran_before):
     ran_before(workflow, PAID)  # as if run_day(workflow) had run
     workflow.marker(RECIPE, DAY).unlink()
 
-    result = run_day(workflow)
+    result = extract_day(workflow)
 
     assert result.queries == 1
     assert workflow.marker(RECIPE, DAY).is_file()
 
 
-def test_a_new_date_queries_again_and_keeps_the_earlier_day(workflow):
-    run_day(workflow, day="20250511")
-    earlier = workflow.leads(RECIPE, "20250511").read_bytes()
+def test_a_new_date_queries_again_and_keeps_the_earlier_day(workflow, ran_before):
+    ran_before(workflow, PAID)  # as if run_day(workflow) had run
+    earlier = workflow.leads(RECIPE, DAY).read_bytes()
 
-    result = run_day(workflow, day=DAY)
+    result = extract_day(workflow, day="20250513")
 
     assert result.queries == 1
-    assert workflow.marker(RECIPE, "20250511").is_file()
-    assert workflow.leads(RECIPE, "20250511").read_bytes() == earlier
     assert workflow.marker(RECIPE, DAY).is_file()
+    assert workflow.leads(RECIPE, DAY).read_bytes() == earlier
+    assert workflow.marker(RECIPE, "20250513").is_file()
 
 
 def test_analysis_summary_says_cached_when_the_cache_was_reused(workflow, ran_before):

@@ -32,10 +32,13 @@ def test_recipe_leads_keep_ids_and_phone_numbers_as_text(workflow):
     assert rows == ["lead_id,phone", "007,+34600000001", "0042,0034600000002"]
 
 
-def test_skip_redshift_uses_the_newest_cached_extract_on_or_before_the_run_date(workflow):
+def test_skip_redshift_uses_the_newest_cached_extract_on_or_before_the_run_date(
+    workflow, ran_before
+):
     """Never a cache dated after the run date, and never a marker written or read."""
-    for day in ("20250510", DAY):  # two paid days (their extracts; no analysis needed)
-        workflow.run("--until", "redshift_extract", config={"recipe": SQL_RECIPE, "date": day})
+    # two paid days: DAY (copied from a run made once) and an earlier one (its extract)
+    ran_before(workflow, {"recipe": SQL_RECIPE, "date": DAY})
+    workflow.run("--until", "redshift_extract", config={"recipe": SQL_RECIPE, "date": "20250510"})
     markers_before = sorted(p.name for p in (workflow.root / "results/markers").iterdir())
 
     between = workflow.run(config={"recipe": SQL_RECIPE, "date": "20250511", "skip_redshift": True})
