@@ -7,6 +7,9 @@ carrying the recipe's query tag), not inferred from Snakemake's output.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pyarrow.parquet as pq
 
@@ -128,3 +131,38 @@ def test_wrong_password_fails_without_marker_and_without_leaking_it(
     logs = [p.read_text() for p in (bare_workflow.root / "logs").rglob("*") if p.is_file()]
     for text in [result.output, *logs]:
         assert wrong not in text and pg_server.password not in text
+
+
+def test_a_demo_marker_never_counts_on_redshift(workflow, pg_server, shim, server_log):
+    """After a run on the DuckDB demo, the first run on Redshift queries: a marker counts
+    only for the warehouse that produced it (issue 23). The dry run, the run and
+    ``markers list`` say why."""
+    workflow.add_recipe(RECIPE, sql=SQL, meta=META)
+    demo = workflow.run(*UNTIL_EXTRACT, config={"recipe": RECIPE, "date": DAY1})
+    assert (
+        demo.queries == 1
+        and json.loads(workflow.marker(RECIPE, DAY1).read_text())["warehouse"] == "duckdb"
+    )
+    since = server_log.mark()
+    env = pg_server.env(shim.port)
+    where = f"redshift at {env['REDSHIFT_HOST']}:{env['REDSHIFT_PORT']}/{env['REDSHIFT_DATABASE']}"
+    reason = f"queried on the duckdb demo; this run uses {where}"
+
+    config = workflow.root / "config/config.yaml"  # the next runs' config, as a team edits it
+    config.write_text(config.read_text().replace("warehouse: duckdb", "warehouse: redshift"))
+    plan = run(workflow, pg_server, shim, DAY1, "-n", *UNTIL_EXTRACT)
+    listed = subprocess.run(
+        [sys.executable, "-m", "lead_recovery.cli.markers", "list", "--json"],
+        cwd=workflow.root,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    real = run(workflow, pg_server, shim, DAY1, *UNTIL_EXTRACT)
+
+    assert f"{RECIPE} {DAY1}: will query: {reason}" in plan.output
+    [row] = [r for r in json.loads(listed.stdout) if r["recipe"] == RECIPE]
+    assert (row["counts"], row["reason"]) == (False, reason)
+    assert queries(server_log, since, DAY1) == 1 and real.queries == 1
+    assert json.loads(workflow.marker(RECIPE, DAY1).read_text())["warehouse"] == "redshift"
