@@ -279,7 +279,24 @@ class Day:
         pair (its marker copy is the pair's and its extract copy is there: this method
         writes them in that order). ``local``: this job's own result, the very file it
         just published: linked, never downloaded back.
+
+        A checkout that cannot take its copies (a full disk, an I/O error) is one line
+        naming its folder: the store's pair is untouched, and the next run makes them.
         """
+        try:
+            self._link(pair, views, local)
+        except LeadRecoveryError:
+            raise
+        except OSError as err:
+            cause = {errno.ENOSPC: "has no space left", errno.EDQUOT: "is over its quota"}
+            raise LeadRecoveryError(
+                f"recipe '{self.recipe}' {self.date}: this checkout's folder "
+                f"{views.leads.parent} {cause.get(err.errno or 0, 'could not be written')} "
+                f"({err.strerror or type(err).__name__}); the store's extract and marker "
+                "are intact and the next run makes this checkout's copies"
+            ) from None
+
+    def _link(self, pair: Pair, views: Views, local: Path | None) -> None:
         source = self.store.local_path(pair.extract)
         if local is not None:
             atomic.link_over(local, views.leads)

@@ -157,3 +157,19 @@ def test_a_killed_writers_temporaries_go_and_the_jobs_own_stays(store, tmp_path)
 
     assert day.clear_temporaries(copies, keep=relative) == 2
     assert own.exists() and not left.exists() and not list(extracts.iterdir())
+
+
+def test_a_checkout_that_cannot_take_its_copies_is_one_line_and_the_pair_stands(store, tmp_path):
+    """A full checkout disk (here: its folder is a file) after a commit: one line naming
+    the folder, and the store's pair as it was."""
+    from lead_recovery.errors import LeadRecoveryError
+
+    day = Day(store, R, D)
+    with lease.held(store, R, D, wait_s=1, say=quiet) as held:
+        pair = day.publish(held, extract(tmp_path, 3), record(3))
+    blocked = views(tmp_path)
+    blocked.leads.parent.parent.mkdir(parents=True)
+    blocked.leads.parent.write_text("not a folder")
+    with pytest.raises(LeadRecoveryError, match=r"this checkout's folder .* could not be written"):
+        day.link(pair, blocked)
+    assert day.read().text == pair.text and day.read().present
