@@ -42,6 +42,15 @@ log = logging.getLogger("lead_recovery")
 _POINT_TRIES = 50
 
 
+def _refusal(err: OSError) -> str:
+    """What a refused write says of the folder or store that refused it."""
+    return {
+        errno.ENOSPC: "has no space left",
+        errno.EDQUOT: "is over its quota",
+        errno.EROFS: "is read-only",
+    }.get(err.errno or 0, "could not be written")
+
+
 @dataclass(frozen=True)
 class Pair:
     """What the store holds for a day: its marker (exact bytes) and the extract it names."""
@@ -172,11 +181,7 @@ class Day:
     def _unwritten(self, err: OSError, committed: bool = False) -> str:
         """One line for a store that refused a write of the day's commit (full, an I/O
         error): the store, why, and what became of the day."""
-        cause = {
-            errno.ENOSPC: "has no space left",
-            errno.EDQUOT: "is over its quota",
-            errno.EROFS: "is read-only",
-        }.get(err.errno or 0, "could not be written")
+        cause = _refusal(err)
         became = (
             "its marker is committed and the next run of the day writes it"
             if committed
@@ -288,10 +293,9 @@ class Day:
         except LeadRecoveryError:
             raise
         except OSError as err:
-            cause = {errno.ENOSPC: "has no space left", errno.EDQUOT: "is over its quota"}
             raise LeadRecoveryError(
                 f"recipe '{self.recipe}' {self.date}: this checkout's folder "
-                f"{views.leads.parent} {cause.get(err.errno or 0, 'could not be written')} "
+                f"{views.leads.parent} {_refusal(err)} "
                 f"({err.strerror or type(err).__name__}); the store's extract and marker "
                 "are intact and the next run makes this checkout's copies"
             ) from None
