@@ -413,7 +413,6 @@ class Invocation:
             say(f"lead-recovery: warning: {name} {day}: this checkout's copies were not put "
                 f"back ({_first(err)})")  # fmt: skip
             return False
-        return True
 
     def account_lines(self) -> list[account.Line]:
         lines = []
