@@ -21,7 +21,7 @@ from typing import Any
 
 from lead_recovery import atomic
 from lead_recovery.jsoncache import JsonCache
-from lead_recovery.store import TooLarge
+from lead_recovery.store import TooLarge, read_at_most
 
 PREFIX = "redshift_queried_"
 SUFFIX = ".marker"
@@ -148,13 +148,10 @@ def _read_bytes(path: str | Path) -> bytes:
             raise _NotAMarker("not a regular file")
         if info.st_size > MAX_BYTES:
             raise _NotAMarker(f"{info.st_size} bytes, more than a marker holds")
-        chunks, total = [], 0
-        while chunk := os.read(fd, 65536):
-            total += len(chunk)
-            if total > MAX_BYTES:
-                raise _NotAMarker(f"more than {MAX_BYTES} bytes")
-            chunks.append(chunk)
-        return b"".join(chunks)
+        try:
+            return read_at_most(fd, MAX_BYTES)
+        except TooLarge as err:
+            raise _NotAMarker(str(err)) from None
     finally:
         os.close(fd)
 

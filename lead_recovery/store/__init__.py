@@ -42,6 +42,7 @@ from lead_recovery.store.base import (
     clean,
     clean_or_root,
     etag_of,
+    read_at_most,
 )
 from lead_recovery.store.folder import FolderStore
 from lead_recovery.store.s3 import S3Store, parse_url
@@ -57,6 +58,7 @@ __all__ = [
     "Store",
     "StoreError",
     "TooLarge",
+    "read_at_most",
     "clean",
     "clean_or_root",
     "etag_of",

@@ -4,6 +4,7 @@ and its paths (relative to the root, ``/``-separated, never climbing out of it).
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Protocol, TypeVar
@@ -28,6 +29,18 @@ class StoreError(LeadRecoveryError, OSError):
 
 class TooLarge(StoreError):
     """An object larger than the caller will read."""
+
+
+def read_at_most(fd: int, limit: int) -> bytes:
+    """All of an open file's bytes, or :class:`TooLarge` once more than ``limit`` came:
+    a file on shared ground may be any size, whatever its ``stat`` said a moment ago."""
+    chunks, total = [], 0
+    while chunk := os.read(fd, 65536):
+        total += len(chunk)
+        if total > limit:
+            raise TooLarge(f"more than {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 @dataclass(frozen=True)

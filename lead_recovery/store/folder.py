@@ -23,6 +23,7 @@ from lead_recovery.store.base import (
     clean,
     clean_or_root,
     etag_of,
+    read_at_most,
 )
 
 
@@ -59,7 +60,7 @@ class FolderStore:
                 return Got(b"", f"irregular-{info.st_ino}", info.st_mtime, regular=False)
             if info.st_size > limit:
                 raise TooLarge(f"{self.location(path)}: more than {limit} bytes")
-            data = _read_all(fd, limit)
+            data = read_at_most(fd, limit)
         finally:
             os.close(fd)
         return Got(data, etag_of(data), info.st_mtime)
@@ -219,16 +220,6 @@ class FolderStore:
             os.close(fd)
         self._clock = (now, time.monotonic())
         return now
-
-
-def _read_all(fd: int, limit: int) -> bytes:
-    chunks, total = [], 0
-    while chunk := os.read(fd, 65536):
-        total += len(chunk)
-        if total > limit:
-            raise TooLarge(f"more than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def _write_temp(target: Path, data: bytes) -> Path:
